@@ -1,0 +1,50 @@
+/* Torch-free launchers of the GPU kernels (one source for HIP/gfx908 and CUDA/sm_90).
+ * Streams are passed as void* (cudaStream_t / hipStream_t); every launcher only enqueues
+ * work on that stream: no allocation, no synchronization (graph-capture safe). */
+#ifndef GPTQ_MI100_GPU_H
+#define GPTQ_MI100_GPU_H
+
+#include "../gptq_kernels.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* GEMM kernels selectable per call. GPTQ_GPU_KERNEL_EXLLAMA is the baseline: split-K
+ * over blocks with fp32 partials reduced in a fixed order (deterministic, no atomics). */
+typedef enum gptq_gpu_kernel {
+  GPTQ_GPU_KERNEL_EXLLAMA = 0
+} gptq_gpu_kernel;
+
+/* Bytes of fp32 workspace the caller must provide (torch-allocated) for this problem. */
+size_t gptq_gpu_gemm_workspace_bytes(const gptq_problem* p, gptq_gpu_kernel kernel);
+
+/* c = a @ W for p->m rows. workspace: >= gptq_gpu_gemm_workspace_bytes bytes. */
+gptq_status gptq_gpu_gemm(const gptq_problem* p, gptq_gpu_kernel kernel, void* workspace,
+                          size_t workspace_bytes, void* stream);
+
+/* W in original K order into p->c ([k, n], dtype p->a_dtype, row stride p->ldc). */
+gptq_status gptq_gpu_dequantize(const gptq_problem* p, void* stream);
+
+/* dst row r = src row perm[r] in unpacked K space (perm validated by the caller). */
+gptq_status gptq_gpu_permute_rows(const int32_t* src, int32_t* dst, const int32_t* perm,
+                                  int64_t k, int64_t n, int bits, void* stream);
+
+/* Device-side counter of clamped a_perm/group_index entries (static device memory of
+ * this module, so no allocation). Reading it synchronizes: call it only from
+ * gptq_mi100.ops.take_index_errors(), never inside an op. */
+int32_t* gptq_gpu_index_error_counter(void);
+gptq_status gptq_gpu_take_index_errors(int device, int64_t* out_count);
+
+/* Smallest M that "auto" sends to dequantize + matmul on the current device's
+ * architecture (per-architecture table in gptq_gpu.cu). */
+int64_t gptq_gpu_large_m_threshold(int bits);
+
+/* Compile-time block sizes of the running device's architecture, for reports. */
+const char* gptq_gpu_arch_config(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* GPTQ_MI100_GPU_H */
