@@ -1,0 +1,129 @@
+"""Bad input raises a clear exception naming the argument and what was expected."""
+
+import pytest
+import torch
+
+from gptq_mi100 import ops, quantize
+from conftest import seed_of
+
+K, N, BITS, GS = 256, 264, 4, 64
+
+
+@pytest.fixture
+def case(device):
+    t = quantize.random_gptq(K, N, BITS, GS, symmetric=False, act_order=True, v2_zeros=False,
+                             seed=seed_of("validation"))
+    dev = {name: getattr(t, name).to(device) for name in ("qweight", "qzeros", "scales", "g_idx")}
+    w = ops.prepare(dev["qweight"], dev["qzeros"], dev["scales"], dev["g_idx"], bits=BITS,
+                    group_size=GS)
+    a = torch.randn(3, K).half().to(device)
+    return t, dev, w, a
+
+
+def raw_gemm(a_, w, **override):
+    args = dict(a=a_, qweight=w.qweight, qzeros=w.qzeros, scales=w.scales, a_perm=w.a_perm,
+                group_index=w.group_index, bits=w.bits, group_size=w.group_size,
+                v2_zeros=w.v2_zeros, layout=w.layout, kernel="auto")
+    args.update(override)
+    return torch.ops.gptq_mi100.gemm(*args.values())
+
+
+BAD_GEMM_ARGS = [
+    # (override builder, exception, message)
+    (lambda a, w: dict(bits=5), ValueError, "bits must be one of 2, 3, 4, 8, got 5"),
+    (lambda a, w: dict(a=a.float()), TypeError, "a must be float16 or bfloat16, got Float"),
+    (lambda a, w: dict(a=a[:, :128]), ValueError, r"a.size\(1\) must equal K=256"),
+    (lambda a, w: dict(a=a[0]), ValueError, "a must be 2-D"),
+    (lambda a, w: dict(a=a.t().contiguous().t()), ValueError, "a must have unit stride"),
+    (lambda a, w: dict(qweight=w.qweight.float()), TypeError, "qweight must be int32"),
+    (lambda a, w: dict(qweight=w.qweight.t()), ValueError, "qweight must be contiguous"),
+    (lambda a, w: dict(qweight=w.qweight[:, :260].contiguous()), ValueError,
+     "N \\(qweight.size\\(1\\)\\) must be a positive multiple of 8 for bits=4, got 260"),
+    (lambda a, w: dict(qweight=w.qweight[:3].contiguous(), a=a[:, :24]), ValueError,
+     "K must be a multiple of 32, got 24"),
+    (lambda a, w: dict(scales=w.scales.float()), TypeError,
+     "scales must be float16 or bfloat16, got Float"),
+    (lambda a, w: dict(scales=w.scales[:, :8].contiguous()), ValueError,
+     r"scales must be \[G, N=264\]"),
+    (lambda a, w: dict(qzeros=w.qzeros[:, :8].contiguous()), ValueError,
+     r"qzeros must be \[G=4, N\*bits/32=33\]"),
+    (lambda a, w: dict(qzeros=w.qzeros.short()), TypeError, "qzeros must be int32"),
+    (lambda a, w: dict(a_perm=w.a_perm.long()), TypeError, "a_perm must be int32, got Long"),
+    (lambda a, w: dict(group_index=w.group_index[:10]), ValueError,
+     "group_index must be empty or 1-D of length K=256"),
+    (lambda a, w: dict(group_index=w.group_index[:0], group_size=32), ValueError,
+     r"without group_index, G \(scales.size\(0\)=4\) must equal K / group_size = 256 / 32"),
+    (lambda a, w: dict(layout=7), ValueError, "prepared for layout 7"),
+    (lambda a, w: dict(kernel="fast"), ValueError, "kernel must be one of"),
+]
+
+
+@pytest.mark.parametrize("i", range(len(BAD_GEMM_ARGS)))
+def test_gemm_rejects(case, i):
+    t, dev, w, a = case
+    build, exc, msg = BAD_GEMM_ARGS[i]
+    with pytest.raises(exc, match=msg):
+        raw_gemm(a, w, **build(a, w))
+
+
+def test_gemm_out_rejects_wrong_out(case):
+    t, dev, w, a = case
+    with pytest.raises(TypeError, match="out must have a's dtype"):
+        ops.gemm(a, w, out=torch.empty(3, N, dtype=torch.bfloat16, device=a.device))
+    with pytest.raises(ValueError, match=r"out must have shape \(3, 264\)"):
+        ops.gemm(a, w, out=torch.empty(3, N + 8, dtype=a.dtype, device=a.device))
+
+
+def test_python_wrappers_reject(case):
+    t, dev, w, a = case
+    with pytest.raises(TypeError, match="w must be a PreparedGPTQ"):
+        ops.gemm(a, (w.qweight, w.qzeros))
+    with pytest.raises(ValueError, match="group_size must be -1 or a positive multiple of 32"):
+        ops.prepare(dev["qweight"], dev["qzeros"], dev["scales"], None, bits=4, group_size=48)
+    with pytest.raises(ValueError, match=r"without g_idx, scales.shape\[0\] \(G\) must equal"):
+        ops.prepare(dev["qweight"], dev["qzeros"], dev["scales"], None, bits=4, group_size=128)
+    with pytest.raises(ValueError, match="bits must be one of"):
+        ops.prepare(dev["qweight"], dev["qzeros"], dev["scales"], None, bits=6, group_size=64)
+    with pytest.raises(TypeError, match="dtype must be float16 or bfloat16"):
+        ops.dequantize(w, torch.float32)
+
+
+def test_prepare_rejects_bad_g_idx(case):
+    t, dev, w, a = case
+    g = dev["g_idx"].clone()
+    g[5] = 4  # G = 4 groups: 4 is out of range
+    with pytest.raises(ValueError, match=r"g_idx values must lie in \[0, G=4\), got min 0 max 4"):
+        ops.prepare(dev["qweight"], dev["qzeros"], dev["scales"], g, bits=4, group_size=GS)
+    with pytest.raises(ValueError, match="g_idx must be 1-D of length K=256"):
+        ops.prepare(dev["qweight"], dev["qzeros"], dev["scales"], g[:100], bits=4,
+                    group_size=GS)
+    with pytest.raises(TypeError, match="g_idx must be int32"):
+        ops.prepare(dev["qweight"], dev["qzeros"], dev["scales"], g.float(), bits=4,
+                    group_size=GS)
+
+
+def test_tensor_parallel_g_idx_needs_only_range(case):
+    """Row-parallel shards keep all G groups: prepare accepts any g_idx with max < G."""
+    t, dev, w, a = case
+    g = torch.full((K,), 3, dtype=torch.int32, device=a.device)  # every row in group 3
+    prepared = ops.prepare(dev["qweight"], dev["qzeros"], dev["scales"], g, bits=4,
+                           group_size=GS)
+    assert prepared.group_index.numel() == K
+
+
+def test_vllm_gptq_gemm_validates(case):
+    t, dev, w, a = case
+    with pytest.raises(TypeError, match="gptq_gemm: a must be float16 or bfloat16"):
+        ops.gptq_gemm(a.float(), dev["qweight"], dev["qzeros"], dev["scales"], dev["g_idx"],
+                      False, False, 4)
+    with pytest.raises(ValueError, match="gptq_gemm: bits must be one of"):
+        ops.gptq_gemm(a, dev["qweight"], dev["qzeros"], dev["scales"], dev["g_idx"], False,
+                      False, 7)
+
+
+def test_devices_must_match(case):
+    t, dev, w, a = case
+    if a.device.type != "cuda":
+        pytest.skip("needs a GPU to have two devices")
+    with pytest.raises(ValueError, match="qweight is on cpu but a is on cuda"):
+        raw_gemm(a, w, qweight=w.qweight.cpu())
