@@ -1,0 +1,113 @@
+"""Build backend choice (fake torch.version), kernel-choice environment, import errors."""
+
+import importlib.util
+import os
+import subprocess
+import sys
+import types
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load_build_config():
+    spec = importlib.util.spec_from_file_location("build_config",
+                                                  os.path.join(ROOT, "build_config.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+bc = load_build_config()
+
+
+def version(hip=None, cuda=None):
+    return types.SimpleNamespace(hip=hip, cuda=cuda)
+
+
+@pytest.mark.parametrize("tv, env, nvcc, want", [
+    (version(hip="6.2.41133"), {}, None, "rocm"),
+    (version(hip="5.2.0", cuda=None), {}, "/usr/bin/nvcc", "rocm"),
+    (version(cuda="13.0"), {}, "/usr/local/cuda/bin/nvcc", "cuda"),
+    (version(cuda="13.0"), {}, "", "cpu"),            # CUDA torch but no nvcc
+    (version(), {}, "/usr/local/bin/nvcc", "cpu"),   # CPU torch: nvcc alone is not enough
+    (version(cuda="12.4"), {"GPTQ_MI100_BUILD": "cpu"}, "/x/nvcc", "cpu"),
+    (version(hip="6.2"), {"GPTQ_MI100_BUILD": "ROCM"}, None, "rocm"),
+])
+def test_choose_backend(tv, env, nvcc, want):
+    backend, reason = bc.choose_backend(tv, env, nvcc_path=nvcc)
+    assert backend == want and reason
+
+
+@pytest.mark.parametrize("tv, env, msg", [
+    (version(), {"GPTQ_MI100_BUILD": "rocm"}, "needs a ROCm build of torch"),
+    (version(hip="6.2"), {"GPTQ_MI100_BUILD": "cuda"}, "needs a CUDA build of torch"),
+    (version(), {"GPTQ_MI100_BUILD": "metal"}, "GPTQ_MI100_BUILD must be one of cpu, cuda, rocm"),
+])
+def test_choose_backend_rejects(tv, env, msg):
+    with pytest.raises(ValueError, match=msg):
+        bc.choose_backend(tv, env, nvcc_path="/x/nvcc")
+
+
+def test_read_flags(tmp_path):
+    p = tmp_path / "flags.txt"
+    p.write_text("# comment\n-O3  # why\n\n-fno-gpu-rdc -DX=1\n")
+    assert bc.read_flags(str(p)) == ["-O3", "-fno-gpu-rdc", "-DX=1"]
+    assert bc.read_flags(str(tmp_path / "missing.txt")) == []
+
+
+def run_python(code, **env):
+    full = dict(os.environ, **env)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=full, cwd=ROOT)
+
+
+def test_invalid_kernel_env_is_an_error_listing_valid_ones():
+    r = run_python("import gptq_mi100.kernels", GPTQ_MI100_KERNEL="fastest")
+    assert r.returncode != 0
+    assert "GPTQ_MI100_KERNEL must be one of auto, cpu_c, exllama, dequant_matmul" in r.stderr
+
+
+def test_kernel_env_sets_process_default():
+    code = ("import torch; from gptq_mi100 import ops, quantize;"
+            "t = quantize.random_gptq(256, 264, 4, 128, symmetric=True, act_order=False,"
+            " v2_zeros=False, seed=3);"
+            "w = ops.prepare(t.qweight, t.qzeros, t.scales, None, bits=4, group_size=128);"
+            "ops.gemm(torch.randn(1, 256).half(), w);"
+            "ops.gptq_gemm(torch.randn(1, 256).half(), t.qweight, t.qzeros, t.scales,"
+            " torch.empty(0, dtype=torch.int32), True, False, 4);"
+            "print(ops.path_counts()['dequant_matmul'])")
+    r = run_python(code, GPTQ_MI100_KERNEL="dequant_matmul")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "2"  # gemm (Python default) and gptq_gemm (C++ default)
+
+
+def test_kernel_names_agree_between_python_and_cpp():
+    import torch
+    from gptq_mi100 import kernels, ops  # noqa: F401 (loads the extension)
+    for device_type, names in kernels.KERNELS_BY_DEVICE.items():
+        assert tuple(torch.ops.gptq_mi100.kernel_names(device_type)) == names
+
+
+def test_torch_version_mismatch_message(tmp_path):
+    """A build for another torch gives 'built against X, running Y', not a bare
+    undefined-symbol error."""
+    import gptq_mi100
+    pkg = os.path.dirname(gptq_mi100.__file__)
+    fake = tmp_path / "gptq_mi100"
+    fake.mkdir()
+    for name in ("__init__.py", "_loader.py", "kernels.py", "ops.py"):
+        (fake / name).write_text(open(os.path.join(pkg, name)).read())
+    (fake / "_build_info.py").write_text("TORCH_VERSION = '1.0.0'\nBACKEND = 'cpu'\n")
+    r = subprocess.run([sys.executable, "-c", "import gptq_mi100.ops"], capture_output=True,
+                       text=True, cwd=str(tmp_path))
+    assert r.returncode != 0
+    assert "was built against torch 1.0.0 but torch" in r.stderr
+    assert "pip install --no-build-isolation" in r.stderr
+
+
+def test_build_info_names_backend():
+    from gptq_mi100 import ops
+    info = ops.build_info()
+    assert "torch " in info and "backend " in info
