@@ -77,6 +77,7 @@ gptq_status gptq_cpu_gemm(const gptq_problem* p, int64_t n_begin, int64_t n_end,
                           float* scratch);
 
 /* W in original (checkpoint) K order: out[a_perm ? a_perm[r] : r, n] = w[r, n].
+ * The CPU dequantize alone also accepts a_dtype GPTQ_F32 (fp32 output).
  * out is [k, n] with row stride ldc of dtype out_dtype (p->c, p->ldc, p->a_dtype). */
 gptq_status gptq_cpu_dequantize(const gptq_problem* p, int64_t n_begin, int64_t n_end);
 

@@ -26,8 +26,9 @@ std::atomic<int64_t> g_cpu_index_errors{0};
 GpuHooks g_gpu_hooks{nullptr, nullptr, nullptr};
 bool g_have_gpu_hooks = false;
 
-// CPU default below which the C kernel runs (not tuned beyond a quick look; see README).
-constexpr int64_t kCpuLargeM = 32;
+// CPU: the C kernel beat dequantize + fp32 matmul up to M = 64 and tied at 128 on the
+// 2-core development machine (K = N = 2048, 4-bit; benchmarks/NOTES.md).
+constexpr int64_t kCpuLargeM = 128;
 
 const char* kKernelNamesCpu[] = {"auto", "cpu_c", "dequant_matmul"};
 const char* kKernelNamesGpu[] = {"auto", "exllama", "dequant_matmul"};
@@ -382,9 +383,13 @@ at::Tensor gemm_common(const char* op, const at::Tensor& a, const at::Tensor& qw
                                                         : backend.native_kernel;
   if (choice == Kernel::DequantMatmul) {
     count_path(Path::DequantMatmul);
-    // Peak extra memory: one [K, N] weight in the activation dtype.
-    auto w = backend.dequantize(p, a.scalar_type(), a);
-    at::mm_out(out, a, w);
+    if (backend.large_m_in_fp32) {
+      // Peak extra memory: W, A and the product in fp32.
+      out.copy_(at::mm(a.to(at::kFloat), backend.dequantize(p, at::kFloat, a)));
+    } else {
+      // Peak extra memory: one [K, N] weight in the activation dtype.
+      at::mm_out(out, a, backend.dequantize(p, a.scalar_type(), a));
+    }
   } else {
     count_path(backend.native_path);
     backend.run_native(p, a);

@@ -73,6 +73,7 @@ struct Backend {
   Kernel native_kernel;  // Kernel::CpuC or Kernel::Exllama
   void (*run_native)(const gptq_problem& p, const at::Tensor& like);
   DequantizeFn dequantize;  // W [K, N] in checkpoint K order, dtype given
+  bool large_m_in_fp32;     // CPU: dequantize to fp32 and use the fp32 GEMM (fast on CPU)
 };
 
 // Validate, choose the kernel (auto: native below the large-M threshold), run.

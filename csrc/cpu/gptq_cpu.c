@@ -30,6 +30,7 @@
 #include "fp16_convert.h"
 
 #include <limits.h>
+#include <string.h>
 
 #if defined(__clang__) /* gcc ignores this pragma with a warning; its ISO mode is off anyway */
 #pragma STDC FP_CONTRACT OFF
@@ -168,7 +169,9 @@ static void dequantize_row(const uint32_t* qweight, int64_t n, int bits, int64_t
 static void store_row(void* out, int64_t offset, const float* restrict values, int width,
                       gptq_dtype dtype) {
   uint16_t* restrict dst = (uint16_t*)out + offset;
-  if (dtype == GPTQ_BF16) {
+  if (dtype == GPTQ_F32) { /* dequantize only: the CPU large-M path multiplies in fp32 */
+    memcpy((float*)out + offset, values, (size_t)width * sizeof(float));
+  } else if (dtype == GPTQ_BF16) {
     for (int j = 0; j < width; ++j) dst[j] = gptq_f32_to_bf16(values[j]);
   } else {
     for (int j = 0; j < width; ++j) dst[j] = gptq_f32_to_f16(values[j]);
@@ -265,6 +268,7 @@ gptq_status gptq_cpu_dequantize(const gptq_problem* p, int64_t n_begin, int64_t 
   if (p == NULL) return GPTQ_ERR_SHAPE;
   checked = *p; /* a, m and lda are unused here: check the rest only */
   checked.m = 0;
+  if (checked.a_dtype == GPTQ_F32) checked.a_dtype = GPTQ_F16; /* output may be fp32 here */
   status = gptq_check_problem(&checked);
   if (status != GPTQ_OK) return status;
   status = check_column_range(p->n, p->bits, n_begin, n_end);

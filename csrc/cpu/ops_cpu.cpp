@@ -49,7 +49,6 @@ at::Tensor cpu_dequantize(const gptq_problem& p, at::ScalarType dtype, const at:
   q.c = w.data_ptr();
   q.ldc = p.n;
   q.a_dtype = to_gptq_dtype(dtype);
-  check_status("dequantize", gptq_check_problem(&q), &q);
   std::atomic<int64_t> errors{0};
   for_column_ranges("dequantize", q, [&](int64_t n0, int64_t n1) {
     gptq_problem local = q;
@@ -76,7 +75,7 @@ at::Tensor cpu_permute_rows(const at::Tensor& qweight, const at::Tensor& perm, i
   return out;
 }
 
-const Backend kCpuBackend{Path::CpuC, Kernel::CpuC, &run_cpu_gemm, &cpu_dequantize};
+const Backend kCpuBackend{Path::CpuC, Kernel::CpuC, &run_cpu_gemm, &cpu_dequantize, true};
 
 at::Tensor gemm(const at::Tensor& a, const at::Tensor& qweight, const at::Tensor& qzeros,
                 const at::Tensor& scales, const at::Tensor& a_perm,

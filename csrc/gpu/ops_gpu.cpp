@@ -55,7 +55,8 @@ at::Tensor gpu_permute_rows(const at::Tensor& qweight, const at::Tensor& perm, i
   return out;
 }
 
-const Backend kGpuBackend{Path::Exllama, Kernel::Exllama, &run_gpu_gemm, &gpu_dequantize};
+const Backend kGpuBackend{Path::Exllama, Kernel::Exllama, &run_gpu_gemm, &gpu_dequantize,
+                          false};
 
 at::Tensor gemm(const at::Tensor& a, const at::Tensor& qweight, const at::Tensor& qzeros,
                 const at::Tensor& scales, const at::Tensor& a_perm,
