@@ -1,0 +1,65 @@
+"""End-to-end check of the benchmark harness in CPU mode on one tiny shape (in-process)."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `benchmarks` lives at the root
+pytest.importorskip("gptq_mi100._C", reason="compiled extension not built")
+
+from benchmarks import bench_gemm, mi100_sheet  # noqa: E402
+from benchmarks.shapes import gptq_weight_bytes, parse_shapes  # noqa: E402
+from gptq_mi100.kernels import KERNELS_BY_DEVICE  # noqa: E402
+
+
+def test_bench_gemm_cpu_tiny(tmp_path):
+    argv = ["--device", "cpu", "--quick", "--shapes", "256x512", "--m", "1", "4",
+            "--out-dir", str(tmp_path), "--no-plot"]
+    result = bench_gemm.main(argv)
+    data = json.loads((tmp_path / "results.json").read_text())
+    md = (tmp_path / "results.md").read_text()
+    assert data["meta"]["command"] == "python -m benchmarks.bench_gemm " + " ".join(argv)
+    assert data["meta"]["command"] in md and "## custom 256x512 256x512 (K x N)" in md
+    assert data["meta"]["copy_bandwidth_gbps"] > 0
+    rows = data["rows"]
+    assert len(rows) == len(result["rows"])
+
+    gptq = [r for r in rows if r["kernel_id"] in KERNELS_BY_DEVICE["cpu"]]
+    # every gptq kernel, twice, for each (M, bits)
+    assert len(gptq) == 2 * len(KERNELS_BY_DEVICE["cpu"]) * 2 * 2
+    for r in gptq:
+        assert r["status"] == "ok", r
+        assert r["rel_err"] < 1e-2, r
+        assert r["us_per_call"] > 0 and r["speedup_vs_fp16"] > 0
+        assert r["weight_bytes"] == gptq_weight_bytes(256, 512, r["bits"], 128)
+    assert {r["kernel"] for r in gptq} >= {"cpu_c", "cpu_c (repeat)"}
+    fp16 = [r for r in rows if r["kernel_id"] == "fp16_linear"]
+    assert len(fp16) == 2 and all(r["rel_err"] < 1e-2 for r in fp16)
+    int4 = [r for r in rows if r["kernel_id"] == "int4pack"]
+    assert len(int4) == 2 and all(r["bits"] == 4 for r in int4)
+    for r in int4:  # either measured and right, or n/a with the reason
+        assert (r["status"] == "ok" and r["rel_err"] < 2e-2) or (r["status"] == "n/a"
+                                                                   and r["note"])
+
+
+def test_parse_shapes():
+    s = parse_shapes(["qwen3-32b-tp4", "1024x4096,qwen3-32b-tp4"])
+    assert [(x.k, x.n) for x in s] == [(5120, 2560), (2048, 5120), (5120, 12800),
+                                      (6400, 5120), (1024, 4096)]
+    with pytest.raises(ValueError):
+        parse_shapes(["nope"])
+
+
+def test_mi100_sheet(tmp_path):
+    out = tmp_path / "sheet.md"
+    text = mi100_sheet.main(["--out", str(out)])
+    assert out.read_text().rstrip() == text.rstrip()
+    # BACKGROUND.md section 4: W4 g128 floors of Qwen3-32B TP=4 at 1.2288 TB/s
+    for row in ("| qwen3-32b-tp4 | qkv | 5120x2560 | 6.81 | 5.5 |",
+                "| qwen3-32b-tp4 | o | 2048x5120 | 5.45 | 4.4 |",
+                "| qwen3-32b-tp4 | gate_up | 5120x12800 | 34.05 | 27.7 |",
+                "| qwen3-32b-tp4 | down | 6400x5120 | 17.02 | 13.9 |"):
+        assert row in text
+    assert "gfx908_resources.md" in text
