@@ -1,0 +1,59 @@
+"""Workload for tools/sanitize.sh: every GPU op over a shape sweep, or a planted bug.
+
+    python tools/sanitizer_workload.py sweep     # ragged N, M in {1, 7, 64, 200}, all bits
+    python tools/sanitizer_workload.py planted   # a kernel that writes one element past
+                                                 # the end of a torch tensor (must be caught)
+"""
+
+import sys
+
+import torch
+
+
+def sweep():
+    from gptq_mi100 import ops, quantize
+    dev = torch.device("cuda")
+    cases = [  # (K, N, bits, group_size, act_order)
+        (256, 264, 4, 64, True), (256, 264, 8, 128, False), (512, 272, 2, 128, True),
+        (256, 288, 3, 32, True), (1024, 520, 4, -1, False), (2048, 264, 8, 32, True),
+    ]
+    for k, n, bits, gs, act in cases:
+        t = quantize.random_gptq(k, n, bits, gs, symmetric=False, act_order=act,
+                                 v2_zeros=False, seed=k + n + bits)
+        w = ops.prepare(t.qweight.to(dev), t.qzeros.to(dev), t.scales.to(dev),
+                        t.g_idx.to(dev) if act else None, bits=bits, group_size=gs)
+        for m in (1, 7, 64, 200):
+            for dtype in (torch.float16, torch.bfloat16):
+                a = torch.randn(m, k, device=dev).to(dtype)
+                for kernel in ("exllama", "dequant_matmul"):
+                    ops.gemm(a, w, kernel=kernel)
+        ops.dequantize(w, torch.float16)
+        q = t.qweight.to(dev).clone()
+        perm = torch.argsort(t.g_idx).to(torch.int32).to(dev)
+        ops.gptq_shuffle(q, perm, bits)
+        ops.gptq_gemm(torch.randn(7, k, device=dev).half(), q, t.qzeros.to(dev),
+                      t.scales.to(dev), perm, True, False, bits)
+        g_bad = t.g_idx.clone()
+        g_bad[0] = 1 << 20  # clamped in the kernel, never read out of bounds
+        ops.gptq_gemm(torch.randn(3, k, device=dev).half(), t.qweight.to(dev),
+                      t.qzeros.to(dev), t.scales.to(dev), g_bad.to(dev), False, False, bits)
+    torch.cuda.synchronize()
+    print("sweep done; index errors clamped:", ops.take_index_errors("cuda"))
+
+
+def planted():
+    import cupy
+    kernel = cupy.RawKernel(r'''
+    extern "C" __global__ void write_one_past(float* out, int n) {
+      int i = blockIdx.x * blockDim.x + threadIdx.x;
+      if (i <= n) out[i] = 1.0f;  // deliberate off-by-one: i == n is out of bounds
+    }''', "write_one_past")
+    n = 1000
+    out = torch.empty(n, device="cuda")
+    kernel((4,), (256,), (out.data_ptr(), cupy.int32(n)))
+    torch.cuda.synchronize()
+    print("planted kernel ran")
+
+
+if __name__ == "__main__":
+    {"sweep": sweep, "planted": planted}[sys.argv[1]]()
