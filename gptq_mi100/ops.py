@@ -79,6 +79,10 @@ def prepare(qweight, qzeros, scales, g_idx=None, *, bits, group_size, v2_zeros=F
             raise ValueError(f"without g_idx, scales.shape[0] (G) must equal K / group_size"
                              f" = {k} / {group_size}, got shape {tuple(scales.shape)}")
     qweight_k, a_perm, group_index = _ops.prepare(qweight, qzeros, scales, g_idx, bits)
+    if group_index.numel() == 0:
+        # g_idx was None or equal to k // (K / G): rows map to groups by K / G, which for a
+        # tensor-parallel shard can differ from the checkpoint's group_size.
+        group_size = k // scales.shape[0]
     return PreparedGPTQ(qweight_k, qzeros.contiguous(), scales.contiguous(), a_perm,
                         group_index, bits, group_size, bool(v2_zeros), LAYOUT_VERSION)
 

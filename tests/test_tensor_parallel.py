@@ -259,9 +259,6 @@ def test_bound_catches_planted_errors():
     assert run(rank_local) is not None
 
 
-@pytest.mark.xfail(reason="ops.prepare drops a g_idx that equals k // (K/G) but keeps the "
-                          "caller's group_size, so gemm rejects G != K/group_size (reported)",
-                   raises=ValueError, strict=False)
 def test_row_act_order_slice_that_looks_like_a_default_grouping():
     """Row-parallel act-order shard (whole scales: G=4 groups of 128 rows over K=512) whose
     256-row g_idx slice happens to be k // 64 == k // (K_local / G)."""
