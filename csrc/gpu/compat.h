@@ -1,0 +1,174 @@
+/* compat.h: the ONLY file of gptq_mi100 with vendor #ifs (HIP/ROCm vs CUDA).
+ *
+ * Kernel code includes this header and uses the gptq_* names below instead of
+ * cuda* / hip* identifiers. Each island states the hardware or toolchain reason.
+ * The same source must mean the same thing on wave64 (gfx908) and warp32 (sm_90):
+ * nothing here changes results except the rounding of gptq_dot2_f32 (fused fp32 dot
+ * on gfx9, two fp32 fmas elsewhere; the fp16 products are exact in fp32 either way).
+ */
+#ifndef GPTQ_MI100_GPU_COMPAT_H
+#define GPTQ_MI100_GPU_COMPAT_H
+
+#include <stdint.h>
+
+/* ---- vendor ---------------------------------------------------------------------- */
+/* __HIP__ is set by clang in both HIP passes; __HIP_PLATFORM_AMD__ by hipcc and torch. */
+#if defined(__HIP__) || defined(__HIP_PLATFORM_AMD__) || defined(__HIP_PLATFORM_HCC__)
+#define GPTQ_HIP 1
+#else
+#define GPTQ_HIP 0
+#endif
+
+#if GPTQ_HIP
+#include <hip/hip_runtime.h>
+#include <hip/hip_fp16.h>
+#else
+#include <cuda_runtime.h>
+#include <cuda_fp16.h>
+#include <cuda_bf16.h>
+#endif
+
+/* 1 when this build targets AMD: selects the gfx908 row of the block-size table in
+ * gptq_gpu.cu. Keyed by vendor, not by device arch macro, because host launch math
+ * needs the row in the host pass, where __gfx908__ / __CUDA_ARCH__ are not defined. */
+#define GPTQ_TARGET_AMD GPTQ_HIP
+
+/* ---- runtime names --------------------------------------------------------------- */
+#if GPTQ_HIP
+typedef hipStream_t gptq_stream_t;
+typedef hipError_t gptq_error_t;
+#define GPTQ_SUCCESS hipSuccess
+#define gptq_get_last_error hipGetLastError
+#define gptq_get_device hipGetDevice
+#define gptq_set_device hipSetDevice
+/* HIP_SYMBOL: hip-clang takes the symbol itself, HIP-on-NVIDIA its address. */
+#define gptq_memcpy_from_symbol(dst, sym, bytes) \
+  hipMemcpyFromSymbol((dst), HIP_SYMBOL(sym), (bytes), 0, hipMemcpyDeviceToHost)
+#define gptq_memcpy_to_symbol(sym, src, bytes) \
+  hipMemcpyToSymbol(HIP_SYMBOL(sym), (src), (bytes), 0, hipMemcpyHostToDevice)
+#define gptq_get_symbol_address(ptr, sym) hipGetSymbolAddress((ptr), HIP_SYMBOL(sym))
+static inline gptq_error_t gptq_sm_count(int device, int* out) {
+  return hipDeviceGetAttribute(out, hipDeviceAttributeMultiprocessorCount, device);
+}
+/* A code object missing for this GPU: hipErrorNoBinaryForGpu at load,
+ * hipErrorInvalidDeviceFunction at launch (the usual ROCm symptom of a wrong arch). */
+#define GPTQ_ERR_IS_NO_KERNEL(e) \
+  ((e) == hipErrorNoBinaryForGpu || (e) == hipErrorInvalidDeviceFunction)
+#else
+typedef cudaStream_t gptq_stream_t;
+typedef cudaError_t gptq_error_t;
+#define GPTQ_SUCCESS cudaSuccess
+#define gptq_get_last_error cudaGetLastError
+#define gptq_get_device cudaGetDevice
+#define gptq_set_device cudaSetDevice
+#define gptq_memcpy_from_symbol(dst, sym, bytes) \
+  cudaMemcpyFromSymbol((dst), sym, (bytes), 0, cudaMemcpyDeviceToHost)
+#define gptq_memcpy_to_symbol(sym, src, bytes) \
+  cudaMemcpyToSymbol(sym, (src), (bytes), 0, cudaMemcpyHostToDevice)
+#define gptq_get_symbol_address(ptr, sym) cudaGetSymbolAddress((ptr), sym)
+static inline gptq_error_t gptq_sm_count(int device, int* out) {
+  return cudaDeviceGetAttribute(out, cudaDevAttrMultiProcessorCount, device);
+}
+/* No SASS/PTX for this GPU in the fatbinary. */
+#define GPTQ_ERR_IS_NO_KERNEL(e) \
+  ((e) == cudaErrorNoKernelImageForDevice || (e) == cudaErrorInvalidDeviceFunction)
+#endif
+
+/* ---- wave size (device passes only) ---------------------------------------------- */
+/* GFX9 (Vega, CDNA: gfx908) runs wave64; RDNA (gfx10+) defaults to wave32; NVIDIA warp32.
+ * A macro, never `warpSize`: that is not a constant expression on ROCm 7. Host code must
+ * not use it (no arch macro exists in the host pass). Kernels here use it only in
+ * static_asserts: no result depends on it. */
+#if defined(__GFX9__) || defined(__gfx900__) || defined(__gfx906__) || defined(__gfx908__) || \
+    defined(__gfx90a__) || defined(__gfx940__) || defined(__gfx941__) || defined(__gfx942__)
+#define GPTQ_WAVE_SIZE 64
+#else
+#define GPTQ_WAVE_SIZE 32
+#endif
+
+/* ---- launch bounds --------------------------------------------------------------- */
+/* GPTQ_LAUNCH_BOUNDS(threads, min_blocks): at most `threads` per block and at least
+ * `min_blocks` resident blocks per SM/CU, on both vendors.
+ * CUDA's second __launch_bounds__ argument is min blocks per SM. HIP's becomes
+ * amdgpu-waves-per-eu = min waves per SIMD, so it is translated: a CU has 4 SIMDs and
+ * a block of T threads is T/64 waves, hence waves/SIMD = ceil(min_blocks * T / 256).
+ * flat_work_group_size(1, T) is what lets the AMD compiler budget VGPRs for T threads
+ * instead of the default 1024. */
+#if GPTQ_HIP
+#define GPTQ_LAUNCH_BOUNDS(threads, min_blocks)                                   \
+  __attribute__((amdgpu_flat_work_group_size(1, (threads)),                      \
+                 amdgpu_waves_per_eu(((min_blocks) * (threads) + 255) / 256)))
+#else
+#define GPTQ_LAUNCH_BOUNDS(threads, min_blocks) __launch_bounds__((threads), (min_blocks))
+#endif
+
+/* ---- bit casts ------------------------------------------------------------------- */
+/* memcpy is the aliasing-safe bit cast; both compilers lower it to a register move. */
+__device__ __forceinline__ __half2 gptq_h2_from_bits(uint32_t u) {
+  __half2 h;
+  __builtin_memcpy(&h, &u, sizeof(h));
+  return h;
+}
+__device__ __forceinline__ uint32_t gptq_h2_bits(__half2 h) {
+  uint32_t u;
+  __builtin_memcpy(&u, &h, sizeof(u));
+  return u;
+}
+
+/* ---- fp16 / bf16 <-> float --------------------------------------------------------- */
+/* fp16 and bf16 travel as raw uint16_t bits: HIP's __half2 / bf16 struct fields changed
+ * type across ROCm versions, so no code touches .x/.y of a half type. */
+__device__ __forceinline__ float gptq_f16_bits_to_float(uint16_t b) {
+  return __half2float(__ushort_as_half(b));
+}
+__device__ __forceinline__ uint16_t gptq_float_to_f16_bits(float f) {
+  return __half_as_ushort(__float2half_rn(f));
+}
+/* bf16 is the top half of an fp32: widening is an exact shift on every vendor. */
+__device__ __forceinline__ float gptq_bf16_bits_to_float(uint16_t b) {
+  return __uint_as_float(((uint32_t)b) << 16);
+}
+#if GPTQ_HIP
+/* gfx908 has no float->bf16 convert instruction: round to nearest even by integer ops,
+ * NaN -> 0x7fff as the NVIDIA cvt.rn.bf16.f32 does, so both vendors agree bitwise. */
+__device__ __forceinline__ uint16_t gptq_float_to_bf16_bits(float f) {
+  uint32_t u = __float_as_uint(f);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)0x7fff;
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return (uint16_t)(u >> 16);
+}
+#else
+/* sm_80+ rounds with one cvt.rn.bf16.f32. */
+__device__ __forceinline__ uint16_t gptq_float_to_bf16_bits(float f) {
+  return __bfloat16_as_ushort(__float2bfloat16_rn(f));
+}
+#endif
+
+/* ---- 2-wide fp16 dot with fp32 accumulation -------------------------------------- */
+/* acc + a.lo*b.lo + a.hi*b.hi, accumulated in fp32 (fp16 partial sums overflow on real
+ * activations: the "!!!!" bug). */
+#if defined(__gfx906__) || defined(__gfx908__) || defined(__gfx90a__)
+typedef _Float16 gptq_v2f16 __attribute__((ext_vector_type(2)));
+/* gfx906/908/90a have v_dot2_f32_f16 (dot2-insts). Use the builtin with clamp=false:
+ * __ockl_fdot2 ignores its clamp flag on ROCm 5.2 and always emits `clamp` ([0,1]). */
+__device__ __forceinline__ float gptq_dot2_f32(__half2 a, __half2 b, float acc) {
+  gptq_v2f16 va, vb;
+  __builtin_memcpy(&va, &a, sizeof(va));
+  __builtin_memcpy(&vb, &b, sizeof(vb));
+  return __builtin_amdgcn_fdot2(va, vb, acc, false);
+}
+#else
+/* No fp16 dot with fp32 accumulate on this target: two fp32 fmas (products are exact). */
+__device__ __forceinline__ float gptq_dot2_f32(__half2 a, __half2 b, float acc) {
+  return fmaf(__high2float(a), __high2float(b), fmaf(__low2float(a), __low2float(b), acc));
+}
+#endif
+
+/* ---- memory ---------------------------------------------------------------------- */
+/* 16-byte global load (4 adjacent int32 columns): one dwordx4 / LDG.128 per lane, so a
+ * wave reads contiguous bytes. p must be 16-byte aligned. */
+__device__ __forceinline__ uint4 gptq_ld_v4(const int32_t* p) {
+  return *reinterpret_cast<const uint4*>(p);
+}
+
+#endif /* GPTQ_MI100_GPU_COMPAT_H */
