@@ -8,7 +8,6 @@
 #include <atomic>
 #include <cstdlib>
 #include <mutex>
-#include <sstream>
 
 #ifndef GPTQ_MI100_TORCH_VERSION
 #define GPTQ_MI100_TORCH_VERSION "unknown"
@@ -59,7 +58,7 @@ std::vector<std::string> kernel_names(const std::string& device_type) {
   if (device_type == "cpu") return {std::begin(kKernelNamesCpu), std::end(kKernelNamesCpu)};
   if (device_type == "cuda")
     return {std::begin(kKernelNamesGpu), std::end(kKernelNamesGpu)};
-  TORCH_CHECK_VALUE(false, "kernel_names: device_type must be 'cpu' or 'cuda', got '",
+  GPTQ_CHECK_VALUE(false, "kernel_names: device_type must be 'cpu' or 'cuda', got '",
                     device_type, "'");
 }
 
@@ -71,7 +70,7 @@ std::string default_kernel_name() {
     std::vector<std::string> all = {"auto", "cpu_c", "exllama", "dequant_matmul"};
     for (auto& n : all)
       if (n == v) return v;
-    TORCH_CHECK_VALUE(false, "GPTQ_MI100_KERNEL must be one of ", join(all), ", got '", v,
+    GPTQ_CHECK_VALUE(false, "GPTQ_MI100_KERNEL must be one of ", join(all), ", got '", v,
                       "'");
   }();
   return name;
@@ -84,7 +83,7 @@ Kernel parse_kernel(const std::string& name, const at::Device& device) {
   if (name == "dequant_matmul") return Kernel::DequantMatmul;
   if (name == "cpu_c" && dev == "cpu") return Kernel::CpuC;
   if (name == "exllama" && dev == "cuda") return Kernel::Exllama;
-  TORCH_CHECK_VALUE(false, "kernel must be one of ", join(valid), " for ", dev,
+  GPTQ_CHECK_VALUE(false, "kernel must be one of ", join(valid), " for ", dev,
                     " tensors, got '", name, "'");
 }
 
@@ -94,13 +93,13 @@ int64_t large_m_threshold(const at::Device& device, int64_t bits) {
     if (!env) return int64_t(-1);
     char* end = nullptr;
     long long v = std::strtoll(env, &end, 10);
-    TORCH_CHECK_VALUE(end != env && *end == '\0' && v >= 1,
+    GPTQ_CHECK_VALUE(end != env && *end == '\0' && v >= 1,
                       "GPTQ_MI100_LARGE_M must be a positive integer, got '", env, "'");
     return int64_t(v);
   }();
   if (env_value > 0) return env_value;
   if (is_gpu(device)) {
-    TORCH_CHECK(g_have_gpu_hooks, "this gptq_mi100 build has no GPU support");
+    GPTQ_CHECK(g_have_gpu_hooks, "this gptq_mi100 build has no GPU support");
     return g_gpu_hooks.large_m_threshold(bits);
   }
   return kCpuLargeM;
@@ -109,7 +108,7 @@ int64_t large_m_threshold(const at::Device& device, int64_t bits) {
 int64_t large_m_threshold_for(const std::string& device_type, int64_t bits) {
   check_bits("large_m_threshold", bits);
   if (device_type == "cpu") return large_m_threshold(at::Device(at::kCPU), bits);
-  TORCH_CHECK_VALUE(device_type == "cuda",
+  GPTQ_CHECK_VALUE(device_type == "cuda",
                     "large_m_threshold: device_type must be 'cpu' or 'cuda', got '",
                     device_type, "'");
   return large_m_threshold(at::Device(at::kCUDA, 0), bits);
@@ -126,38 +125,37 @@ void add_cpu_index_errors(int64_t count) {
 
 int64_t take_index_errors(const std::string& device_type, int64_t device_index) {
   if (device_type == "cpu") return g_cpu_index_errors.exchange(0);
-  TORCH_CHECK_VALUE(device_type == "cuda",
+  GPTQ_CHECK_VALUE(device_type == "cuda",
                     "take_index_errors: device_type must be 'cpu' or 'cuda', got '",
                     device_type, "'");
-  TORCH_CHECK(g_have_gpu_hooks, "this gptq_mi100 build has no GPU support");
+  GPTQ_CHECK(g_have_gpu_hooks, "this gptq_mi100 build has no GPU support");
   return g_gpu_hooks.take_index_errors(device_index);
 }
 
 std::string build_info() {
-  std::ostringstream s;
-  s << "torch " << GPTQ_MI100_TORCH_VERSION << "; backend " << GPTQ_MI100_BACKEND;
-  if (g_have_gpu_hooks) s << "; " << g_gpu_hooks.arch_config();
-  return s.str();
+  std::string s = msg("torch ", GPTQ_MI100_TORCH_VERSION, "; backend ", GPTQ_MI100_BACKEND);
+  if (g_have_gpu_hooks) s += "; " + g_gpu_hooks.arch_config();
+  return s;
 }
 
 // ---------------------------------------------------------------- validation
 
 void check_bits(const char* op, int64_t bits) {
-  TORCH_CHECK_VALUE(bits == 2 || bits == 3 || bits == 4 || bits == 8, op,
+  GPTQ_CHECK_VALUE(bits == 2 || bits == 3 || bits == 4 || bits == 8, op,
                     ": bits must be one of 2, 3, 4, 8, got ", bits);
 }
 
 int64_t checked_k(const char* op, const at::Tensor& qweight, int64_t bits) {
   check_bits(op, bits);
-  TORCH_CHECK_TYPE(qweight.scalar_type() == at::kInt, op,
+  GPTQ_CHECK_TYPE(qweight.scalar_type() == at::kInt, op,
                    ": qweight must be int32, got ", qweight.scalar_type());
-  TORCH_CHECK_VALUE(qweight.dim() == 2, op, ": qweight must be 2-D [K*bits/32, N], got ",
+  GPTQ_CHECK_VALUE(qweight.dim() == 2, op, ": qweight must be 2-D [K*bits/32, N], got ",
                     qweight.dim(), " dims");
-  TORCH_CHECK_VALUE(qweight.is_contiguous(), op, ": qweight must be contiguous");
+  GPTQ_CHECK_VALUE(qweight.is_contiguous(), op, ": qweight must be contiguous");
   const int64_t rows = qweight.size(0);
   // 3-bit packs 32 values in 3 words; others pack 32/bits values per word.
   if (bits == 3) {
-    TORCH_CHECK_VALUE(rows % 3 == 0, op,
+    GPTQ_CHECK_VALUE(rows % 3 == 0, op,
                       ": for bits=3 qweight.size(0) must be a multiple of 3, got ", rows);
     return rows / 3 * 32;
   }
@@ -170,18 +168,18 @@ gptq_dtype to_gptq_dtype(at::ScalarType t) {
 
 static void check_same_device(const char* op, const char* name, const at::Tensor& t,
                               const at::Tensor& a) {
-  TORCH_CHECK_VALUE(t.device() == a.device(), op, ": ", name, " is on ", t.device(),
+  GPTQ_CHECK_VALUE(t.device() == a.device(), op, ": ", name, " is on ", t.device(),
                     " but a is on ", a.device());
 }
 
 static void check_index_tensor(const char* op, const char* name, const at::Tensor& t,
                                int64_t k, const at::Tensor& a) {
   if (t.numel() == 0) return;
-  TORCH_CHECK_TYPE(t.scalar_type() == at::kInt, op, ": ", name, " must be int32, got ",
+  GPTQ_CHECK_TYPE(t.scalar_type() == at::kInt, op, ": ", name, " must be int32, got ",
                    t.scalar_type());
-  TORCH_CHECK_VALUE(t.dim() == 1 && t.size(0) == k, op, ": ", name,
+  GPTQ_CHECK_VALUE(t.dim() == 1 && t.size(0) == k, op, ": ", name,
                     " must be empty or 1-D of length K=", k, ", got shape ", t.sizes());
-  TORCH_CHECK_VALUE(t.is_contiguous(), op, ": ", name, " must be contiguous");
+  GPTQ_CHECK_VALUE(t.is_contiguous(), op, ": ", name, " must be contiguous");
   check_same_device(op, name, t, a);
 }
 
@@ -191,47 +189,47 @@ gptq_problem make_problem(const char* op, const at::Tensor& a, const at::Tensor&
                           int64_t bits, int64_t group_size, bool v2_zeros) {
   const int64_t k = checked_k(op, qweight, bits);
   const int64_t n = qweight.size(1);
-  TORCH_CHECK_TYPE(a.scalar_type() == at::kHalf || a.scalar_type() == at::kBFloat16, op,
+  GPTQ_CHECK_TYPE(a.scalar_type() == at::kHalf || a.scalar_type() == at::kBFloat16, op,
                    ": a must be float16 or bfloat16, got ", a.scalar_type());
-  TORCH_CHECK_VALUE(a.dim() == 2, op, ": a must be 2-D [M, K], got shape ", a.sizes());
-  TORCH_CHECK_VALUE(a.size(1) == k, op, ": a.size(1) must equal K=", k,
+  GPTQ_CHECK_VALUE(a.dim() == 2, op, ": a must be 2-D [M, K], got shape ", a.sizes());
+  GPTQ_CHECK_VALUE(a.size(1) == k, op, ": a.size(1) must equal K=", k,
                     " (from qweight.size(0)=", qweight.size(0), " and bits=", bits,
                     "), got ", a.size(1));
-  TORCH_CHECK_VALUE(a.size(0) == 0 || a.stride(1) == 1, op,
+  GPTQ_CHECK_VALUE(a.size(0) == 0 || a.stride(1) == 1, op,
                     ": a must have unit stride along K, got strides ", a.strides());
   check_same_device(op, "qweight", qweight, a);
   check_same_device(op, "qzeros", qzeros, a);
   check_same_device(op, "scales", scales, a);
-  TORCH_CHECK_VALUE(k % 32 == 0, op, ": K must be a multiple of 32, got ", k);
+  GPTQ_CHECK_VALUE(k % 32 == 0, op, ": K must be a multiple of 32, got ", k);
   const int64_t n_align = bits == 3 ? 32 : 32 / bits;
-  TORCH_CHECK_VALUE(n % n_align == 0 && n > 0, op, ": N (qweight.size(1)) must be a ",
+  GPTQ_CHECK_VALUE(n % n_align == 0 && n > 0, op, ": N (qweight.size(1)) must be a ",
                     "positive multiple of ", n_align, " for bits=", bits, ", got ", n);
 
-  TORCH_CHECK_TYPE(scales.scalar_type() == at::kHalf ||
+  GPTQ_CHECK_TYPE(scales.scalar_type() == at::kHalf ||
                        scales.scalar_type() == at::kBFloat16,
                    op, ": scales must be float16 or bfloat16, got ", scales.scalar_type());
-  TORCH_CHECK_VALUE(scales.dim() == 2 && scales.size(1) == n && scales.size(0) >= 1, op,
+  GPTQ_CHECK_VALUE(scales.dim() == 2 && scales.size(1) == n && scales.size(0) >= 1, op,
                     ": scales must be [G, N=", n, "], got shape ", scales.sizes());
-  TORCH_CHECK_VALUE(scales.is_contiguous(), op, ": scales must be contiguous");
+  GPTQ_CHECK_VALUE(scales.is_contiguous(), op, ": scales must be contiguous");
   const int64_t groups = scales.size(0);
-  TORCH_CHECK_TYPE(qzeros.scalar_type() == at::kInt, op, ": qzeros must be int32, got ",
+  GPTQ_CHECK_TYPE(qzeros.scalar_type() == at::kInt, op, ": qzeros must be int32, got ",
                    qzeros.scalar_type());
   const int64_t zero_words = n * bits / 32;
-  TORCH_CHECK_VALUE(qzeros.dim() == 2 && qzeros.size(0) == groups &&
+  GPTQ_CHECK_VALUE(qzeros.dim() == 2 && qzeros.size(0) == groups &&
                         qzeros.size(1) == zero_words,
                     op, ": qzeros must be [G=", groups, ", N*bits/32=", zero_words,
                     "], got shape ", qzeros.sizes());
-  TORCH_CHECK_VALUE(qzeros.is_contiguous(), op, ": qzeros must be contiguous");
+  GPTQ_CHECK_VALUE(qzeros.is_contiguous(), op, ": qzeros must be contiguous");
 
   check_index_tensor(op, "a_perm", a_perm, k, a);
   check_index_tensor(op, "group_index", group_index, k, a);
   if (group_index.numel() == 0) {
     if (group_size < 0) {  // vLLM: derive from G
-      TORCH_CHECK_VALUE(k % groups == 0, op, ": K=", k, " is not divisible by G=", groups,
+      GPTQ_CHECK_VALUE(k % groups == 0, op, ": K=", k, " is not divisible by G=", groups,
                         " (scales.size(0)) and no g_idx was given");
       group_size = k / groups;
     }
-    TORCH_CHECK_VALUE(group_size > 0 && group_size * groups == k, op,
+    GPTQ_CHECK_VALUE(group_size > 0 && group_size * groups == k, op,
                       ": without group_index, G (scales.size(0)=", groups,
                       ") must equal K / group_size = ", k, " / ", group_size);
   }
@@ -257,63 +255,62 @@ gptq_problem make_problem(const char* op, const at::Tensor& a, const at::Tensor&
 }
 
 void check_layout(const char* op, int64_t layout) {
-  TORCH_CHECK_VALUE(layout == GPTQ_LAYOUT_VERSION, op, ": weights prepared for layout ",
+  GPTQ_CHECK_VALUE(layout == GPTQ_LAYOUT_VERSION, op, ": weights prepared for layout ",
                     layout, " but this build consumes layout ", GPTQ_LAYOUT_VERSION,
                     "; run gptq_mi100.prepare() on the checkpoint tensors again");
 }
 
 void check_out(const char* op, const at::Tensor& out, const at::Tensor& a, int64_t n) {
-  TORCH_CHECK_TYPE(out.scalar_type() == a.scalar_type(), op, ": out must have a's dtype ",
+  GPTQ_CHECK_TYPE(out.scalar_type() == a.scalar_type(), op, ": out must have a's dtype ",
                    a.scalar_type(), ", got ", out.scalar_type());
-  TORCH_CHECK_VALUE(out.dim() == 2 && out.size(0) == a.size(0) && out.size(1) == n, op,
+  GPTQ_CHECK_VALUE(out.dim() == 2 && out.size(0) == a.size(0) && out.size(1) == n, op,
                     ": out must be [M=", a.size(0), ", N=", n, "], got shape ",
                     out.sizes());
-  TORCH_CHECK_VALUE(out.numel() == 0 || out.stride(1) == 1, op,
+  GPTQ_CHECK_VALUE(out.numel() == 0 || out.stride(1) == 1, op,
                     ": out must have unit stride along N, got strides ", out.strides());
-  TORCH_CHECK_VALUE(out.device() == a.device(), op, ": out is on ", out.device(),
+  GPTQ_CHECK_VALUE(out.device() == a.device(), op, ": out is on ", out.device(),
                     " but a is on ", a.device());
 }
 
 void check_status(const char* op, gptq_status status, const gptq_problem* p) {
   if (status == GPTQ_OK) return;
-  std::ostringstream s;
-  s << op << ": kernel refused the problem (m=" << p->m << ", n=" << p->n << ", k=" << p->k
-    << ", groups=" << p->groups << ", bits=" << p->bits << "): ";
+  const char* why = "GPU launch failed";
   switch (status) {
-    case GPTQ_ERR_BITS: s << "unsupported bit width"; break;
-    case GPTQ_ERR_SHAPE: s << "shapes inconsistent with the packing"; break;
-    case GPTQ_ERR_GROUP_SIZE: s << "group size inconsistent with K and G"; break;
-    case GPTQ_ERR_DTYPE: s << "unsupported dtype"; break;
-    case GPTQ_ERR_ALIGNMENT: s << "a tensor is not aligned for vector loads"; break;
-    case GPTQ_ERR_NO_KERNEL:
-      s << "this extension was not built for the running GPU's architecture ("
-        << build_info() << "); rebuild with TORCH_CUDA_ARCH_LIST / PYTORCH_ROCM_ARCH "
-        << "naming it";
-      break;
-    default: s << "GPU launch failed"; break;
+    case GPTQ_ERR_BITS: why = "unsupported bit width"; break;
+    case GPTQ_ERR_SHAPE: why = "shapes inconsistent with the packing"; break;
+    case GPTQ_ERR_GROUP_SIZE: why = "group size inconsistent with K and G"; break;
+    case GPTQ_ERR_DTYPE: why = "unsupported dtype"; break;
+    case GPTQ_ERR_ALIGNMENT: why = "a tensor is not aligned for vector loads"; break;
+    default: break;
   }
-  TORCH_CHECK(false, s.str());
+  std::string detail = why;
+  if (status == GPTQ_ERR_NO_KERNEL)
+    detail = msg("this extension was not built for the running GPU's architecture (",
+                 build_info(), "); rebuild with TORCH_CUDA_ARCH_LIST / PYTORCH_ROCM_ARCH ",
+                 "naming it");
+  GPTQ_CHECK(false, op, ": kernel refused the problem (m=", p->m, ", n=", p->n, ", k=",
+             p->k, ", groups=", p->groups, ", bits=", p->bits, "): ", detail);
 }
 
 void check_permutation(const char* op, const at::Tensor& perm, int64_t k) {
-  TORCH_CHECK_TYPE(perm.scalar_type() == at::kInt || perm.scalar_type() == at::kLong, op,
+  GPTQ_CHECK_TYPE(perm.scalar_type() == at::kInt || perm.scalar_type() == at::kLong, op,
                    ": q_perm must be int32 (or int64), got ", perm.scalar_type());
-  TORCH_CHECK_VALUE(perm.dim() == 1 && perm.size(0) == k, op,
+  GPTQ_CHECK_VALUE(perm.dim() == 1 && perm.size(0) == k, op,
                     ": q_perm must be 1-D of length K=", k, ", got shape ", perm.sizes());
   // Load time: reading back to the host is allowed here.
   auto sorted = std::get<0>(perm.to(at::kCPU, at::kLong).sort());
   bool ok = at::equal(sorted, at::arange(k, sorted.options()));
-  TORCH_CHECK_VALUE(ok, op, ": q_perm must be a permutation of 0..K-1 (K=", k, ")");
+  GPTQ_CHECK_VALUE(ok, op, ": q_perm must be a permutation of 0..K-1 (K=", k, ")");
 }
 
 void check_g_idx(const char* op, const at::Tensor& g_idx, int64_t k, int64_t groups) {
-  TORCH_CHECK_TYPE(g_idx.scalar_type() == at::kInt || g_idx.scalar_type() == at::kLong, op,
+  GPTQ_CHECK_TYPE(g_idx.scalar_type() == at::kInt || g_idx.scalar_type() == at::kLong, op,
                    ": g_idx must be int32 (or int64), got ", g_idx.scalar_type());
-  TORCH_CHECK_VALUE(g_idx.dim() == 1 && g_idx.size(0) == k, op,
+  GPTQ_CHECK_VALUE(g_idx.dim() == 1 && g_idx.size(0) == k, op,
                     ": g_idx must be 1-D of length K=", k, ", got shape ", g_idx.sizes());
   auto host = g_idx.to(at::kCPU, at::kLong);
   const int64_t lo = host.min().item<int64_t>(), hi = host.max().item<int64_t>();
-  TORCH_CHECK_VALUE(lo >= 0 && hi < groups, op, ": g_idx values must lie in [0, G=", groups,
+  GPTQ_CHECK_VALUE(lo >= 0 && hi < groups, op, ": g_idx values must lie in [0, G=", groups,
                     "), got min ", lo, " max ", hi);
 }
 
@@ -331,7 +328,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> prepare_common(
     make_problem(op, a, qweight, qzeros, scales, empty_index, empty_index, bits, -1, true);
     return {qweight.clone(), empty_index, empty_index.clone()};
   }
-  TORCH_CHECK_VALUE(g_idx.device() == qweight.device(), op, ": g_idx is on ",
+  GPTQ_CHECK_VALUE(g_idx.device() == qweight.device(), op, ": g_idx is on ",
                     g_idx.device(), " but qweight is on ", qweight.device());
   check_g_idx(op, g_idx, k, groups);
   auto gi = g_idx.to(at::kInt).contiguous();
@@ -356,7 +353,7 @@ void shuffle_common(at::Tensor& q_weight, const at::Tensor& q_perm, int64_t bits
   const int64_t k = checked_k(op, q_weight, bits);
   // Our kernels consume checkpoint bit order: without act-order there is nothing to do.
   if (q_perm.numel() == 0) return;
-  TORCH_CHECK_VALUE(q_perm.device() == q_weight.device(), op, ": q_perm is on ",
+  GPTQ_CHECK_VALUE(q_perm.device() == q_weight.device(), op, ": q_perm is on ",
                     q_perm.device(), " but q_weight is on ", q_weight.device());
   check_permutation(op, q_perm, k);
   auto perm = q_perm.to(at::kInt).contiguous();
@@ -419,7 +416,7 @@ at::Tensor dequantize_common(const at::Tensor& qweight, const at::Tensor& qzeros
                              at::ScalarType dtype, const Backend& backend) {
   const char* op = "dequantize";
   check_layout(op, layout);
-  TORCH_CHECK_TYPE(dtype == at::kHalf || dtype == at::kBFloat16, op,
+  GPTQ_CHECK_TYPE(dtype == at::kHalf || dtype == at::kBFloat16, op,
                    ": dtype must be float16 or bfloat16, got ", dtype);
   const int64_t k = checked_k(op, qweight, bits);
   auto a = at::empty({0, k}, qweight.options().dtype(dtype));

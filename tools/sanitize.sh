@@ -20,7 +20,9 @@ else
 fi
 
 for tool in memcheck racecheck; do
-  compute-sanitizer --tool "$tool" --error-exitcode 99 "$PY" tools/sanitizer_workload.py sweep \
+  workload=sweep
+  [ "$tool" = racecheck ] && workload=sweep-native  # our shared-memory kernels only
+  compute-sanitizer --tool "$tool" --error-exitcode 99 "$PY" tools/sanitizer_workload.py "$workload" \
     > "/tmp/sanitize_$tool.log" 2>&1
   rc=$?
   summary=$(grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "/tmp/sanitize_$tool.log" | tail -n 1)

@@ -1,6 +1,7 @@
 """Workload for tools/sanitize.sh: every GPU op over a shape sweep, or a planted bug.
 
     python tools/sanitizer_workload.py sweep     # ragged N, M in {1, 7, 64, 200}, all bits
+    python tools/sanitizer_workload.py sweep-native   # same, without cuBLAS (racecheck)
     python tools/sanitizer_workload.py planted   # a kernel that writes one element past
                                                  # the end of a torch tensor (must be caught)
 """
@@ -10,7 +11,7 @@ import sys
 import torch
 
 
-def sweep():
+def sweep(kernels=("exllama", "dequant_matmul")):
     from gptq_mi100 import ops, quantize
     dev = torch.device("cuda")
     cases = [  # (K, N, bits, group_size, act_order)
@@ -25,7 +26,7 @@ def sweep():
         for m in (1, 7, 64, 200):
             for dtype in (torch.float16, torch.bfloat16):
                 a = torch.randn(m, k, device=dev).to(dtype)
-                for kernel in ("exllama", "dequant_matmul"):
+                for kernel in kernels:
                     ops.gemm(a, w, kernel=kernel)
         ops.dequantize(w, torch.float16)
         q = t.qweight.to(dev).clone()
@@ -56,4 +57,7 @@ def planted():
 
 
 if __name__ == "__main__":
-    {"sweep": sweep, "planted": planted}[sys.argv[1]]()
+    # sweep-native: only this package's kernels (racecheck flags cuBLAS's Hopper GEMMs,
+    # which dequant_matmul calls, with hazards that are not ours).
+    {"sweep": sweep, "sweep-native": lambda: sweep(("exllama",)),
+     "planted": planted}[sys.argv[1]]()
