@@ -50,10 +50,12 @@ struct gptq_arch_cfg {
  * ~700-cycle DRAM latency). Split-K aims at 2 blocks per CU (120 CUs): at <= 128 VGPRs
  * exactly 2 blocks of 256 threads fit on a CU, so more would only queue. */
 static constexpr gptq_arch_cfg kCfgGfx908 = {256, 256, 2, 128, 2, 64, 32};
-/* sm_90 (to be measured): 128 threads, K tile 128, no register cap, vLLM's 50 / 24.
- * Split-K target 4 blocks/SM: one H100 check (4-bit m=1, 5120x12800: 33.8 -> 25.1 us
- * against 2 blocks/SM; 8 gave nothing more); everything else unmeasured. */
-static constexpr gptq_arch_cfg kCfgSm90 = {128, 128, 1, 128, 4, 50, 24};
+/* sm_90: 128 threads, K tile 128, no register cap (not swept). Split-K target 4
+ * blocks/SM: one H100 check (4-bit m=1, 5120x12800: 33.8 -> 25.1 us against 2 blocks/SM;
+ * 8 gave nothing more). Max q-gemm rows 15 / 15: measured on H100 (benchmarks/results/
+ * nvidia-h100-80gb-hbm3), dequantize + cuBLAS beats this kernel from M = 16 on for both
+ * W4 and W8 on all four Qwen3-32B TP=4 shapes (at M = 8 only o and qkv-W4 are close). */
+static constexpr gptq_arch_cfg kCfgSm90 = {128, 128, 1, 128, 4, 15, 15};
 
 static constexpr gptq_arch_cfg kCfg = GPTQ_TARGET_AMD ? kCfgGfx908 : kCfgSm90;
 static const char* const kCfgText =
@@ -64,7 +66,7 @@ static const char* const kCfgText =
           "rows 64 (8-bit 32) (not measured on MI100)"
         : "sm_90: GEMM block 128 threads x 4 columns, K tile 128, M tile 1/2/4/8 "
           "(3-bit 1/2/4), launch bounds (128 threads, 1 block/SM), split-K >= 128 "
-          "rows/split aiming at 4 blocks/SM, max q-gemm rows 50 (8-bit 24) (to be measured)";
+          "rows/split aiming at 4 blocks/SM, max q-gemm rows 15 (8-bit 15) (measured on H100)";
 
 static constexpr int kThreads = kCfg.threads;
 static constexpr int kBlockK = kCfg.block_k;
