@@ -13,8 +13,8 @@
  *   for each strip of STRIP_COLS columns:
  *     acc[m][strip] = 0
  *     for each tile of K_TILE kernel rows:
- *       dequantize the tile into fp32 w[K_TILE][strip], reloading the strip's
- *         zero/scale only when the row's group changes
+ *       dequantize the tile into fp32 w[K_TILE][strip] with the strip's zero/scale
+ *         of every group, loaded once per strip
  *       for each activation row mi: acc[mi][:] += a32[mi][r] * w[r][:], r ascending
  *     round acc to the activation dtype into c
  * No full dequantized W is ever built. Each output is a sequential fp32 sum over the
@@ -182,8 +182,10 @@ static void store_row(void* out, int64_t offset, const float* restrict values, i
 
 size_t gptq_cpu_gemm_scratch_floats(const gptq_problem* p) {
   if (gptq_check_problem(p) != GPTQ_OK) return 0;
-  /* a32[m][k] + acc[m][STRIP_COLS] + w tile[K_TILE][STRIP_COLS] */
-  return (size_t)p->m * (size_t)p->k + (size_t)p->m * STRIP_COLS + (size_t)K_TILE * STRIP_COLS;
+  /* a32[m][k] + acc[m][STRIP_COLS] + w tile[K_TILE][STRIP_COLS]
+   * + zero and scale of every group for one strip (2 * groups * STRIP_COLS) */
+  return (size_t)p->m * (size_t)p->k + (size_t)p->m * STRIP_COLS + (size_t)K_TILE * STRIP_COLS +
+         2 * (size_t)p->groups * STRIP_COLS;
 }
 
 /* a32[mi][r] = a[mi][a_perm[r]] in fp32: the GEMM then reads A in kernel row order. */
@@ -233,22 +235,23 @@ gptq_status gptq_cpu_gemm(const gptq_problem* p, int64_t n_begin, int64_t n_end,
   float* a32 = scratch;
   float* acc = a32 + p->m * p->k;
   float* tile = acc + p->m * STRIP_COLS;
-  float zero[STRIP_COLS], scale[STRIP_COLS];
+  float* zeros = tile + K_TILE * STRIP_COLS;       /* [groups][STRIP_COLS] */
+  float* scales = zeros + p->groups * STRIP_COLS;  /* [groups][STRIP_COLS] */
 
   gather_activations(p, a32);
   for (int64_t col0 = n_begin; col0 < n_end; col0 += STRIP_COLS) {
     int width = (int)(n_end - col0 < STRIP_COLS ? n_end - col0 : STRIP_COLS);
-    int64_t cached_group = -1;
+    /* Every group's zero/scale for the strip up front: an unsorted group_index (vLLM's
+     * row-parallel act-order shards) then costs no more than sorted groups. */
+    for (int64_t g = 0; g < p->groups; ++g)
+      load_group_params(p, g, col0, width, zeros + g * STRIP_COLS, scales + g * STRIP_COLS);
     for (int64_t i = 0; i < p->m * STRIP_COLS; ++i) acc[i] = 0.0f;
     for (int64_t row0 = 0; row0 < p->k; row0 += K_TILE) {
       int rows = (int)(p->k - row0 < K_TILE ? p->k - row0 : K_TILE);
       for (int t = 0; t < rows; ++t) {
         int64_t group = group_of_row(p, row0 + t);
-        if (group != cached_group) {
-          load_group_params(p, group, col0, width, zero, scale);
-          cached_group = group;
-        }
-        dequantize_row(qweight, p->n, p->bits, row0 + t, col0, width, zero, scale,
+        dequantize_row(qweight, p->n, p->bits, row0 + t, col0, width,
+                       zeros + group * STRIP_COLS, scales + group * STRIP_COLS,
                        tile + (int64_t)t * STRIP_COLS);
       }
       for (int64_t mi = 0; mi < p->m; ++mi)
