@@ -64,12 +64,11 @@ struct GpuHooks {
 };
 void install_gpu_hooks(const GpuHooks& hooks);
 int64_t take_index_errors(const std::string& device_type, int64_t device_index);
-int64_t take_cpu_index_errors_();
 void add_cpu_index_errors(int64_t count);
 std::string build_info();
 
 // op: name used in messages ("gemm", "gptq_gemm", ...). group_size < 0 means "derive
-// K / G" (vLLM semantics). out may be undefined.
+// K / G" (vLLM semantics). p.c / p.ldc are left for the caller to set.
 gptq_problem make_problem(const char* op, const at::Tensor& a, const at::Tensor& qweight,
                           const at::Tensor& qzeros, const at::Tensor& scales,
                           const at::Tensor& a_perm, const at::Tensor& group_index,
