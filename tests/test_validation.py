@@ -127,3 +127,21 @@ def test_devices_must_match(case):
         pytest.skip("needs a GPU to have two devices")
     with pytest.raises(ValueError, match="qweight is on cpu but a is on cuda"):
         raw_gemm(a, w, qweight=w.qweight.cpu())
+
+
+@pytest.mark.parametrize("bits, bad_n, multiple", [(2, 264, 16), (3, 272, 32), (4, 260, 8),
+                                                   (8, 262, 4)])
+def test_invalid_n_per_bit_width(device, bits, bad_n, multiple):
+    """N must keep qzeros packable: a multiple of 32/bits (32 for 3-bit)."""
+    k = 256
+    rows = k // 32 * 3 if bits == 3 else k * bits // 32
+    qweight = torch.zeros(rows, bad_n, dtype=torch.int32, device=device)
+    qzeros = torch.zeros(1, max(1, bad_n * bits // 32), dtype=torch.int32, device=device)
+    scales = torch.ones(1, bad_n, dtype=torch.float16, device=device)
+    a = torch.randn(2, k, device=device).half()
+    none = torch.empty(0, dtype=torch.int32, device=device)
+    msg = rf"must be a positive multiple of {multiple} for bits={bits}, got {bad_n}"
+    with pytest.raises(ValueError, match=msg):
+        ops.gptq_gemm(a, qweight, qzeros, scales, none, True, False, bits)
+    with pytest.raises(ValueError, match=msg):
+        ops.prepare(qweight, qzeros, scales, None, bits=bits, group_size=-1)
