@@ -4,6 +4,7 @@
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cstdlib>
@@ -404,9 +405,14 @@ at::Tensor vllm_gptq_gemm(const at::Tensor& a, const at::Tensor& b_q_weight,
   // act-order shards), read per row and clamped in the kernel.
   const at::Tensor& a_perm = use_exllama ? b_g_idx : none;
   const at::Tensor& group_index = use_exllama ? none : b_g_idx;
+  // A process default for the other device type (e.g. exllama on CPU tensors) means auto,
+  // as in the Python wrappers (gptq_mi100/kernels.py).
+  std::string kernel = default_kernel_name();
+  const auto valid = kernel_names(a.device().is_cuda() ? "cuda" : "cpu");
+  if (std::find(valid.begin(), valid.end(), kernel) == valid.end()) kernel = "auto";
   return gemm_common("gptq_gemm", a, b_q_weight, b_gptq_qzeros, b_gptq_scales, a_perm,
-                     group_index, bit, /*group_size=*/-1, use_v2_format,
-                     default_kernel_name(), at::Tensor(), backend);
+                     group_index, bit, /*group_size=*/-1, use_v2_format, kernel, at::Tensor(),
+                     backend);
 }
 
 at::Tensor dequantize_common(const at::Tensor& qweight, const at::Tensor& qzeros,

@@ -83,6 +83,21 @@ def test_kernel_env_sets_process_default():
     assert r.stdout.strip() == "2"  # gemm (Python default) and gptq_gemm (C++ default)
 
 
+def test_default_for_the_other_device_means_auto():
+    """GPTQ_MI100_KERNEL=exllama (a GPU kernel) does not break CPU calls, in Python or C++."""
+    code = ("import torch; from gptq_mi100 import ops, quantize;"
+            "t = quantize.random_gptq(256, 264, 4, 128, symmetric=True, act_order=False,"
+            " v2_zeros=False, seed=4);"
+            "w = ops.prepare(t.qweight, t.qzeros, t.scales, None, bits=4, group_size=128);"
+            "ops.gemm(torch.randn(1, 256).half(), w);"
+            "ops.gptq_gemm(torch.randn(1, 256).half(), t.qweight, t.qzeros, t.scales,"
+            " torch.empty(0, dtype=torch.int32), True, False, 4);"
+            "print(ops.path_counts()['cpu_c'])")
+    r = run_python(code, GPTQ_MI100_KERNEL="exllama")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "2"
+
+
 def test_kernel_names_agree_between_python_and_cpp():
     import torch
     from gptq_mi100 import kernels, ops  # noqa: F401 (loads the extension)
