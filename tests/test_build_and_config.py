@@ -69,7 +69,9 @@ def test_invalid_kernel_env_is_an_error_listing_valid_ones():
     assert "GPTQ_MI100_KERNEL must be one of auto, cpu_c, exllama, dequant_matmul" in r.stderr
 
 
-def test_kernel_env_sets_process_default():
+def path_count_after_gemm_and_gptq_gemm(kernel_env, path):
+    """In a fresh process with GPTQ_MI100_KERNEL=kernel_env: one gemm (Python default) and
+    one gptq_gemm (C++ default) on CPU tensors; returns how many took `path`."""
     code = ("import torch; from gptq_mi100 import ops, quantize;"
             "t = quantize.random_gptq(256, 264, 4, 128, symmetric=True, act_order=False,"
             " v2_zeros=False, seed=3);"
@@ -77,25 +79,19 @@ def test_kernel_env_sets_process_default():
             "ops.gemm(torch.randn(1, 256).half(), w);"
             "ops.gptq_gemm(torch.randn(1, 256).half(), t.qweight, t.qzeros, t.scales,"
             " torch.empty(0, dtype=torch.int32), True, False, 4);"
-            "print(ops.path_counts()['dequant_matmul'])")
-    r = run_python(code, GPTQ_MI100_KERNEL="dequant_matmul")
+            f"print(ops.path_counts()[{path!r}])")
+    r = run_python(code, GPTQ_MI100_KERNEL=kernel_env)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == "2"  # gemm (Python default) and gptq_gemm (C++ default)
+    return int(r.stdout.strip())
+
+
+def test_kernel_env_sets_process_default():
+    assert path_count_after_gemm_and_gptq_gemm("dequant_matmul", "dequant_matmul") == 2
 
 
 def test_default_for_the_other_device_means_auto():
     """GPTQ_MI100_KERNEL=exllama (a GPU kernel) does not break CPU calls, in Python or C++."""
-    code = ("import torch; from gptq_mi100 import ops, quantize;"
-            "t = quantize.random_gptq(256, 264, 4, 128, symmetric=True, act_order=False,"
-            " v2_zeros=False, seed=4);"
-            "w = ops.prepare(t.qweight, t.qzeros, t.scales, None, bits=4, group_size=128);"
-            "ops.gemm(torch.randn(1, 256).half(), w);"
-            "ops.gptq_gemm(torch.randn(1, 256).half(), t.qweight, t.qzeros, t.scales,"
-            " torch.empty(0, dtype=torch.int32), True, False, 4);"
-            "print(ops.path_counts()['cpu_c'])")
-    r = run_python(code, GPTQ_MI100_KERNEL="exllama")
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == "2"
+    assert path_count_after_gemm_and_gptq_gemm("exllama", "cpu_c") == 2
 
 
 def test_kernel_names_agree_between_python_and_cpp():
