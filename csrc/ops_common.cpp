@@ -322,7 +322,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> prepare_common(
     const at::Tensor& g_idx, int64_t bits, PermuteRowsFn permute_rows) {
   const char* op = "prepare";
   const int64_t k = checked_k(op, qweight, bits);
-  const int64_t groups = scales.dim() == 2 ? scales.size(0) : 0;
+  GPTQ_CHECK_VALUE(scales.dim() == 2, op, ": scales must be [G, N], got shape ",
+                   scales.sizes());  // before g_idx's range check, which needs G
+  const int64_t groups = scales.size(0);
   auto empty_index = at::empty({0}, qweight.options());
   auto a = at::empty({0, k}, scales.options().dtype(at::kHalf));
   if (g_idx.numel() == 0) {
@@ -338,8 +340,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> prepare_common(
     auto trivial = at::arange(k, gi.options()).div(k / groups, "floor");
     if (at::equal(trivial, gi)) return {qweight.clone(), empty_index, empty_index.clone()};
   }
-  const bool sorted = k < 2 || at::equal(gi.slice(0, 1), at::maximum(gi.slice(0, 1),
-                                                                     gi.slice(0, 0, k - 1)));
+  const bool sorted = (gi.slice(0, 1) >= gi.slice(0, 0, k - 1)).all().item<bool>();
   if (sorted) return {qweight.clone(), empty_index, gi.clone()};
   // Act-order: rows sorted by group so each group's rows are contiguous (one scale
   // reload per group); the activation is gathered through a_perm instead.
