@@ -26,6 +26,7 @@ import argparse
 import datetime
 import json
 import math
+import os
 import platform
 import re
 import shlex
@@ -144,12 +145,14 @@ def device_name(device):
 
 
 def _git_commit():
+    """Short HEAD; GPTQ_MI100_GIT_COMMIT where the tree is a copy without .git (device runs)."""
     try:
         out = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"],
                              capture_output=True, text=True, timeout=10)
-        return out.stdout.strip() or None
+        commit = out.stdout.strip()
     except Exception:
-        return None
+        commit = ""
+    return commit or os.environ.get("GPTQ_MI100_GIT_COMMIT") or None
 
 
 class Timer:
@@ -335,7 +338,9 @@ def _jobs(args, bits_index, bits):
     return jobs
 
 
-def run(args, argv):
+def run(args, argv, checkpoint=None):
+    """All rows of the sweep; checkpoint(partial_result) after each (shape, bits) block, so
+    a sweep stopped by a time limit still leaves the blocks it finished."""
     from gptq_mi100 import ops, reference
     from gptq_mi100.quantize import random_gptq
 
@@ -418,10 +423,14 @@ def run(args, argv):
                 rows += _bench_shape_bits(args, shape, bits_index, bits, device, timer, l2,
                                           copy_gbps, int4_status, ops, reference,
                                           random_gptq, bar)
+                if checkpoint is not None:
+                    partial = [dict(r) for r in rows]
+                    _add_speedups(partial)
+                    checkpoint({"meta": dict(meta, partial=True), "rows": partial})
     finally:
         bar.close()
     _add_speedups(rows)
-    return {"meta": meta, "rows": rows}
+    return {"meta": dict(meta, partial=False), "rows": rows}
 
 
 def _bench_shape_bits(args, shape, bits_index, bits, device, timer, l2, copy_gbps,
@@ -579,11 +588,14 @@ def write_markdown(result, path):
     cuda = meta["device"] == "cuda"
     gbps = meta["copy_bandwidth_gbps"]
     lines = [f"# GEMM benchmark: {meta['device_name']}", "",
-             f"Command: `{meta['command']}`", "",
-             f"- Date (UTC): {meta['date']}; git commit: {meta['git_commit'] or 'unknown'}",
-             f"- torch {meta['torch_version']} (CUDA {meta['torch_cuda']}, HIP "
-             f"{meta['torch_hip']}); gptq_mi100: {meta['gptq_mi100_build']}",
-             f"- Copy bandwidth: **{gbps:.0f} GB/s** ({meta['copy_bandwidth_method']})"]
+             f"Command: `{meta['command']}`", ""]
+    if meta.get("partial"):
+        lines += ["**Partial: the sweep stopped (time limit or error) before its last "
+                  "(shape, bits) block; rows below are the blocks it finished.**", ""]
+    lines += [f"- Date (UTC): {meta['date']}; git commit: {meta['git_commit'] or 'unknown'}",
+              f"- torch {meta['torch_version']} (CUDA {meta['torch_cuda']}, HIP "
+              f"{meta['torch_hip']}); gptq_mi100: {meta['gptq_mi100_build']}",
+              f"- Copy bandwidth: **{gbps:.0f} GB/s** ({meta['copy_bandwidth_method']})"]
     if cuda:
         l2 = meta["l2_cache_bytes"]
         lines.append(f"- L2: {l2 / 2**20:.0f} MiB; launch floor: "
@@ -699,10 +711,14 @@ def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     out_dir = Path(args.out_dir) if args.out_dir else default_out_dir(args)
-    result = run(args, argv)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "results.json").write_text(json.dumps(result, indent=1))
-    write_markdown(result, out_dir / "results.md")
+
+    def save(result):
+        (out_dir / "results.json").write_text(json.dumps(result, indent=1))
+        write_markdown(result, out_dir / "results.md")
+
+    result = run(args, argv, checkpoint=save)
+    save(result)
     written = ["results.json", "results.md"]
     if not args.no_plot:
         if write_plot(result, out_dir / "results.png"):

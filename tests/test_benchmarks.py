@@ -44,6 +44,22 @@ def test_bench_gemm_cpu_tiny(tmp_path):
                                                                    and r["note"])
 
 
+def test_bench_gemm_checkpoints_each_block(tmp_path):
+    """A sweep cut short (device time limit) keeps the (shape, bits) blocks it finished."""
+    args = bench_gemm.parse_args(["--device", "cpu", "--quick", "--shapes", "256x256",
+                                  "256x512", "--m", "2", "--bits", "4", "8",
+                                  "--kernels", "cpu_c", "--no-plot"])
+    seen = []
+    result = bench_gemm.run(args, [], checkpoint=lambda r: seen.append(r))
+    assert [len({(r["k"], r["n"], r["bits"]) for r in p["rows"]}) for p in seen] == [1, 2, 3, 4]
+    assert all(p["meta"]["partial"] for p in seen) and not result["meta"]["partial"]
+    assert seen[-1]["rows"] == result["rows"]
+    bench_gemm.write_markdown(seen[0], tmp_path / "partial.md")
+    assert "**Partial:" in (tmp_path / "partial.md").read_text()
+    bench_gemm.write_markdown(result, tmp_path / "full.md")
+    assert "**Partial:" not in (tmp_path / "full.md").read_text()
+
+
 def test_parse_shapes():
     s = parse_shapes(["qwen3-32b-tp4", "1024x4096,qwen3-32b-tp4"])
     assert [(x.k, x.n) for x in s] == [(5120, 2560), (2048, 5120), (5120, 12800),
