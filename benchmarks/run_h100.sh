@@ -13,7 +13,7 @@ export PYTHONUNBUFFERED=1 MAX_JOBS=16 TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIS
 dest=${OUT:-benchmarks/results/h100-run}
 decode_limit=${1:-300}
 prefill_limit=${2:-220}
-shift 2 2>/dev/null
+shift $(( $# < 2 ? $# : 2 ))
 prefill_shapes=${*:-qwen3-32b-tp4}
 mkdir -p "$dest"
 SECONDS=0
