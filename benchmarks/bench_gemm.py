@@ -145,14 +145,16 @@ def device_name(device):
 
 
 def _git_commit():
-    """Short HEAD; GPTQ_MI100_GIT_COMMIT where the tree is a copy without .git (device runs)."""
+    """GPTQ_MI100_GIT_COMMIT if set (device runs work on a copy of the tree whose .git may
+    name another HEAD), else git's short HEAD."""
+    if os.environ.get("GPTQ_MI100_GIT_COMMIT"):
+        return os.environ["GPTQ_MI100_GIT_COMMIT"]
     try:
         out = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"],
                              capture_output=True, text=True, timeout=10)
-        commit = out.stdout.strip()
+        return out.stdout.strip() or None
     except Exception:
-        commit = ""
-    return commit or os.environ.get("GPTQ_MI100_GIT_COMMIT") or None
+        return None
 
 
 class Timer:

@@ -5,7 +5,7 @@
 # time limit keeps what it finished (marked partial in results.md).
 # Results land in $OUT (device tool) or benchmarks/results/h100-run when OUT is unset; copy
 # them to benchmarks/results/<device>[-prefill]/, draw the plots (bench_gemm.write_plot) and
-# commit. Pass GPTQ_MI100_GIT_COMMIT=<rev> where the tree has no .git.
+# commit. Pass GPTQ_MI100_GIT_COMMIT=<rev>: the device copy's .git may name a stale HEAD.
 # Usage: bash benchmarks/run_h100.sh [DECODE_LIMIT_S] [PREFILL_LIMIT_S] [PREFILL_SHAPES...]
 set -uo pipefail
 cd "$(dirname "$0")/.."
