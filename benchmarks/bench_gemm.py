@@ -694,8 +694,9 @@ def write_plot(result, path):
                          fontsize=9)
             ax.grid(True, alpha=0.3)
             ax.legend(fontsize=6)
-    fig.suptitle(f"{meta['device_name']}: {meta['command']}", fontsize=8)
-    fig.tight_layout()
+    fig.suptitle(f"{meta['device_name']}: {meta['command']}", fontsize=8,
+                 y=1 - 0.1 / fig.get_figheight(), va="top")  # fixed inches from the top
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))  # room for the title
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return True
