@@ -5,15 +5,15 @@
     y = gptq_mi100.gemm(x, w)                       # x [..., K] fp16/bf16 -> [..., N]
 
 `torch.ops.gptq_mi100.gptq_gemm` / `gptq_shuffle` are drop-ins for vLLM's ops. The pure
-modules (formats, reference, quantize, kernels) import without the compiled extension;
+modules (formats, layouts, reference, quantize, kernels) import without the compiled extension;
 everything in `ops` loads it on first use.
 """
 
 _OPS_NAMES = ("PreparedGPTQ", "prepare", "gemm", "dequantize", "gptq_gemm", "gptq_shuffle",
               "path_counts", "reset_path_counts", "take_index_errors", "build_info")
 
-__all__ = list(_OPS_NAMES) + ["ops", "formats", "reference", "quantize", "kernels",
-                              "use_kernel"]
+__all__ = list(_OPS_NAMES) + ["ops", "formats", "layouts", "reference", "quantize",
+                              "kernels", "use_kernel"]
 
 
 def __getattr__(name):
@@ -24,6 +24,6 @@ def __getattr__(name):
         return ops if name == "ops" else getattr(ops, name)
     if name == "use_kernel":
         return importlib.import_module(f"{__name__}.kernels").use_kernel
-    if name in ("formats", "reference", "quantize", "kernels"):
+    if name in ("formats", "layouts", "reference", "quantize", "kernels"):
         return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module 'gptq_mi100' has no attribute {name!r}")
