@@ -32,7 +32,9 @@ def get_extensions():
     cxx = ["-O3", "-std=c++17"]
     if limited_api:
         cxx.append("-DPy_LIMITED_API=0x03090000")
-    sources = [rel("ops_schema.cpp"), rel("ops_common.cpp"), rel("cpu", "ops_cpu.cpp")]
+    host = ["validate.cpp", "kernel_registry.cpp", "introspection.cpp", "prepare.cpp"]
+    sources = ([rel("ops_schema.cpp")] + [rel("host", f) for f in host] +
+               [rel("cpu", "ops_cpu.cpp")])
     if backend == "cpu":
         ext = cpp_extension.CppExtension(
             "gptq_mi100._C", sources, define_macros=macros,
@@ -40,7 +42,8 @@ def get_extensions():
             libraries=["gptq_cpu_c"])
         return [ext], limited_api
 
-    sources += [rel("gpu", "gptq_gpu.cu"), rel("gpu", "ops_gpu.cpp")]
+    sources += [rel("gpu", "gptq_gpu.cu"), rel("gpu", "gptq_transposed.cu"),
+                rel("gpu", "ops_gpu.cpp")]
     macros.append(("GPTQ_MI100_WITH_GPU", "1"))
     if backend == "rocm":
         os.environ.setdefault("PYTORCH_ROCM_ARCH", build_config.DEFAULT_ROCM_ARCH)
@@ -66,7 +69,7 @@ def main():
         packages=find_packages(include=["gptq_mi100", "gptq_mi100.*"]),
         ext_modules=ext_modules,
         # The C99 kernels build as a static library with C flags, then link into _C.
-        libraries=[("gptq_cpu_c", {"sources": [rel("cpu", "gptq_cpu.c")],
+        libraries=[("gptq_cpu_c", {"sources": [rel("problem_check.c"), rel("cpu", "gptq_cpu.c")],
                                    "cflags": ["-std=c99", "-O3", "-fPIC", "-Wall"]})],
         cmdclass={"build_ext": BuildExtension.with_options(no_python_abi_suffix=False)},
         options=options,

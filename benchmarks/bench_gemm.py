@@ -5,7 +5,7 @@
         [--quick]
 
 Shapes are K x N (in_features x out_features). Rows, per (shape, M, bits):
-  - every gptq_mi100 kernel choice for the device (gptq_mi100.kernels.KERNELS_BY_DEVICE),
+  - every gptq_mi100 kernel choice for the device (gptq_mi100.kernels.kernel_names),
     each timed twice ("<kernel>" and "<kernel> (repeat)", the repeat after all others) to
     show the run-to-run noise; dequant_matmul is the dequantize-then-matmul path;
   - "fp16 linear": torch.nn.functional.linear(a, W.T) on the dequantized weight (fp16 [N, K];
@@ -106,8 +106,8 @@ def parse_args(argv):
         p.error(str(e))
     if not args.m_list or min(args.m_list) < 1:
         p.error("--m values must be positive")
-    from gptq_mi100.kernels import KERNELS_BY_DEVICE
-    gptq_kernels = list(KERNELS_BY_DEVICE[args.device])
+    from gptq_mi100.kernels import kernel_names
+    gptq_kernels = list(kernel_names(args.device))
     known = gptq_kernels + list(BASELINES)
     chosen = args.kernels or known
     bad = [k for k in chosen if k not in known]
@@ -444,17 +444,28 @@ def _bench_shape_bits(args, shape, bits_index, bits, device, timer, l2, copy_gbp
                     seed=_seed_for(args.seed, k, n, bits, gs), device=device)
     w64 = reference.dequantize_reference(t.qweight, t.qzeros, t.scales, None, bits,
                                          t.v2_zeros, dtype=torch.float64)
-    wcopies, prep_err = None, None
-    try:  # a broken or missing backend still leaves the baselines measured
-        w = ops.prepare(t.qweight, t.qzeros, t.scales, None, bits=bits, group_size=gs,
-                        v2_zeros=t.v2_zeros)
-        c = n_copies(device, _nbytes(w.qweight, w.qzeros, w.scales), l2)
-        wcopies = [w] + [w._replace(qweight=w.qweight.clone(), qzeros=w.qzeros.clone(),
-                                    scales=w.scales.clone()) for _ in range(c - 1)]
-        del w
-    except Exception as e:  # noqa: BLE001
-        prep_err = f"prepare failed: {type(e).__name__}: {e}"[:300]
     jobs = _jobs(args, bits_index, bits)
+    wcopies, prep_err, by_layout = {}, None, {}  # kernel -> copies in the layout it reads
+    try:  # a broken or missing backend still leaves the baselines measured
+        from gptq_mi100.kernels import kernel_table
+        native_layout = {info.name: info.layouts[0] for info in kernel_table(device.type)
+                         if info.auto_range == "below_large_m" and info.layouts}
+
+        for kern, _ in jobs:
+            if kern in ("fp16_linear", "int4pack"):
+                continue
+            layout = native_layout.get(kern)  # None: the default layout (auto, dequant)
+            if layout not in by_layout:
+                w = ops.prepare(t.qweight, t.qzeros, t.scales, None, bits=bits, group_size=gs,
+                                v2_zeros=t.v2_zeros, layout=layout)
+                c = n_copies(device, _nbytes(w.qweight, w.qzeros, w.scales), l2)
+                by_layout[layout] = [w] + [w._replace(
+                    qweight=w.qweight.clone(), qzeros=w.qzeros.clone(),
+                    scales=w.scales.clone()) for _ in range(c - 1)]
+                del w
+            wcopies[kern] = by_layout[layout]
+    except Exception as e:  # noqa: BLE001
+        wcopies, prep_err = None, f"prepare failed: {type(e).__name__}: {e}"[:300]
     kinds = {kern for kern, _ in jobs}
 
     fp16_copies = None
@@ -508,13 +519,13 @@ def _bench_shape_bits(args, shape, bits_index, bits, device, timer, l2, copy_gbp
                 calls = [lambda p=p, s=s: int4_mm(a_bf16, p, gs_eff, s) for p, s in int4_copies]
             else:
                 row["weight_bytes"] = gptq_weight_bytes(k, n, bits, gs)
-                if wcopies is None:
+                if wcopies is None or kern not in wcopies:
                     row["status"], row["note"] = "error", prep_err
                     rows.append(row)
                     bar.update()
                     continue
                 calls = [lambda wc=wc, kern=kern: ops.gemm(a, wc, kernel=kern)
-                         for wc in wcopies]
+                         for wc in wcopies[kern]]
             try:
                 _measure(row, calls, ref, timer, cuda, ops, copy_gbps)
             except Exception as e:  # noqa: BLE001
@@ -525,7 +536,7 @@ def _bench_shape_bits(args, shape, bits_index, bits, device, timer, l2, copy_gbp
                     pass
             rows.append(row)
             bar.update()
-    del wcopies, fp16_copies, int4_copies, w64, t
+    del wcopies, fp16_copies, int4_copies, w64, t, by_layout
     if cuda:
         torch.cuda.empty_cache()
     return rows

@@ -3,7 +3,13 @@
  * The torch-facing C++ (csrc/ops_*.cpp) validates tensors, fills a gptq_problem and
  * calls a launcher; launchers return a gptq_status that the C++ turns into exceptions.
  *
- * Weight layout consumed by every kernel (layout version 1):
+ * Layout versions: a prepared weight records which one its qweight is in, and a kernel
+ * reads exactly one (the kernel registry, csrc/host/kernel_registry.cpp, says which).
+ *   GPTQ_LAYOUT_CHECKPOINT (1): described below; every kernel of this header reads it.
+ *   GPTQ_LAYOUT_TILED (2): 16-column tiles of 16-byte chunks for the GPU "transposed"
+ *     kernel; built in Python (gptq_mi100/layouts.py, which documents it), bits 2/4/8.
+ *
+ * Layout 1 (checkpoint packing, K rows in kernel order):
  *   qweight  int32 [k * bits / 32, n]  GPTQ checkpoint packing along K, low bits first
  *                                     (3-bit: 32 values in 3 consecutive words).
  *                                     Row r of the unpacked weight is "kernel row r".
@@ -27,7 +33,8 @@
 extern "C" {
 #endif
 
-#define GPTQ_LAYOUT_VERSION 1
+#define GPTQ_LAYOUT_CHECKPOINT 1
+#define GPTQ_LAYOUT_TILED 2
 
 typedef enum gptq_status {
   GPTQ_OK = 0,
@@ -66,7 +73,7 @@ typedef struct gptq_problem {
   gptq_dtype scale_dtype;     /* GPTQ_F16 or GPTQ_BF16 */
 } gptq_problem;
 
-/* Pure shape checks shared by all backends (no data is read). */
+/* Pure shape checks shared by all backends (no data is read): csrc/problem_check.c. */
 gptq_status gptq_check_problem(const gptq_problem* p);
 
 /* ---- CPU kernels (csrc/cpu, C99). Each handles output columns [n_begin, n_end);

@@ -5,25 +5,33 @@
     y = gptq_mi100.gemm(x, w)                       # x [..., K] fp16/bf16 -> [..., N]
 
 `torch.ops.gptq_mi100.gptq_gemm` / `gptq_shuffle` are drop-ins for vLLM's ops. The pure
-modules (formats, layouts, reference, quantize, kernels) import without the compiled extension;
-everything in `ops` loads it on first use.
+modules (formats, layouts, reference, quantize) import without the compiled extension;
+importing the package loads it and registers every op (a missing build is reported on first
+use of an op name, so `python -m gptq_mi100` can still build it).
 """
 
 _OPS_NAMES = ("PreparedGPTQ", "prepare", "gemm", "dequantize", "gptq_gemm", "gptq_shuffle",
-              "path_counts", "reset_path_counts", "take_index_errors", "build_info")
+              "path_counts", "reset_path_counts", "take_index_errors", "build_info",
+              "preferred_layout", "large_m_threshold")
 
 __all__ = list(_OPS_NAMES) + ["ops", "formats", "layouts", "reference", "quantize",
                               "kernels", "use_kernel"]
 
+from . import formats, layouts, quantize, reference  # noqa: E402  (pure torch)
+from ._loader import ExtensionNotBuiltError  # noqa: E402
 
-def __getattr__(name):
-    # Lazy: `python -m gptq_mi100` must be able to build the extension before loading it.
-    import importlib
-    if name in _OPS_NAMES or name == "ops":
-        ops = importlib.import_module(f"{__name__}.ops")
-        return ops if name == "ops" else getattr(ops, name)
-    if name == "use_kernel":
-        return importlib.import_module(f"{__name__}.kernels").use_kernel
-    if name in ("formats", "layouts", "reference", "quantize", "kernels"):
-        return importlib.import_module(f"{__name__}.{name}")
-    raise AttributeError(f"module 'gptq_mi100' has no attribute {name!r}")
+try:
+    # Importing the package registers every op (torch.ops.gptq_mi100.*), as vLLM needs.
+    from . import kernels, ops  # noqa: E402
+    from .kernels import use_kernel  # noqa: E402
+    from .ops import (PreparedGPTQ, build_info, dequantize, gemm, gptq_gemm,  # noqa: E402
+                      gptq_shuffle, large_m_threshold, path_counts, preferred_layout,
+                      prepare, reset_path_counts, take_index_errors)
+except ExtensionNotBuiltError as _missing:
+    # Not built yet: `python -m gptq_mi100` builds it; everything else says how.
+    _not_built = _missing
+
+    def __getattr__(name):
+        if name in _OPS_NAMES or name in ("ops", "kernels", "use_kernel"):
+            raise _not_built
+        raise AttributeError(f"module 'gptq_mi100' has no attribute {name!r}")

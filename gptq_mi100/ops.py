@@ -18,27 +18,32 @@ from typing import NamedTuple, Optional
 
 import torch
 
-from ._loader import load_extension
-from .kernels import resolve_kernel
+from . import layouts
+from .kernels import _C, kernel_table, resolve_kernel  # noqa: F401 (_C: the registrations)
 
-_C = load_extension()  # runs the TORCH_LIBRARY registrations
 _ops = torch.ops.gptq_mi100
 
-LAYOUT_VERSION = 1
-PATH_NAMES = ("cpu_c", "exllama", "dequant_matmul")
+# Layout versions (their home: csrc/gptq_kernels.h; the tiled format: layouts.py).
+LAYOUT_CHECKPOINT = 1
+LAYOUT_TILED = 2
+PATH_NAMES = tuple(info.name for info in kernel_table())  # order of path_counts()
+
+
+def _device_type(device):
+    return "cuda" if torch.device(device).type == "cuda" else "cpu"
 
 
 class PreparedGPTQ(NamedTuple):
     """What `gemm` consumes. Build it with `prepare`, never by hand."""
-    qweight: torch.Tensor      # int32 [K*bits/32, N], K rows in kernel order
-    qzeros: torch.Tensor       # int32 [G, N*bits/32], as stored in the checkpoint
-    scales: torch.Tensor       # fp16/bf16 [G, N]
-    a_perm: torch.Tensor       # int32 [K] or empty
-    group_index: torch.Tensor  # int32 [K] or empty
+    qweight: torch.Tensor                # int32 [K*bits/32, N] in `layout`, kernel row order
+    qzeros: torch.Tensor                 # int32 [G, N*bits/32], as stored in the checkpoint
+    scales: torch.Tensor                 # fp16/bf16 [G, N]
+    a_perm: Optional[torch.Tensor]       # int32 [K]: kernel row r reads a[:, a_perm[r]]
+    group_index: Optional[torch.Tensor]  # int32 [K]: group of kernel row r (else r // gs)
     bits: int
-    group_size: int            # K for group_size -1 (one group)
+    group_size: int                      # K for group_size -1 (one group)
     v2_zeros: bool
-    layout: int                # LAYOUT_VERSION at prepare time
+    layout: int                          # LAYOUT_CHECKPOINT or LAYOUT_TILED
 
     @property
     def in_features(self):
@@ -48,21 +53,43 @@ class PreparedGPTQ(NamedTuple):
     def out_features(self):
         return self.qweight.shape[1]
 
+    def to(self, device):
+        """The same weight on `device`, in the layout `prepare` would choose there
+        (repacked exactly; no checkpoint round trip needed)."""
+        device = torch.device(device)
+        rows = self.qweight
+        if self.layout == LAYOUT_TILED:
+            rows = layouts.from_tiled(rows, self.bits)
+        move = lambda t: None if t is None else t.to(device)  # noqa: E731
+        layout = _default_layout(device, self.bits, self.in_features, self.out_features,
+                                 self.group_index)
+        rows = rows.to(device)
+        if layout == LAYOUT_TILED:
+            rows = layouts.to_tiled(rows, self.bits)
+        return self._replace(qweight=rows, qzeros=move(self.qzeros), scales=move(self.scales),
+                             a_perm=move(self.a_perm), group_index=move(self.group_index),
+                             layout=layout)
+
 
 def _k_from_qweight(qweight, bits):
     rows = qweight.shape[0]
     return rows // 3 * 32 if bits == 3 else rows * (32 // bits)
 
 
-def _empty_index(like):
-    return torch.empty(0, dtype=torch.int32, device=like.device)
+def _default_layout(device, bits, k, n, group_index):
+    if group_index is not None:  # uneven groups: only layout 1 kernels read them
+        return LAYOUT_CHECKPOINT
+    return _ops.preferred_layout(_device_type(device), bits, k, n)
 
 
-def prepare(qweight, qzeros, scales, g_idx=None, *, bits, group_size, v2_zeros=False):
+def prepare(qweight, qzeros, scales, g_idx=None, *, bits, group_size, v2_zeros=False,
+            layout=None):
     """Checkpoint tensors -> PreparedGPTQ (new tensors; the inputs are not modified).
 
     Validates shapes, dtypes and g_idx values (reads g_idx back to the host: load time
-    only). group_size -1 means one group over all K.
+    only). group_size -1 means one group over all K. layout: None picks the layout the
+    fastest kernel for these tensors' device reads (`preferred_layout`); 1 (checkpoint
+    packing) or 2 (tiled, GPU kernels, bits 2/4/8) force one.
     """
     if bits not in (2, 3, 4, 8):
         raise ValueError(f"bits must be one of 2, 3, 4, 8, got {bits}")
@@ -73,31 +100,47 @@ def prepare(qweight, qzeros, scales, g_idx=None, *, bits, group_size, v2_zeros=F
         raise ValueError(f"group_size must be -1 or a positive multiple of 32 dividing "
                          f"K={k}, got {group_size}")
     if g_idx is None:
-        g_idx = _empty_index(qweight)
         groups = scales.shape[0] if scales.dim() == 2 else None
         if groups != k // group_size:
             raise ValueError(f"without g_idx, scales.shape[0] (G) must equal K / group_size"
                              f" = {k} / {group_size}, got shape {tuple(scales.shape)}")
-    qweight_k, a_perm, group_index = _ops.prepare(qweight, qzeros, scales, g_idx, bits)
-    if group_index.numel() == 0:
-        # g_idx was None or equal to k // (K / G): rows map to groups by K / G, which for a
-        # tensor-parallel shard can differ from the checkpoint's group_size.
+    rows, a_perm, group_index = _ops.prepare(qweight, qzeros, scales, g_idx, bits)
+    a_perm = a_perm if a_perm.numel() else None
+    group_index = group_index if group_index.numel() else None
+    if group_index is None:
+        # g_idx was None or sorted into r // (K / G): rows map to groups by K / G, which
+        # for a tensor-parallel shard can differ from the checkpoint's group_size.
         group_size = k // scales.shape[0]
-    return PreparedGPTQ(qweight_k, qzeros.contiguous(), scales.contiguous(), a_perm,
-                        group_index, bits, group_size, bool(v2_zeros), LAYOUT_VERSION)
+    n = rows.shape[1]
+    if layout is None:
+        layout = _default_layout(rows.device, bits, k, n, group_index)
+    elif layout == LAYOUT_TILED:
+        if group_index is not None:
+            raise ValueError("layout=2 (tiled) needs groups of group_size consecutive rows; "
+                             "this g_idx has uneven groups: use layout=1")
+        if not layouts.tiled_applies(bits, k, n):
+            raise ValueError(f"layout=2 (tiled) needs bits 2/4/8 and K a multiple of "
+                             f"{512 // bits if bits in (2, 4, 8) else '512/bits'}; got "
+                             f"bits={bits}, K={k}, N={n}: use layout=1")
+    elif layout != LAYOUT_CHECKPOINT:
+        raise ValueError(f"layout must be None, 1 (checkpoint) or 2 (tiled), got {layout!r}")
+    if layout == LAYOUT_TILED:
+        rows = layouts.to_tiled(rows, bits)
+    return PreparedGPTQ(rows, qzeros.contiguous(), scales.contiguous(), a_perm, group_index,
+                        bits, group_size, bool(v2_zeros), layout)
 
 
 def gemm(a, w: PreparedGPTQ, *, kernel: Optional[str] = None, out=None):
     """a [..., K] (fp16 or bf16) @ W -> [..., N] in a's dtype (fp32 accumulation).
 
     kernel: None (use_kernel block, else GPTQ_MI100_KERNEL), or one of
-    gptq_mi100.kernels.KERNELS_BY_DEVICE[device]. out: optional [..., N] tensor written in
-    place (tests poison it first)."""
+    gptq_mi100.kernels.kernel_names(device type) that reads w.layout. out: optional
+    [..., N] tensor written in place (tests poison it first)."""
     if not isinstance(w, PreparedGPTQ):
         raise TypeError(f"w must be a PreparedGPTQ from gptq_mi100.prepare, got {type(w)}")
     if not isinstance(a, torch.Tensor) or a.dim() < 1:
         raise ValueError("a must be a tensor of shape [..., K]")
-    name = resolve_kernel(kernel, a.device)
+    name = resolve_kernel(kernel)
     lead = a.shape[:-1]
     a2 = a.reshape(-1, a.shape[-1])
     args = (a2, w.qweight, w.qzeros, w.scales, w.a_perm, w.group_index, w.bits,
@@ -125,12 +168,30 @@ def gptq_gemm(a, b_q_weight, b_gptq_qzeros, b_gptq_scales, b_g_idx, use_exllama,
 
 
 def gptq_shuffle(q_weight, q_perm, bit):
-    """vLLM's gptq_shuffle: in place; applies the act-order permutation to K rows."""
+    """vLLM's gptq_shuffle: in place; act-order rows into kernel order, then (GPU, bits
+    2/4/8, K a multiple of 512 / bits) the tiled layout, which gptq_gemm with
+    use_exllama=True then reads (both decide the layout with `preferred_layout`)."""
     _ops.gptq_shuffle(q_weight, q_perm, bit)
 
 
+def preferred_layout(device, bits, k, n):
+    """The layout prepare (without g_idx groups) and gptq_shuffle produce on `device`."""
+    return _ops.preferred_layout(_device_type(device), bits, k, n)
+
+
+def _gptq_shuffle_impl(q_weight, q_perm, bit):
+    _ops.shuffle_rows(q_weight, q_perm, bit)  # validates q_weight and q_perm
+    k, n = _k_from_qweight(q_weight, bit), q_weight.shape[1]
+    if _ops.preferred_layout(_device_type(q_weight.device), bit, k, n) == LAYOUT_TILED:
+        q_weight.copy_(layouts.to_tiled(q_weight, bit))
+
+
+torch.library.impl("gptq_mi100::gptq_shuffle", "cpu")(_gptq_shuffle_impl)
+torch.library.impl("gptq_mi100::gptq_shuffle", "cuda")(_gptq_shuffle_impl)
+
+
 def path_counts():
-    """{path name: calls} counted on the host per op call (graph replays not counted)."""
+    """{kernel name: calls} counted on the host per op call (graph replays not counted)."""
     return dict(zip(PATH_NAMES, _ops.path_counts()))
 
 
@@ -151,8 +212,7 @@ def build_info():
 
 def large_m_threshold(device, bits):
     """Smallest M that kernel 'auto' sends to dequantize + matmul on this device."""
-    device = torch.device(device)
-    return _ops.large_m_threshold("cuda" if device.type == "cuda" else "cpu", bits)
+    return _ops.large_m_threshold(_device_type(device), bits)
 
 
 # ------------------------------------------------------------------ fake kernels
@@ -161,19 +221,24 @@ def _fake_n_k(qweight, bits):
     return qweight.shape[1], _k_from_qweight(qweight, bits)
 
 
-@torch.library.register_fake("gptq_mi100::gemm")
-def _gemm_fake(a, qweight, qzeros, scales, a_perm, group_index, bits, group_size, v2_zeros,
-               layout, kernel):
+def _fake_gemm_shape(a, qweight, bits):
     n, k = _fake_n_k(qweight, bits)
     torch._check(a.dim() == 2 and a.shape[1] == k, lambda: "a must be [M, K]")
     torch._check(a.dtype in (torch.float16, torch.bfloat16),
                  lambda: "a must be float16 or bfloat16")
-    return a.new_empty((a.shape[0], n))
+    return n
+
+
+@torch.library.register_fake("gptq_mi100::gemm")
+def _gemm_fake(a, qweight, qzeros, scales, a_perm, group_index, bits, group_size, v2_zeros,
+               layout, kernel):
+    return a.new_empty((a.shape[0], _fake_gemm_shape(a, qweight, bits)))
 
 
 @torch.library.register_fake("gptq_mi100::gemm_out")
 def _gemm_out_fake(a, qweight, qzeros, scales, a_perm, group_index, bits, group_size,
                    v2_zeros, layout, kernel, out):
+    _fake_gemm_shape(a, qweight, bits)
     return None
 
 
@@ -191,6 +256,11 @@ def _dequantize_fake(qweight, qzeros, scales, a_perm, group_index, bits, group_s
                      v2_zeros, layout, dtype):
     n, k = _fake_n_k(qweight, bits)
     return qweight.new_empty((k, n), dtype=dtype)
+
+
+@torch.library.register_fake("gptq_mi100::shuffle_rows")
+def _shuffle_rows_fake(q_weight, q_perm, bit):
+    return None
 
 
 @torch.library.register_fake("gptq_mi100::gptq_gemm")

@@ -531,7 +531,8 @@ def _run_case(case, rank, world, device):
             "index_errors": int(errors.item()), "local_ms": ms,
             "local_shape": (lin.k_local, lin.n_local),
             "local_g_idx": lin.shard.g_idx.cpu(), "prepared_perm_len": (
-                int(lin.prepared.a_perm.numel()) if case["path"] == "gemm" else None),
+                (0 if lin.prepared.a_perm is None else int(lin.prepared.a_perm.numel()))
+                if case["path"] == "gemm" else None),
             "use_exllama": getattr(lin, "use_exllama", None)}
 
 

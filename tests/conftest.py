@@ -47,7 +47,34 @@ def seed_of(*params):
 
 
 def native_kernel(device):
+    """The baseline native kernel of the device (reads layout 1)."""
     return "exllama" if torch.device(device).type == "cuda" else "cpu_c"
+
+
+def native_kernels(device):
+    """(name, layout) of every native kernel this build has for the device, from the
+    kernel registry: tests run each kernel on the layout it reads."""
+    from gptq_mi100 import kernels
+    return [(info.name, info.layouts[0]) for info in kernels.kernel_table(torch.device(device).type)
+            if info.in_build and info.auto_range == "below_large_m"]
+
+
+def prepare_variants(qweight, qzeros, scales, g_idx, bits, group_size, v2_zeros, device):
+    """[(kernel, PreparedGPTQ)] for every native kernel (on its layout, where the weight
+    allows it), then dequant_matmul and auto on the default layout."""
+    from gptq_mi100 import ops
+    dev = lambda x: None if x is None else x.to(device)  # noqa: E731
+    args = (dev(qweight), dev(qzeros), dev(scales), dev(g_idx))
+    kw = dict(bits=bits, group_size=group_size, v2_zeros=v2_zeros)
+    default = ops.prepare(*args, **kw)
+    out = []
+    for name, layout in native_kernels(device):
+        try:
+            out.append((name, default if layout == default.layout
+                        else ops.prepare(*args, **kw, layout=layout)))
+        except ValueError:  # this weight cannot be in that layout (bits, K, uneven groups)
+            continue
+    return out + [("dequant_matmul", default), ("auto", default)]
 
 
 EPS = {torch.float16: 2.0**-11, torch.bfloat16: 2.0**-8}

@@ -64,9 +64,10 @@ def run_python(code, **env):
 
 
 def test_invalid_kernel_env_is_an_error_listing_valid_ones():
-    r = run_python("import gptq_mi100.kernels", GPTQ_MI100_KERNEL="fastest")
+    r = run_python("import gptq_mi100", GPTQ_MI100_KERNEL="fastest")
     assert r.returncode != 0
-    assert "GPTQ_MI100_KERNEL must be one of auto, cpu_c, exllama, dequant_matmul" in r.stderr
+    assert ("GPTQ_MI100_KERNEL must be one of auto, cpu_c, exllama, transposed, dequant_matmul"
+            in r.stderr)
 
 
 def path_count_after_gemm_and_gptq_gemm(kernel_env, path):
@@ -94,11 +95,29 @@ def test_default_for_the_other_device_means_auto():
     assert path_count_after_gemm_and_gptq_gemm("exllama", "cpu_c") == 2
 
 
-def test_kernel_names_agree_between_python_and_cpp():
-    import torch
-    from gptq_mi100 import kernels, ops  # noqa: F401 (loads the extension)
-    for device_type, names in kernels.KERNELS_BY_DEVICE.items():
-        assert tuple(torch.ops.gptq_mi100.kernel_names(device_type)) == names
+def test_kernel_registry_is_the_one_source_of_names():
+    """Python asks the C++ registry: names per device come from the same table rows."""
+    from gptq_mi100 import kernels
+    for device_type in ("cpu", "cuda"):
+        rows = kernels.kernel_table(device_type)
+        names = kernels.kernel_names(device_type)
+        assert names[0] == "auto"
+        assert names[1:] == tuple(r.name for r in rows if r.in_build and device_type in r.devices)
+    names = [r.name for r in kernels.kernel_table()]
+    assert names == ["cpu_c", "exllama", "transposed", "dequant_matmul"]
+    transposed = kernels.kernel_table("cuda")[2]
+    assert transposed.layouts == (2,) and transposed.bits == (2, 4, 8)
+
+
+def test_readme_vllm_snippet_runs_after_plain_import():
+    """`import gptq_mi100` alone registers the ops (the README's vLLM routing snippet)."""
+    code = ("import torch, gptq_mi100\n"
+            "q = torch.zeros(256 // 8, 64, dtype=torch.int32)\n"
+            "torch.ops.gptq_mi100.gptq_shuffle(q, torch.empty(0, dtype=torch.int), 4)\n"
+            "print(callable(torch.ops.gptq_mi100.gptq_gemm), 'prepare' in dir(gptq_mi100))")
+    r = run_python(code)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "True True"
 
 
 def test_torch_version_mismatch_message(tmp_path):
@@ -108,7 +127,8 @@ def test_torch_version_mismatch_message(tmp_path):
     pkg = os.path.dirname(gptq_mi100.__file__)
     fake = tmp_path / "gptq_mi100"
     fake.mkdir()
-    for name in ("__init__.py", "_loader.py", "kernels.py", "ops.py"):
+    for name in ("__init__.py", "_loader.py", "kernels.py", "ops.py", "formats.py",
+                 "layouts.py", "quantize.py", "reference.py"):
         (fake / name).write_text(open(os.path.join(pkg, name)).read())
     (fake / "_build_info.py").write_text("TORCH_VERSION = '1.0.0'\nBACKEND = 'cpu'\n")
     r = subprocess.run([sys.executable, "-c", "import gptq_mi100.ops"], capture_output=True,

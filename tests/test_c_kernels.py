@@ -16,6 +16,7 @@ def test_c_kernels_standalone(tmp_path):
     exe = tmp_path / "test_cpu_kernels"
     subprocess.run([cc, "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror",
                     "-I" + os.path.join(ROOT, "csrc"),
+                    os.path.join(ROOT, "csrc", "problem_check.c"),
                     os.path.join(ROOT, "csrc", "cpu", "gptq_cpu.c"),
                     os.path.join(ROOT, "tests", "c", "test_cpu_kernels.c"), "-lm",
                     "-o", str(exe)], check=True)

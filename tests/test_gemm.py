@@ -5,21 +5,24 @@ import torch
 
 import gptq_mi100
 from gptq_mi100 import ops, quantize, reference
-from conftest import assert_gemm_close, native_kernel, seed_of
+from conftest import assert_gemm_close, native_kernel, prepare_variants, seed_of
 
 M_VALUES = (0, 1, 2, 3, 8, 16, 33, 64, 128)
 SMALLEST_RAGGED_N = {2: 272, 3: 288, 4: 264, 8: 264}
 
 
 def make_case(k, n, bits, group_size, act_order, v2, seed, device, symmetric=False):
+    """(tensors, [(kernel, prepared weight)] for every kernel, fp32 reference W)."""
     t = quantize.random_gptq(k, n, bits, group_size, symmetric=symmetric, act_order=act_order,
                              v2_zeros=v2, seed=seed, device="cpu")
     w_ref = reference.dequantize_reference(t.qweight, t.qzeros, t.scales, t.g_idx, bits, v2)
-    dev = lambda x: x.to(device)
-    w = ops.prepare(dev(t.qweight), dev(t.qzeros), dev(t.scales),
-                    dev(t.g_idx) if act_order else None, bits=bits, group_size=group_size,
-                    v2_zeros=v2)
-    return t, w, w_ref
+    ws = prepare_variants(t.qweight, t.qzeros, t.scales, t.g_idx if act_order else None,
+                          bits, group_size, v2, device)
+    return t, ws, w_ref
+
+
+def default_weight(ws):
+    return dict(ws)["auto"]
 
 
 def activations(m, k, dtype, seed, device):
@@ -43,11 +46,11 @@ def test_gemm_small_all_formats(device, bits, group_size, act_order, v2):
         pytest.skip("act-order with a single group is the plain case")
     k, n = 256, SMALLEST_RAGGED_N[bits]
     seed = seed_of("small", bits, group_size, act_order, v2)
-    t, w, w_ref = make_case(k, n, bits, group_size, act_order, v2, seed, device)
+    t, ws, w_ref = make_case(k, n, bits, group_size, act_order, v2, seed, device)
     for m in M_VALUES:
         a = activations(m, k, torch.float16, seed + m, device)
         ref = a.float().cpu() @ w_ref
-        for kernel in (native_kernel(device), "dequant_matmul", "auto"):
+        for kernel, w in ws:
             out = run_poisoned(a, w, kernel)
             assert_gemm_close(out, a, w_ref, ref, f"m={m} kernel={kernel}")
 
@@ -75,10 +78,10 @@ LARGE_CASES = [
 def test_gemm_realistic_shapes(device, case):
     name, k, n, bits, group_size, act_order, v2, m = case
     seed = seed_of("large", case)
-    t, w, w_ref = make_case(k, n, bits, group_size, act_order, v2, seed, device)
+    t, ws, w_ref = make_case(k, n, bits, group_size, act_order, v2, seed, device)
     a = activations(m, k, torch.float16, seed + 1, device)
     ref = a.float().cpu() @ w_ref
-    for kernel in (native_kernel(device), "dequant_matmul"):
+    for kernel, w in ws[:-1]:
         out = run_poisoned(a, w, kernel)
         assert_gemm_close(out, a, w_ref, ref, f"{name} kernel={kernel}")
 
@@ -93,12 +96,11 @@ def test_gemm_bf16_activations(device, bits, scale_dtype):
     scales = t.scales.to(scale_dtype)
     w_ref = reference.dequantize_reference(t.qweight, t.qzeros, scales.float(), t.g_idx, bits,
                                            False)
-    w = ops.prepare(t.qweight.to(device), t.qzeros.to(device), scales.to(device),
-                    t.g_idx.to(device), bits=bits, group_size=128)
+    ws = prepare_variants(t.qweight, t.qzeros, scales, t.g_idx, bits, 128, False, device)
     for m in (1, 5, 40):
         a = activations(m, k, torch.bfloat16, seed + m, device)
         ref = a.float().cpu() @ w_ref
-        for kernel in (native_kernel(device), "dequant_matmul"):
+        for kernel, w in ws[:-1]:
             out = run_poisoned(a, w, kernel)
             assert out.dtype == torch.bfloat16
             assert_gemm_close(out, a, w_ref, ref, f"bf16 m={m} {kernel}")
@@ -106,15 +108,19 @@ def test_gemm_bf16_activations(device, bits, scale_dtype):
 
 def test_gemm_batched_leading_dims_and_strided_rows(device):
     k, n = 256, 264
-    t, w, w_ref = make_case(k, n, 4, 64, False, False, seed_of("lead"), device)
+    t, ws, w_ref = make_case(k, n, 4, 64, False, False, seed_of("lead"), device)
     a = activations(6, k, torch.float16, 5, device).reshape(2, 3, k)
-    out = ops.gemm(a, w)
+    out = ops.gemm(a, default_weight(ws))
     assert out.shape == (2, 3, n)
     ref = a.reshape(6, k).float().cpu() @ w_ref
     assert_gemm_close(out.reshape(6, n), a.reshape(6, k), w_ref, ref, "leading dims")
     wide = activations(4, 2 * k, torch.float16, 6, device)[:, :k]  # row stride 2K
-    out2 = ops.gemm(wide, w, kernel=native_kernel(device))
-    assert_gemm_close(out2, wide, w_ref, wide.float().cpu() @ w_ref, "strided rows")
+    for kernel, w in ws:
+        out2 = ops.gemm(wide, w, kernel=kernel)
+        assert_gemm_close(out2, wide, w_ref, wide.float().cpu() @ w_ref, f"strided {kernel}")
+    expanded = activations(1, k, torch.float16, 7, device).expand(3, k)  # row stride 0
+    with pytest.raises(ValueError, match="a's rows overlap in memory"):
+        ops.gemm(expanded, default_weight(ws))
 
 
 @pytest.mark.parametrize("bits", [2, 3, 4, 8])
@@ -122,12 +128,13 @@ def test_gemm_batched_leading_dims_and_strided_rows(device):
 def test_dequantize_is_exact(device, bits, act_order):
     """dequantize computes in fp32 and rounds once: equal to the reference rounded."""
     k, n = 512, SMALLEST_RAGGED_N[bits]
-    t, w, w_ref = make_case(k, n, bits, 64, act_order, True, seed_of("dq", bits, act_order),
-                            device)
-    for dtype in (torch.float16, torch.bfloat16):
-        got = ops.dequantize(w, dtype)
-        assert got.dtype == dtype and got.shape == (k, n)
-        assert torch.equal(got.cpu(), w_ref.to(dtype))
+    t, ws, w_ref = make_case(k, n, bits, 64, act_order, True, seed_of("dq", bits, act_order),
+                             device)
+    for kernel, w in ws:  # every layout
+        for dtype in (torch.float16, torch.bfloat16):
+            got = ops.dequantize(w, dtype)
+            assert got.dtype == dtype and got.shape == (k, n)
+            assert torch.equal(got.cpu(), w_ref.to(dtype)), (kernel, w.layout)
 
 
 def test_prepare_does_not_modify_inputs_and_resolves_act_order(device):
@@ -138,26 +145,33 @@ def test_prepare_does_not_modify_inputs_and_resolves_act_order(device):
     w = ops.prepare(t.qweight.to(device), t.qzeros.to(device), t.scales.to(device),
                     t.g_idx.to(device), bits=bits, group_size=128)
     assert torch.equal(t.qweight, q0)
-    assert w.a_perm.numel() == k and w.group_index.numel() == k
+    assert w.a_perm.numel() == k
     assert torch.equal(w.a_perm.cpu().sort().values, torch.arange(k, dtype=torch.int32))
-    gi = w.group_index.cpu()
-    assert (gi[1:] >= gi[:-1]).all(), "kernel rows must be sorted by group"
-    assert w.layout == ops.LAYOUT_VERSION and w.group_size == 128 and w.bits == bits
+    # act-order groups of equal size, once sorted, are r // group_size: no group_index
+    assert w.group_index is None and w.group_size == 128 and w.bits == bits
+    assert torch.equal(t.g_idx[w.a_perm.cpu().long()].sort().values, t.g_idx.sort().values)
+    assert w.layout == ops.preferred_layout(device, bits, k, n)
     plain = ops.prepare(t.qweight.to(device), t.qzeros.to(device), t.scales.to(device),
                         torch.arange(k, dtype=torch.int32, device=device) // 128, bits=bits,
-                        group_size=128)
-    assert plain.a_perm.numel() == 0 and plain.group_index.numel() == 0
+                        group_size=128, layout=1)
+    assert plain.a_perm is None and plain.group_index is None and plain.layout == 1
     assert torch.equal(plain.qweight.cpu(), t.qweight)
+    uneven = torch.arange(k, dtype=torch.int32) * 4 // k  # sorted, groups of 128
+    uneven[100:128] = 1  # group 0 now has 100 rows, group 1 156
+    odd = ops.prepare(t.qweight.to(device), t.qzeros.to(device), t.scales.to(device),
+                      uneven.to(device), bits=bits, group_size=128)
+    assert odd.a_perm is None and odd.group_index is not None and odd.layout == 1
 
 
 def test_deterministic_run_to_run(device):
     k, n = 5120, 2560
-    t, w, w_ref = make_case(k, n, 4, 128, True, False, seed_of("det"), device)
-    for m in (1, 16):
-        a = activations(m, k, torch.float16, m, device)
-        first = ops.gemm(a, w, kernel=native_kernel(device))
-        for _ in range(20):
-            assert torch.equal(ops.gemm(a, w, kernel=native_kernel(device)), first)
+    t, ws, w_ref = make_case(k, n, 4, 128, True, False, seed_of("det"), device)
+    for kernel, w in ws:
+        for m in (1, 16):
+            a = activations(m, k, torch.float16, m, device)
+            first = ops.gemm(a, w, kernel=kernel)
+            for _ in range(20):
+                assert torch.equal(ops.gemm(a, w, kernel=kernel), first), (kernel, m)
 
 
 def test_fp16_overflow_of_partial_sums_is_avoided(device):
@@ -186,9 +200,7 @@ def test_fp16_overflow_of_partial_sums_is_avoided(device):
     with pytest.raises(AssertionError):
         assert_gemm_close(fp16_accumulating_gemm(a, w_ref), a, w_ref, ref, "fp16 acc")
 
-    w = ops.prepare(qweight.to(device), qzeros.to(device), scales.to(device), None, bits=bits,
-                    group_size=-1, v2_zeros=True)
-    for kernel in (native_kernel(device), "dequant_matmul"):
+    for kernel, w in prepare_variants(qweight, qzeros, scales, None, bits, -1, True, device):
         out = ops.gemm(a.to(device), w, kernel=kernel)
         assert torch.isfinite(out).all()
         assert torch.equal(out.float().cpu(), ref), kernel
@@ -205,10 +217,11 @@ def test_diversity_check_catches_degenerate_output():
 
 def test_auto_chooses_by_large_m_threshold(device):
     k, n, bits = 256, 264, 4
-    t, w, w_ref = make_case(k, n, bits, 128, False, False, seed_of("auto"), device)
+    t, ws, w_ref = make_case(k, n, bits, 128, False, False, seed_of("auto"), device)
+    w = default_weight(ws)
     threshold = ops.large_m_threshold(device, bits)
     assert threshold >= 1
-    native = native_kernel(device)
+    native = next(name for name, wk in ws[:-2] if wk.layout == w.layout)  # registry order
     for m, path in ((threshold - 1, native), (threshold, "dequant_matmul")):
         if m == 0:
             continue
@@ -220,7 +233,8 @@ def test_auto_chooses_by_large_m_threshold(device):
 
 def test_use_kernel_block_and_explicit_choice(device):
     k, n = 256, 264
-    t, w, w_ref = make_case(k, n, 4, 128, False, False, seed_of("choice"), device)
+    t, ws, w_ref = make_case(k, n, 4, 128, False, False, seed_of("choice"), device)
+    w = dict(ws)[native_kernel(device)]
     a = activations(2, k, torch.float16, 1, device)
     ops.reset_path_counts()
     with gptq_mi100.use_kernel("dequant_matmul"):

@@ -49,11 +49,12 @@ BAD_GEMM_ARGS = [
      r"qzeros must be \[G=4, N\*bits/32=33\]"),
     (lambda a, w: dict(qzeros=w.qzeros.short()), TypeError, "qzeros must be int32"),
     (lambda a, w: dict(a_perm=w.a_perm.long()), TypeError, "a_perm must be int32, got Long"),
-    (lambda a, w: dict(group_index=w.group_index[:10]), ValueError,
-     "group_index must be empty or 1-D of length K=256"),
-    (lambda a, w: dict(group_index=w.group_index[:0], group_size=32), ValueError,
+    (lambda a, w: dict(group_index=(torch.arange(K, device=a.device) // GS).int()[:10]),
+     ValueError, "group_index must be None or 1-D of length K=256"),
+    (lambda a, w: dict(group_index=None, group_size=32), ValueError,
      r"without group_index, G \(scales.size\(0\)=4\) must equal K / group_size = 256 / 32"),
-    (lambda a, w: dict(layout=7), ValueError, "prepared for layout 7"),
+    (lambda a, w: dict(layout=7), ValueError, "unknown weight layout 7"),
+    (lambda a, w: dict(a=a[:1].expand(3, K)), ValueError, "a's rows overlap in memory"),
     (lambda a, w: dict(kernel="fast"), ValueError, "kernel must be one of"),
 ]
 

@@ -41,32 +41,12 @@
 #define STRIP_COLS 64
 #define K_TILE 64
 
-/* ---- argument checks ---------------------------------------------------------------- */
+/* ---- argument checks (gptq_check_problem itself: csrc/problem_check.c) ---------------- */
 
 static int bits_supported(int bits) { return bits == 2 || bits == 3 || bits == 4 || bits == 8; }
 
 /* Columns per packed zero unit: 32 / bits values per word, 32 columns per 3 words. */
 static int64_t column_granule(int bits) { return bits == 3 ? 32 : 32 / bits; }
-
-static int dtype_supported(gptq_dtype dtype) { return dtype == GPTQ_F16 || dtype == GPTQ_BF16; }
-
-gptq_status gptq_check_problem(const gptq_problem* p) {
-  if (p == NULL) return GPTQ_ERR_SHAPE;
-  if (!bits_supported(p->bits)) return GPTQ_ERR_BITS;
-  if (!dtype_supported(p->a_dtype) || !dtype_supported(p->scale_dtype)) return GPTQ_ERR_DTYPE;
-  if (p->k <= 0 || p->k % 32 != 0) return GPTQ_ERR_SHAPE;
-  if (p->n < 0 || p->n % column_granule(p->bits) != 0) return GPTQ_ERR_SHAPE;
-  if (p->m < 0 || p->groups < 1) return GPTQ_ERR_SHAPE;
-  if (p->ldc < p->n) return GPTQ_ERR_SHAPE;
-  /* a is never read when m == 0 (and dequantize ignores it), so lda only matters then. */
-  if (p->m > 0 && p->lda < p->k) return GPTQ_ERR_SHAPE;
-  if (p->group_index == NULL) {
-    /* k % group_size and k / group_size instead of groups * group_size: no overflow. */
-    if (p->group_size <= 0 || p->k % p->group_size != 0 || p->k / p->group_size != p->groups)
-      return GPTQ_ERR_GROUP_SIZE;
-  }
-  return GPTQ_OK;
-}
 
 /* Column ranges must start on a packed-zero boundary so that split calls agree. */
 static gptq_status check_column_range(int64_t n, int bits, int64_t n_begin, int64_t n_end) {

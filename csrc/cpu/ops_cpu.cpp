@@ -7,7 +7,7 @@
 #include <atomic>
 #include <vector>
 
-#include "../ops_common.h"
+#include "../host/op_impls.h"
 
 namespace gptq_mi100 {
 namespace {
@@ -75,63 +75,28 @@ at::Tensor cpu_permute_rows(const at::Tensor& qweight, const at::Tensor& perm, i
   return out;
 }
 
-const Backend kCpuBackend{Path::CpuC, Kernel::CpuC, &run_cpu_gemm, &cpu_dequantize, true};
-
-at::Tensor gemm(const at::Tensor& a, const at::Tensor& qweight, const at::Tensor& qzeros,
-                const at::Tensor& scales, const at::Tensor& a_perm,
-                const at::Tensor& group_index, int64_t bits, int64_t group_size,
-                bool v2_zeros, int64_t layout, c10::string_view kernel) {
-  check_layout("gemm", layout);
-  return gemm_common("gemm", a, qweight, qzeros, scales, a_perm, group_index, bits,
-                     group_size, v2_zeros, std::string(kernel), at::Tensor(), kCpuBackend);
-}
-
-void gemm_out(const at::Tensor& a, const at::Tensor& qweight, const at::Tensor& qzeros,
-              const at::Tensor& scales, const at::Tensor& a_perm,
-              const at::Tensor& group_index, int64_t bits, int64_t group_size,
-              bool v2_zeros, int64_t layout, c10::string_view kernel,
-              const at::Tensor& out) {
-  check_layout("gemm_out", layout);
-  gemm_common("gemm_out", a, qweight, qzeros, scales, a_perm, group_index, bits,
-              group_size, v2_zeros, std::string(kernel), out, kCpuBackend);
-}
-
-std::tuple<at::Tensor, at::Tensor, at::Tensor> prepare(const at::Tensor& qweight,
-                                                       const at::Tensor& qzeros,
-                                                       const at::Tensor& scales,
-                                                       const at::Tensor& g_idx,
-                                                       int64_t bits) {
-  return prepare_common(qweight, qzeros, scales, g_idx, bits, &cpu_permute_rows);
-}
-
-at::Tensor dequantize(const at::Tensor& qweight, const at::Tensor& qzeros,
-                      const at::Tensor& scales, const at::Tensor& a_perm,
-                      const at::Tensor& group_index, int64_t bits, int64_t group_size,
-                      bool v2_zeros, int64_t layout, at::ScalarType dtype) {
-  return dequantize_common(qweight, qzeros, scales, a_perm, group_index, bits, group_size,
-                           v2_zeros, layout, dtype, kCpuBackend);
-}
-
-at::Tensor gptq_gemm(const at::Tensor& a, const at::Tensor& b_q_weight,
-                     const at::Tensor& b_gptq_qzeros, const at::Tensor& b_gptq_scales,
-                     const at::Tensor& b_g_idx, bool use_exllama, bool use_v2_format,
-                     int64_t bit) {
-  return vllm_gptq_gemm(a, b_q_weight, b_gptq_qzeros, b_gptq_scales, b_g_idx, use_exllama,
-                        use_v2_format, bit, kCpuBackend);
-}
-
-void gptq_shuffle(at::Tensor q_weight, const at::Tensor& q_perm, int64_t bit) {
-  shuffle_common(q_weight, q_perm, bit, &cpu_permute_rows);
-}
+struct CpuBackend {
+  static constexpr BackendKind kBackend = BackendKind::Cpu;
+  static constexpr bool kLargeMInFp32 = true;  // fp32 GEMM is fast on CPU
+  struct Guard {
+    explicit Guard(const at::Device&) {}
+  };
+  static void run(KernelId, const gptq_problem& p, int64_t, const at::Tensor& like) {
+    run_cpu_gemm(p, like);  // the registry lists one native CPU kernel, on layout 1
+  }
+  static at::Tensor dequantize(const gptq_problem& p, int64_t, at::ScalarType dtype,
+                               const at::Tensor& like) {
+    return cpu_dequantize(p, dtype, like);  // CPU builds read layout 1 only
+  }
+  static at::Tensor permute_rows(const at::Tensor& qweight, const at::Tensor& perm,
+                                 int64_t bits) {
+    return cpu_permute_rows(qweight, perm, bits);
+  }
+};
 
 }  // namespace
 }  // namespace gptq_mi100
 
 TORCH_LIBRARY_IMPL(gptq_mi100, CPU, m) {
-  m.impl("gemm", &gptq_mi100::gemm);
-  m.impl("gemm_out", &gptq_mi100::gemm_out);
-  m.impl("prepare", &gptq_mi100::prepare);
-  m.impl("dequantize", &gptq_mi100::dequantize);
-  m.impl("gptq_gemm", &gptq_mi100::gptq_gemm);
-  m.impl("gptq_shuffle", &gptq_mi100::gptq_shuffle);
+  gptq_mi100::OpImpls<gptq_mi100::CpuBackend>::register_all(m);
 }

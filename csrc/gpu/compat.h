@@ -164,6 +164,24 @@ __device__ __forceinline__ float gptq_dot2_f32(__half2 a, __half2 b, float acc) 
 }
 #endif
 
+/* ---- weight pair x activation pair, fp32 accumulation ----------------------------- */
+/* The tiled ("transposed") kernel keeps activations in LDS in the form its inner product
+ * takes. gfx906/908/90a: fp16 pairs for v_dot2_f32_f16 (one instruction per pair).
+ * Elsewhere (NVIDIA, and bf16 everywhere: gfx908 has no bf16 dot): fp32 pairs, and the
+ * exact (q - z) weight pair is widened once and reused for every activation row.
+ * Same products (exact in fp32) and the same per-pair sum order on both vendors. */
+#if defined(__gfx906__) || defined(__gfx908__) || defined(__gfx90a__)
+#define GPTQ_DOT2_F16 1
+#else
+#define GPTQ_DOT2_F16 0
+#endif
+
+/* Non-cached read of data other blocks wrote in this launch (after __threadfence):
+ * volatile makes both compilers bypass the non-coherent L1 (ld.volatile / glc). */
+__device__ __forceinline__ float gptq_load_coherent(const float* p) {
+  return *(const volatile float*)p;
+}
+
 /* ---- memory ---------------------------------------------------------------------- */
 /* 16-byte global load (4 adjacent int32 columns): one dwordx4 / LDG.128 per lane, so a
  * wave reads contiguous bytes. p must be 16-byte aligned. */

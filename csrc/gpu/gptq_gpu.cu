@@ -27,6 +27,7 @@
  * and activations are staged in LDS in the same pair order.
  */
 #include "compat.h"
+#include "device_util.cuh"
 #include "../gptq_kernels.h"
 #include "gptq_gpu.h"
 
@@ -135,18 +136,6 @@ struct gemm_args {
 /* ---- small device helpers ---------------------------------------------------------- */
 __device__ __forceinline__ uint32_t u4_get(const uint4& v, int c) {
   return c == 0 ? v.x : (c == 1 ? v.y : (c == 2 ? v.z : v.w));
-}
-
-__device__ __forceinline__ float load_scale(const uint16_t* scales, int64_t idx, int bf16) {
-  const uint16_t b = scales[idx];
-  return bf16 ? gptq_bf16_bits_to_float(b) : gptq_f16_bits_to_float(b);
-}
-
-/* Clamp an index into [0, hi) and count it once when it was out of range. */
-__device__ __forceinline__ int64_t clamp_index(int64_t v, int64_t hi, int* errors, bool count) {
-  if (v >= 0 && v < hi) return v;
-  if (count && errors) atomicAdd(errors, 1);
-  return v < 0 ? 0 : hi - 1;
 }
 
 /* Group of kernel row r: group_index[r] clamped, or r / group_size. */
@@ -690,6 +679,8 @@ static gemm_kernel_fn pick_gemm(int bits, int act, int m_tile) {
 extern "C" {
 
 size_t gptq_gpu_gemm_workspace_bytes(const gptq_problem* p, gptq_gpu_kernel kernel) {
+  if (p && kernel == GPTQ_GPU_KERNEL_TRANSPOSED)
+    return gptq_gpu_transposed_workspace_bytes(p, current_sm_count());
   if (!p || kernel != GPTQ_GPU_KERNEL_EXLLAMA || p->m <= 0) return 0;
   if (gpu_shape_preconditions(p) != GPTQ_OK) return 0;
   return plan_gemm(p).ws_bytes;
@@ -698,6 +689,8 @@ size_t gptq_gpu_gemm_workspace_bytes(const gptq_problem* p, gptq_gpu_kernel kern
 gptq_status gptq_gpu_gemm(const gptq_problem* p, gptq_gpu_kernel kernel, void* workspace,
                           size_t workspace_bytes, void* stream) {
   if (!p) return GPTQ_ERR_SHAPE;
+  if (kernel == GPTQ_GPU_KERNEL_TRANSPOSED)
+    return gptq_gpu_transposed_gemm(p, current_sm_count(), workspace, workspace_bytes, stream);
   if (kernel != GPTQ_GPU_KERNEL_EXLLAMA) return GPTQ_ERR_NO_KERNEL;
   if (p->m == 0) return GPTQ_OK; /* nothing to compute or launch */
   gptq_status st = gptq_check_problem(p);
@@ -758,8 +751,10 @@ gptq_status gptq_gpu_gemm(const gptq_problem* p, gptq_gpu_kernel kernel, void* w
   return launch_status();
 }
 
-gptq_status gptq_gpu_dequantize(const gptq_problem* p, void* stream) {
+gptq_status gptq_gpu_dequantize(const gptq_problem* p, int layout, void* stream) {
   if (!p) return GPTQ_ERR_SHAPE;
+  if (layout == GPTQ_LAYOUT_TILED) return gptq_gpu_transposed_dequantize(p, stream);
+  if (layout != GPTQ_LAYOUT_CHECKPOINT) return GPTQ_ERR_SHAPE;
   gptq_status st = gpu_shape_preconditions(p);
   if (st == GPTQ_OK) st = gpu_pointer_preconditions(p, false);
   if (st != GPTQ_OK) return st;

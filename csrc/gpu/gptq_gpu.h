@@ -10,10 +10,14 @@
 extern "C" {
 #endif
 
-/* GEMM kernels selectable per call. GPTQ_GPU_KERNEL_EXLLAMA is the baseline: split-K
- * over blocks with fp32 partials reduced in a fixed order (deterministic, no atomics). */
+/* GEMM kernels selectable per call (the host registry, csrc/host/kernel_registry.cpp,
+ * says which layout each reads). EXLLAMA, the baseline on layout 1: split-K over blocks
+ * with fp32 partials reduced in a fixed order by a second launch. TRANSPOSED, on layout 2
+ * (gptq_transposed.cu): one weight pass for every M, split-K reduced in the same launch.
+ * Both deterministic, no float atomics. */
 typedef enum gptq_gpu_kernel {
-  GPTQ_GPU_KERNEL_EXLLAMA = 0
+  GPTQ_GPU_KERNEL_EXLLAMA = 0,
+  GPTQ_GPU_KERNEL_TRANSPOSED = 1
 } gptq_gpu_kernel;
 
 /* Bytes of fp32 workspace the caller must provide (torch-allocated) for this problem. */
@@ -23,8 +27,16 @@ size_t gptq_gpu_gemm_workspace_bytes(const gptq_problem* p, gptq_gpu_kernel kern
 gptq_status gptq_gpu_gemm(const gptq_problem* p, gptq_gpu_kernel kernel, void* workspace,
                           size_t workspace_bytes, void* stream);
 
-/* W in original K order into p->c ([k, n], dtype p->a_dtype, row stride p->ldc). */
-gptq_status gptq_gpu_dequantize(const gptq_problem* p, void* stream);
+/* W in original K order into p->c ([k, n], dtype p->a_dtype, row stride p->ldc), from a
+ * qweight in `layout` (GPTQ_LAYOUT_CHECKPOINT or GPTQ_LAYOUT_TILED). */
+gptq_status gptq_gpu_dequantize(const gptq_problem* p, int layout, void* stream);
+
+/* The layout-2 kernels (gptq_transposed.cu); gptq_gpu_gemm / gptq_gpu_dequantize call
+ * them. sm_count: SMs/CUs of the current device (split-K planning). */
+size_t gptq_gpu_transposed_workspace_bytes(const gptq_problem* p, int sm_count);
+gptq_status gptq_gpu_transposed_gemm(const gptq_problem* p, int sm_count, void* workspace,
+                                     size_t workspace_bytes, void* stream);
+gptq_status gptq_gpu_transposed_dequantize(const gptq_problem* p, void* stream);
 
 /* dst row r = src row perm[r] in unpacked K space (perm validated by the caller). */
 gptq_status gptq_gpu_permute_rows(const int32_t* src, int32_t* dst, const int32_t* perm,

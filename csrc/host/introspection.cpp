@@ -1,0 +1,113 @@
+// Counters and introspection: everything Python asks the C++ side, in one place.
+#include "introspection.h"
+
+#include <array>
+#include <atomic>
+
+#include "errors.h"
+#include "validate.h"
+
+#ifdef GPTQ_MI100_WITH_GPU
+#include "../gpu/gptq_gpu.h"
+#endif
+
+#ifndef GPTQ_MI100_TORCH_VERSION
+#define GPTQ_MI100_TORCH_VERSION "unknown"
+#endif
+#ifndef GPTQ_MI100_BACKEND
+#define GPTQ_MI100_BACKEND "cpu"
+#endif
+
+namespace gptq_mi100 {
+
+namespace {
+
+std::array<std::atomic<int64_t>, static_cast<int>(KernelId::Count)> g_kernel_counts{};
+std::atomic<int64_t> g_cpu_index_errors{0};
+
+BackendKind parse_device_type(const char* op, const std::string& device_type) {
+  if (device_type == "cpu") return BackendKind::Cpu;
+  GPTQ_CHECK_VALUE(device_type == "cuda", op, ": device_type must be 'cpu' or 'cuda', got '",
+                   device_type, "'");
+  return BackendKind::Gpu;
+}
+
+std::string join_bits(unsigned mask) {
+  std::string s;
+  for (int b = 0; b < 32; ++b)
+    if ((mask >> b) & 1u) s += (s.empty() ? "" : ",") + std::to_string(b);
+  return s;
+}
+
+}  // namespace
+
+void count_kernel(KernelId id) { g_kernel_counts[static_cast<int>(id)].fetch_add(1); }
+
+void add_cpu_index_errors(int64_t count) {
+  if (count) g_cpu_index_errors.fetch_add(count);
+}
+
+std::string build_info() {
+  std::string s = msg("torch ", GPTQ_MI100_TORCH_VERSION, "; backend ", GPTQ_MI100_BACKEND);
+#ifdef GPTQ_MI100_WITH_GPU
+  s += msg("; ", gptq_gpu_arch_config());
+#endif
+  return s;
+}
+
+std::vector<int64_t> path_counts() {
+  std::vector<int64_t> v;
+  for (auto& c : g_kernel_counts) v.push_back(c.load());
+  return v;
+}
+
+void reset_path_counts() {
+  for (auto& c : g_kernel_counts) c.store(0);
+}
+
+std::vector<std::string> kernel_table_rows(const std::string& device_type) {
+  const BackendKind backend = parse_device_type("kernel_table", device_type);
+  static const char* kRange[] = {"below_large_m", "from_large_m", "never"};
+  std::vector<std::string> rows;
+  for (const auto& e : kernel_table()) {
+    std::string backends = (e.backends & 1u) ? "cpu" : "";
+    if (e.backends & 2u) backends += backends.empty() ? "cuda" : ",cuda";
+    rows.push_back(msg(e.name, ";", backends, ";", join_bits(backend == BackendKind::Cpu ? e.cpu_layouts : e.layouts), ";", join_bits(e.bits),
+                       ";", kRange[static_cast<int>(e.auto_range)], ";",
+                       kernel_in_build(e, backend) ? "1" : "0", ";", e.summary));
+  }
+  return rows;
+}
+
+std::vector<std::string> kernel_names(const std::string& device_type) {
+  return kernel_names_for(parse_device_type("kernel_names", device_type));
+}
+
+std::string default_kernel() { return process_default_kernel(); }
+
+int64_t large_m_threshold_for(const std::string& device_type, int64_t bits) {
+  check_bits("large_m_threshold", bits);
+  return large_m_threshold(parse_device_type("large_m_threshold", device_type), bits);
+}
+
+int64_t preferred_layout_for(const std::string& device_type, int64_t bits, int64_t k, int64_t n) {
+  check_bits("preferred_layout", bits);
+  return preferred_layout(parse_device_type("preferred_layout", device_type), bits, k, n);
+}
+
+int64_t take_index_errors(const std::string& device_type, int64_t device_index) {
+  if (parse_device_type("take_index_errors", device_type) == BackendKind::Cpu)
+    return g_cpu_index_errors.exchange(0);
+#ifdef GPTQ_MI100_WITH_GPU
+  int64_t count = 0;
+  gptq_problem none{};
+  check_status("take_index_errors",
+               gptq_gpu_take_index_errors(static_cast<int>(device_index), &count), &none);
+  return count;
+#else
+  (void)device_index;
+  GPTQ_CHECK(false, "this gptq_mi100 build has no GPU support");
+#endif
+}
+
+}  // namespace gptq_mi100

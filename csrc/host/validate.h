@@ -1,0 +1,31 @@
+// Tensor arguments -> gptq_problem, with one clear error per bad argument. Nothing here
+// reads device memory except the load-time checks marked so.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include "../gptq_kernels.h"
+
+namespace gptq_mi100 {
+
+void check_bits(const char* op, int64_t bits);
+// K from qweight's rows and bits (validates qweight's dtype, rank and contiguity).
+int64_t checked_k(const char* op, const at::Tensor& qweight, int64_t bits);
+gptq_dtype to_gptq_dtype(at::ScalarType t);
+
+// op: name used in messages ("gemm", "gptq_gemm", ...). group_size < 0 means "derive
+// K / G" (vLLM semantics). p.c / p.ldc are left for the caller to set.
+gptq_problem make_problem(const char* op, const at::Tensor& a, const at::Tensor& qweight,
+                          const at::Tensor& qzeros, const at::Tensor& scales,
+                          const c10::optional<at::Tensor>& a_perm,
+                          const c10::optional<at::Tensor>& group_index, int64_t bits,
+                          int64_t group_size, bool v2_zeros);
+void check_out(const char* op, const at::Tensor& out, const at::Tensor& a, int64_t n);
+// A launcher's status -> exception (no-op for GPTQ_OK).
+void check_status(const char* op, gptq_status status, const gptq_problem* p);
+
+// Load-time validation of a permutation / g_idx (reads values back to the host).
+void check_permutation(const char* op, const at::Tensor& perm, int64_t k);
+void check_g_idx(const char* op, const at::Tensor& g_idx, int64_t k, int64_t groups);
+
+}  // namespace gptq_mi100
