@@ -17,7 +17,7 @@ set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-src=csrc/gpu/gptq_gpu.cu
+srcs="csrc/gpu/gptq_gpu.cu csrc/gpu/gptq_transposed.cu"
 report=benchmarks/results/gfx908_resources.md
 update=0
 for arg in "$@"; do
@@ -57,24 +57,36 @@ if grep -nE '__ockl_fdot2[[:space:]]*\(' csrc/gpu/*.h csrc/gpu/*.cu; then
 fi
 
 echo "[1/3] hipcc gfx908 (device ISA + resource usage, host syntax)"
-# -Wno-unused-command-line-argument: hipcc always appends link flags (-lamdhip64, ...).
-# shellcheck disable=SC2086
-"$HIPCC" $hip_flags -Werror -Wall -Wno-unused-command-line-argument --offload-arch=gfx908 \
-  --cuda-device-only -S -Rpass-analysis=kernel-resource-usage \
-  -o "$work/gptq_gpu.gfx908.s" "$src" 2> "$work/hip_remarks.txt" \
-  || { grep -v 'remark:' "$work/hip_remarks.txt" >&2 || true; fail "hipcc (device) failed"; }
-if grep -v 'remark' "$work/hip_remarks.txt" | grep -qE 'warning|error'; then
-  grep -v 'remark' "$work/hip_remarks.txt" >&2; fail "hipcc (device) printed diagnostics"
-fi
-# shellcheck disable=SC2086
-"$HIPCC" $hip_flags -Werror -Wall -Wno-unused-command-line-argument --offload-arch=gfx908 \
-  --cuda-host-only -fsyntax-only "$src" || fail "hipcc (host pass) failed"
+: > "$work/hip_remarks.txt"
+: > "$work/gptq_gpu.gfx908.s"
+for src in $srcs; do
+  base="$(basename "$src" .cu)"
+  # -Wno-unused-command-line-argument: hipcc always appends link flags (-lamdhip64, ...).
+  # shellcheck disable=SC2086
+  "$HIPCC" $hip_flags -Werror -Wall -Wno-unused-command-line-argument --offload-arch=gfx908 \
+    --cuda-device-only -S -Rpass-analysis=kernel-resource-usage \
+    -o "$work/$base.gfx908.s" "$src" 2> "$work/$base.hip.txt" \
+    || { grep -v 'remark:' "$work/$base.hip.txt" >&2 || true; fail "hipcc (device) failed on $src"; }
+  if grep -v 'remark' "$work/$base.hip.txt" | grep -qE 'warning|error'; then
+    grep -v 'remark' "$work/$base.hip.txt" >&2; fail "hipcc (device) printed diagnostics on $src"
+  fi
+  cat "$work/$base.hip.txt" >> "$work/hip_remarks.txt"
+  cat "$work/$base.gfx908.s" >> "$work/gptq_gpu.gfx908.s"
+  # shellcheck disable=SC2086
+  "$HIPCC" $hip_flags -Werror -Wall -Wno-unused-command-line-argument --offload-arch=gfx908 \
+    --cuda-host-only -fsyntax-only "$src" || fail "hipcc (host pass) failed on $src"
+done
 
 echo "[2/3] nvcc sm_90 (-Xptxas -v)"
-# shellcheck disable=SC2086
-"$NVCC" $nvcc_flags -arch=sm_90 -Xptxas -v --Werror all-warnings -Xcompiler -Wall,-Werror \
-  -c "$src" -o "$work/gptq_gpu.sm_90.o" > "$work/ptxas.txt" 2>&1 \
-  || { cat "$work/ptxas.txt" >&2; fail "nvcc failed"; }
+: > "$work/ptxas.txt"
+for src in $srcs; do
+  base="$(basename "$src" .cu)"
+  # shellcheck disable=SC2086
+  "$NVCC" $nvcc_flags -arch=sm_90 -Xptxas -v --Werror all-warnings -Xcompiler -Wall,-Werror \
+    -c "$src" -o "$work/$base.sm_90.o" > "$work/$base.ptxas.txt" 2>&1 \
+    || { cat "$work/$base.ptxas.txt" >&2; fail "nvcc failed on $src"; }
+  cat "$work/$base.ptxas.txt" >> "$work/ptxas.txt"
+done
 
 echo "[3/3] resource report"
 hip_version="$("$HIPCC" --version 2>/dev/null | sed -n 's/^HIP version: *//p' | head -n1)"

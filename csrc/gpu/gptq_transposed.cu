@@ -41,8 +41,9 @@ static constexpr int kTpThreads = 256;
 static constexpr int kTpSlots = kTpThreads / 64; /* tiles in flight per block */
 static constexpr int kTpActElems = 4096;         /* MT x K-range activations staged per block */
 static constexpr int kTpMaxM = 16;               /* rows per pass; larger M loops passes */
-/* gfx908: 4 blocks of 256 per CU = 4 waves/SIMD (<= 64 VGPRs); sm_90: no cap needed. */
-static constexpr int kTpMinBlocks = GPTQ_TARGET_AMD ? 4 : 1;
+/* gfx908: 4 blocks of 256 per CU = 4 waves/SIMD (<= 64 VGPRs); sm_90: 4 blocks of 256 per
+ * SM (<= 64 registers): 1024 threads x 2 loads of 16 B in flight per SM. */
+static constexpr int kTpMinBlocks(int mt) { return mt >= 16 ? 2 : (!GPTQ_TARGET_AMD && mt >= 8) ? 2 : 4; }
 /* Split-K aims at this many blocks per SM/CU (sm_90: 8 x 256 = 2048 threads). */
 static constexpr int kTpBlocksPerSm = GPTQ_TARGET_AMD ? 4 : 8;
 
@@ -106,7 +107,7 @@ __device__ __forceinline__ uint32_t tp_zero_pair(const int32_t* qzeros, int64_t 
 }
 
 template <int BITS, int ACT, int MT>
-__global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kTpMinBlocks) void gptq_transposed_kernel(tp_args p) {
+__global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kTpMinBlocks(MT)) void gptq_transposed_kernel(tp_args p) {
   typedef typename tp_act<ACT>::pair_t pair_t;
   constexpr int TK = 512 / BITS;     /* rows per tile */
   constexpr int STEPS = TK / 16;     /* 16-row steps per tile */
@@ -141,24 +142,34 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kTpMinBlocks) void gptq_transposed_ker
   uint4 cur = make_uint4(0u, 0u, 0u, 0u);
   if (active && kt < kt1) cur = wbase[kt * tile_stride];
 
-  /* Stage activations of the split's rows, pairs (2i, 2i + 1), zeros past row m. */
+  /* Stage activations of the split's rows as pairs (2i, 2i + 1), zeros past row m. A
+   * fixed trip count, loads first: every thread's loads are in flight at once (one or,
+   * with a_perm, two round trips), not one latency per loop iteration. */
   const int half = krange / 2;
-  for (int i = t; i < (int)MT * half; i += kTpThreads) {
+  constexpr int PER = ACT_PAIRS / kTpThreads;
+  uint16_t lo[PER], hi[PER];
+  int slot_of[PER];
+#pragma unroll
+  for (int it = 0; it < PER; ++it) {
+    const int i = it * kTpThreads + t;
     const int m = i / half, pr = i - m * half;
-    const int64_t r = (int64_t)kt0 * TK + 2 * pr;
-    uint16_t lo = 0, hi = 0;
-    if (m < rows) {
+    lo[it] = hi[it] = 0;
+    slot_of[it] = i < (int)MT * half ? i : -1;
+    if (m < rows && i < (int)MT * half) {
+      const int64_t r = (int64_t)kt0 * TK + 2 * pr;
       int64_t s0 = r, s1 = r + 1;
       if (p.a_perm) {
         s0 = clamp_index(p.a_perm[r], p.k, p.errors, true);
         s1 = clamp_index(p.a_perm[r + 1], p.k, p.errors, true);
       }
       const uint16_t* arow = p.a + (p.m0 + m) * p.lda;
-      lo = arow[s0];
-      hi = arow[s1];
+      lo[it] = arow[s0];
+      hi[it] = arow[s1];
     }
-    tp_store_pair(s_act[m * half + pr], lo, hi, ACT == kTpBF16);
   }
+#pragma unroll
+  for (int it = 0; it < PER; ++it)
+    if (slot_of[it] >= 0) tp_store_pair(s_act[slot_of[it]], lo[it], hi[it], ACT == kTpBF16);
   __syncthreads();
 
   float acc[MT];
@@ -166,20 +177,28 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kTpMinBlocks) void gptq_transposed_ker
   for (int m = 0; m < MT; ++m) acc[m] = 0.0f;
 
   const int64_t zwords = p.n * BITS / 32;
-  int g = -1, g_end = 0; /* rows fit in int32 (K < 2^31) */
-  const int gs = (int)p.group_size;
-  uint32_t zh = 0;
-  float sc = 0.0f;
+  const int gs = (int)p.group_size; /* rows fit in int32 (K < 2^31) */
+  /* zero pair and scale of the first group of a tile, loaded one tile ahead with the
+   * weights; groups shorter than a tile load the rest on demand (whole 16-row steps) */
+  int g = kt * TK / gs;
+  uint32_t zh = 0, nzh = 0;
+  float sc = 0.0f, nsc = 0.0f;
+  if (active && kt < kt1) {
+    zh = tp_zero_pair<BITS>(p.qzeros, zwords, g, ncol, p.zero_offset);
+    sc = load_scale(p.scales, (int64_t)g * p.n + ncol, p.scale_bf16);
+  }
   for (; kt < kt1; kt += kTpSlots) {
     uint4 nxt = cur;
-    if (active && kt + kTpSlots < kt1) nxt = wbase[(kt + kTpSlots) * tile_stride];
+    const int next_g = (kt + kTpSlots) * TK / gs;
+    if (active && kt + kTpSlots < kt1) {
+      nxt = wbase[(kt + kTpSlots) * tile_stride];
+      nzh = tp_zero_pair<BITS>(p.qzeros, zwords, next_g, ncol, p.zero_offset);
+      nsc = load_scale(p.scales, (int64_t)next_g * p.n + ncol, p.scale_bf16);
+    }
     if (active) {
       const uint32_t wv[4] = {cur.x, cur.y, cur.z, cur.w};
       const int row0 = kt * TK;
-      if (row0 >= g_end) { /* one division per tile, then whole-step increments */
-        g = row0 / gs - 1;
-        g_end = g * gs + gs;
-      }
+      int g_end = (g + 1) * gs;
       const int krel = (kt - kt0) * TK + 4 * q; /* row of pair h = 0, step 0, in the split */
 #pragma unroll
       for (int st = 0; st < STEPS; ++st) {
@@ -207,6 +226,9 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kTpMinBlocks) void gptq_transposed_ker
       }
     }
     cur = nxt;
+    g = next_g;
+    zh = nzh;
+    sc = nsc;
   }
 
   /* Block reduction: 16 partials per (row, column) in fixed (slot, q) order. */

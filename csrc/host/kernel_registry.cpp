@@ -4,6 +4,7 @@
 #include <cstdlib>
 
 #include "errors.h"
+#include "validate.h"
 
 #ifdef GPTQ_MI100_WITH_GPU
 #include "../gpu/gptq_gpu.h"
@@ -154,6 +155,7 @@ int64_t preferred_layout(BackendKind backend, int64_t bits, int64_t k, int64_t n
 }
 
 void check_layout(const char* op, BackendKind backend, int64_t layout, int64_t bits) {
+  check_bits(op, bits);
   GPTQ_CHECK_VALUE(layout == GPTQ_LAYOUT_CHECKPOINT || layout == GPTQ_LAYOUT_TILED, op,
                    ": unknown weight layout ", layout, " (known: 1 checkpoint, 2 tiled); run ",
                    "gptq_mi100.prepare() on the checkpoint tensors again");
