@@ -415,6 +415,12 @@ def _quantize_config_of(model: torch.nn.Module) -> QuantizeConfig:
         raise ValueError("the model mixes v1 and v2 zero conventions; a checkpoint has one "
                          "checkpoint_format")
     settings = {n: _layer_settings(m) for n, m in quantized.items()}
+    for n, m in quantized.items():
+        if not m.v2_zeros and _max_fields(m.qzeros.cpu(), m.bits):
+            warnings.warn(f"{n}: v1 zeros of {1 << m.bits} (stored {(1 << m.bits) - 1}) are "
+                          f"saved as they are: AutoGPTQ and vLLM read them right, GPTQModel's "
+                          f"word-wise reader does not (quantize with v2_zeros=True to avoid)",
+                          GPTQFormatWarning, stacklevel=3)
     body = {n: s for n, s in settings.items() if n.rpartition(".")[2] != "lm_head"} or settings
     common = Counter((s["bits"], s["group_size"]) for s in body.values()).most_common(1)[0][0]
     desc_act = any(s["desc_act"] for s in settings.values())
