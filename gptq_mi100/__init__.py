@@ -15,14 +15,14 @@ _OPS_NAMES = ("PreparedGPTQ", "prepare", "gemm", "dequantize", "gptq_gemm", "gpt
               "preferred_layout", "large_m_threshold")
 
 __all__ = list(_OPS_NAMES) + ["ops", "formats", "layouts", "reference", "quantize",
-                              "kernels", "use_kernel"]
+                              "kernels", "use_kernel", "nn", "checkpoint"]
 
 from . import formats, layouts, quantize, reference  # noqa: E402  (pure torch)
 from ._loader import ExtensionNotBuiltError  # noqa: E402
 
 try:
     # Importing the package registers every op (torch.ops.gptq_mi100.*), as vLLM needs.
-    from . import kernels, ops  # noqa: E402
+    from . import checkpoint, kernels, nn, ops  # noqa: E402
     from .kernels import use_kernel  # noqa: E402
     from .ops import (PreparedGPTQ, build_info, dequantize, gemm, gptq_gemm,  # noqa: E402
                       gptq_shuffle, large_m_threshold, path_counts, preferred_layout,

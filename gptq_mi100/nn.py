@@ -150,7 +150,7 @@ class GPTQLinear(torch.nn.Module):
         device = self.qweight.device
         w = ops.prepare(self.qweight, self.qzeros, self.scales, self.g_idx, bits=self.bits,
                         group_size=self.group_size, v2_zeros=self.v2_zeros)
-        if (w.a_perm.numel() == 0 and w.qweight.shape == self.qweight.shape
+        if (w.a_perm is None and w.qweight.shape == self.qweight.shape
                 and torch.equal(w.qweight, self.qweight)):
             w = w._replace(qweight=self.qweight)   # same values: keep one copy
         self._prepared = {device: w}

@@ -58,7 +58,7 @@ fi
 
 echo "[1/3] hipcc gfx908 (device ISA + resource usage, host syntax)"
 : > "$work/hip_remarks.txt"
-: > "$work/gptq_gpu.gfx908.s"
+: > "$work/all.gfx908.s"
 for src in $srcs; do
   base="$(basename "$src" .cu)"
   # -Wno-unused-command-line-argument: hipcc always appends link flags (-lamdhip64, ...).
@@ -71,7 +71,7 @@ for src in $srcs; do
     grep -v 'remark' "$work/$base.hip.txt" >&2; fail "hipcc (device) printed diagnostics on $src"
   fi
   cat "$work/$base.hip.txt" >> "$work/hip_remarks.txt"
-  cat "$work/$base.gfx908.s" >> "$work/gptq_gpu.gfx908.s"
+  cat "$work/$base.gfx908.s" >> "$work/all.gfx908.s"
   # shellcheck disable=SC2086
   "$HIPCC" $hip_flags -Werror -Wall -Wno-unused-command-line-argument --offload-arch=gfx908 \
     --cuda-host-only -fsyntax-only "$src" || fail "hipcc (host pass) failed on $src"
@@ -94,7 +94,7 @@ clang_version="$("$HIPCC" --version 2>/dev/null | grep -m1 -o 'clang version [0-
 nvcc_version="$("$NVCC" --version | sed -n 's/.*\(release [0-9.]*, V[0-9.]*\).*/\1/p' | head -n1)"
 status=0
 python3 tools/device_report.py \
-  --hip-remarks "$work/hip_remarks.txt" --hip-isa "$work/gptq_gpu.gfx908.s" \
+  --hip-remarks "$work/hip_remarks.txt" --hip-isa "$work/all.gfx908.s" \
   --ptxas "$work/ptxas.txt" --out "$work/report.md" \
   --hip-version "hipcc (HIP $hip_version, $clang_version)" --nvcc-version "nvcc ($nvcc_version)" \
   --hip-flags "$hip_flags" --nvcc-flags "$nvcc_flags" || status=1

@@ -41,9 +41,14 @@ static constexpr int kTpThreads = 256;
 static constexpr int kTpSlots = kTpThreads / 64; /* tiles in flight per block */
 static constexpr int kTpActElems = 4096;         /* MT x K-range activations staged per block */
 static constexpr int kTpMaxM = 16;               /* rows per pass; larger M loops passes */
-/* gfx908: 4 blocks of 256 per CU = 4 waves/SIMD (<= 64 VGPRs); sm_90: 4 blocks of 256 per
- * SM (<= 64 registers): 1024 threads x 2 loads of 16 B in flight per SM. */
-static constexpr int kTpMinBlocks(int mt) { return mt >= 16 ? 2 : (!GPTQ_TARGET_AMD && mt >= 8) ? 2 : 4; }
+/* Resident blocks of 256 per SM/CU the register budget must allow (launch bounds).
+ * gfx908: 4 = 4 waves/SIMD (<= 64 VGPRs), reached without scratch for M <= 2 at 4/8 bits;
+ * larger tiles take 2 (<= 128 VGPRs) or 1, where 64 would spill (resource report).
+ * sm_90: 4 (<= 64 registers) up to M = 4, then 2-3 (ptxas spills at 64). */
+static constexpr int kTpMinBlocks(int mt, int bits) {
+  return GPTQ_TARGET_AMD ? ((mt <= 2 && bits >= 4) ? 4 : mt >= 16 ? 1 : 2)
+                         : (mt >= 8 ? 2 : (bits == 2 && mt >= 4) ? 3 : 4);
+}
 /* Split-K aims at this many blocks per SM/CU (sm_90: 8 x 256 = 2048 threads). */
 static constexpr int kTpBlocksPerSm = GPTQ_TARGET_AMD ? 4 : 8;
 
@@ -107,7 +112,7 @@ __device__ __forceinline__ uint32_t tp_zero_pair(const int32_t* qzeros, int64_t 
 }
 
 template <int BITS, int ACT, int MT>
-__global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kTpMinBlocks(MT)) void gptq_transposed_kernel(tp_args p) {
+__global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kTpMinBlocks(MT, BITS)) void gptq_transposed_kernel(tp_args p) {
   typedef typename tp_act<ACT>::pair_t pair_t;
   constexpr int TK = 512 / BITS;     /* rows per tile */
   constexpr int STEPS = TK / 16;     /* 16-row steps per tile */
@@ -327,6 +332,13 @@ static unsigned* tp_counter_region(void* stream) {
   return (unsigned*)base + (size_t)region * kTpCountersPerRegion;
 }
 
+/* Largest row tile compiled per (bits, activation): wider tiles of 2-bit weights and of
+ * 4-bit weights with bf16 activations (fp32 pairs) spill to scratch on gfx908. */
+static int tp_max_mt(int bits, int act) {
+  if (bits == 2) return act == kTpBF16 ? 2 : 4;
+  return (bits == 4 && act == kTpBF16) ? 4 : 16;
+}
+
 struct tp_plan {
   int mt;               /* rows per pass: 1, 2, 4, 8 or 16 */
   int64_t strips;       /* grid.x */
@@ -339,6 +351,8 @@ static tp_plan tp_make_plan(const gptq_problem* p, int sm_count) {
   tp_plan pl;
   const int64_t m = p->m < kTpMaxM ? p->m : kTpMaxM;
   pl.mt = m <= 1 ? 1 : m <= 2 ? 2 : m <= 4 ? 4 : m <= 8 ? 8 : 16;
+  const int max_mt = tp_max_mt(p->bits, p->a_dtype == GPTQ_BF16 ? kTpBF16 : kTpF16);
+  if (pl.mt > max_mt) pl.mt = max_mt; /* more rows: passes of max_mt (each re-reads W) */
   const int tk = 512 / p->bits;
   const int64_t tiles = p->k / tk;
   pl.strips = tp_ceil_div(p->n, 16);
@@ -357,17 +371,18 @@ static tp_plan tp_make_plan(const gptq_problem* p, int sm_count) {
 
 typedef void (*tp_kernel_fn)(tp_args);
 
+
 static tp_kernel_fn tp_pick(int bits, int act, int mt) {
 #define GPTQ_TP_CASE(B, A, M) \
   if (bits == B && act == A && mt == M) return gptq_transposed_kernel<B, A, M>;
 #define GPTQ_TP_CASES(B, A) \
   GPTQ_TP_CASE(B, A, 1) GPTQ_TP_CASE(B, A, 2) GPTQ_TP_CASE(B, A, 4) GPTQ_TP_CASE(B, A, 8) GPTQ_TP_CASE(B, A, 16)
   GPTQ_TP_CASES(4, kTpF16)
-  GPTQ_TP_CASES(4, kTpBF16)
+  GPTQ_TP_CASE(4, kTpBF16, 1) GPTQ_TP_CASE(4, kTpBF16, 2) GPTQ_TP_CASE(4, kTpBF16, 4)
   GPTQ_TP_CASES(8, kTpF16)
   GPTQ_TP_CASES(8, kTpBF16)
-  GPTQ_TP_CASES(2, kTpF16)
-  GPTQ_TP_CASES(2, kTpBF16)
+  GPTQ_TP_CASE(2, kTpF16, 1) GPTQ_TP_CASE(2, kTpF16, 2) GPTQ_TP_CASE(2, kTpF16, 4)
+  GPTQ_TP_CASE(2, kTpBF16, 1) GPTQ_TP_CASE(2, kTpBF16, 2)
 #undef GPTQ_TP_CASES
 #undef GPTQ_TP_CASE
   return nullptr;
