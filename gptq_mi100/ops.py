@@ -114,18 +114,13 @@ def prepare(qweight, qzeros, scales, g_idx=None, *, bits, group_size, v2_zeros=F
     n = rows.shape[1]
     if layout is None:
         layout = _default_layout(rows.device, bits, k, n, group_index)
-    elif layout == LAYOUT_TILED:
-        if group_index is not None:
-            raise ValueError("layout=2 (tiled) needs groups of group_size consecutive rows; "
-                             "this g_idx has uneven groups: use layout=1")
-        if not layouts.tiled_applies(bits, k, n):
-            raise ValueError(f"layout=2 (tiled) needs bits 2/4/8 and K a multiple of "
-                             f"{512 // bits if bits in (2, 4, 8) else '512/bits'}; got "
-                             f"bits={bits}, K={k}, N={n}: use layout=1")
-    elif layout != LAYOUT_CHECKPOINT:
+    elif layout == LAYOUT_TILED and group_index is not None:
+        raise ValueError("layout=2 (tiled) needs groups of group_size consecutive rows; "
+                         "this g_idx has uneven groups: use layout=1")
+    elif layout not in (LAYOUT_CHECKPOINT, LAYOUT_TILED):
         raise ValueError(f"layout must be None, 1 (checkpoint) or 2 (tiled), got {layout!r}")
     if layout == LAYOUT_TILED:
-        rows = layouts.to_tiled(rows, bits)
+        rows = layouts.to_tiled(rows, bits)  # raises ValueError for bits or K it cannot hold
     return PreparedGPTQ(rows, qzeros.contiguous(), scales.contiguous(), a_perm, group_index,
                         bits, group_size, bool(v2_zeros), layout)
 

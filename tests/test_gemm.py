@@ -247,3 +247,23 @@ def test_use_kernel_block_and_explicit_choice(device):
         ops.gemm(a, w, kernel=other)
     with pytest.raises(ValueError, match="kernel must be one of"):
         ops.gemm(a, w, kernel="fastest")
+
+
+def test_transposed_refusal_falls_back_under_auto(device):
+    """The kernel's own requirements decide: N past its split-K counters (131072 columns)
+    makes auto take dequant_matmul, and an explicit request say why."""
+    if "transposed" not in gptq_mi100.kernels.kernel_names(device.type):
+        pytest.skip("no transposed kernel for this device")
+    k, n, bits = 128, 131072 + 16, 4
+    t = quantize.random_gptq(k, n, bits, 128, symmetric=True, act_order=False, v2_zeros=False,
+                             seed=seed_of("wide-n"), device=device)
+    w = ops.prepare(t.qweight, t.qzeros, t.scales, None, bits=bits, group_size=128, layout=2)
+    a = activations(1, k, torch.float16, 3, device)
+    ops.reset_path_counts()
+    out = ops.gemm(a, w, kernel="auto")
+    assert ops.path_counts()["dequant_matmul"] == 1
+    w_ref = reference.dequantize_reference(t.qweight.cpu(), t.qzeros.cpu(), t.scales.cpu(),
+                                           None, bits, False)
+    assert_gemm_close(out, a, w_ref, a.float().cpu() @ w_ref, "wide N auto")
+    with pytest.raises(ValueError, match="N must be at most 131072"):
+        ops.gemm(a, w, kernel="transposed")

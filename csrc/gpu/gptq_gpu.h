@@ -33,6 +33,9 @@ gptq_status gptq_gpu_dequantize(const gptq_problem* p, int layout, void* stream)
 
 /* The layout-2 kernels (gptq_transposed.cu); gptq_gpu_gemm / gptq_gpu_dequantize call
  * them. sm_count: SMs/CUs of the current device (split-K planning). */
+/* Why the transposed GEMM cannot run p (NULL when it can): the one statement of its
+ * requirements, read by its launcher and by the host kernel registry. Shapes only. */
+const char* gptq_gpu_transposed_unsupported(const gptq_problem* p);
 size_t gptq_gpu_transposed_workspace_bytes(const gptq_problem* p, int sm_count);
 gptq_status gptq_gpu_transposed_gemm(const gptq_problem* p, int sm_count, void* workspace,
                                      size_t workspace_bytes, void* stream);

@@ -27,14 +27,14 @@ constexpr int64_t kCpuLargeM = 128;
 
 const char* any_problem(const gptq_problem&) { return nullptr; }
 
-// Layout 2 tiles are 512 / bits rows deep (gptq_mi100/layouts.py); the kernel reads one
-// group per 16-row step, so groups must be whole steps and rows in group order.
+// The kernel states its own requirements (csrc/gpu/gptq_transposed.cu).
 const char* transposed_can_implement(const gptq_problem& p) {
-  if (p.bits != 2 && p.bits != 4 && p.bits != 8) return "covers bits 2, 4 and 8 only";
-  if (p.k % (512 / p.bits) != 0) return "K must be a multiple of the 512 / bits row tile";
-  if (p.group_index) return "needs groups of group_size consecutive rows (no group_index)";
-  if (p.group_size % 16 != 0) return "group size must be a multiple of 16";
-  return nullptr;
+#ifdef GPTQ_MI100_WITH_GPU
+  return gptq_gpu_transposed_unsupported(&p);
+#else
+  (void)p;
+  return "not in this build";
+#endif
 }
 
 const std::vector<KernelEntry> kTable = {
