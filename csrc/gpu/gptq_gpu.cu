@@ -614,12 +614,6 @@ static gptq_status gpu_pointer_preconditions(const gptq_problem* p, bool need_a)
   return GPTQ_OK;
 }
 
-static gptq_status launch_status(void) {
-  const gptq_error_t e = gptq_get_last_error();
-  if (e == GPTQ_SUCCESS) return GPTQ_OK;
-  return GPTQ_ERR_IS_NO_KERNEL(e) ? GPTQ_ERR_NO_KERNEL : GPTQ_ERR_LAUNCH;
-}
-
 /* Launch geometry of one GEMM call; the workspace query uses the same function. */
 struct gemm_plan {
   int m_tile;             /* 1, 2, 4 or 8 */
@@ -736,7 +730,7 @@ gptq_status gptq_gpu_gemm(const gptq_problem* p, gptq_gpu_kernel kernel, void* w
                   (unsigned)(pl.m_blocks < (int64_t)kMaxGridY ? pl.m_blocks : kMaxGridY),
                   (unsigned)pl.splits);
   fn<<<grid, kThreads, 0, s>>>(a);
-  st = launch_status();
+  st = gptq_launch_status();
   if (st != GPTQ_OK || pl.splits == 1) return st;
 
   const int64_t quads = p->m * (p->n / 4);
@@ -748,7 +742,7 @@ gptq_status gptq_gpu_gemm(const gptq_problem* p, gptq_gpu_kernel kernel, void* w
   else
     gptq_reduce_kernel<kActBF16><<<(unsigned)blocks, kAuxThreads, 0, s>>>(
         a.ws, a.c, p->m, p->n, p->ldc, pl.splits);
-  return launch_status();
+  return gptq_launch_status();
 }
 
 gptq_status gptq_gpu_dequantize(const gptq_problem* p, int layout, void* stream) {
@@ -780,26 +774,10 @@ gptq_status gptq_gpu_dequantize(const gptq_problem* p, int layout, void* stream)
   const dim3 grid((unsigned)ceil_div(p->n / kCols, kAuxThreads),
                   (unsigned)(nchunks < (int64_t)kMaxGridY ? nchunks : kMaxGridY));
   const gptq_stream_t s = (gptq_stream_t)stream;
-  const bool bf = p->a_dtype == GPTQ_BF16;
-  switch (p->bits) {
-    case 2:
-      if (bf) gptq_dequant_kernel<2, kActBF16><<<grid, kAuxThreads, 0, s>>>(a);
-      else gptq_dequant_kernel<2, kActF16><<<grid, kAuxThreads, 0, s>>>(a);
-      break;
-    case 3:
-      if (bf) gptq_dequant_kernel<3, kActBF16><<<grid, kAuxThreads, 0, s>>>(a);
-      else gptq_dequant_kernel<3, kActF16><<<grid, kAuxThreads, 0, s>>>(a);
-      break;
-    case 4:
-      if (bf) gptq_dequant_kernel<4, kActBF16><<<grid, kAuxThreads, 0, s>>>(a);
-      else gptq_dequant_kernel<4, kActF16><<<grid, kAuxThreads, 0, s>>>(a);
-      break;
-    default:
-      if (bf) gptq_dequant_kernel<8, kActBF16><<<grid, kAuxThreads, 0, s>>>(a);
-      else gptq_dequant_kernel<8, kActF16><<<grid, kAuxThreads, 0, s>>>(a);
-      break;
-  }
-  return launch_status();
+  gptq_dispatch_bits_act(p->bits, p->a_dtype == GPTQ_BF16, [&](auto bits, auto act) {
+    gptq_dequant_kernel<decltype(bits)::value, decltype(act)::value><<<grid, kAuxThreads, 0, s>>>(a);
+  });
+  return gptq_launch_status();
 }
 
 gptq_status gptq_gpu_permute_rows(const int32_t* src, int32_t* dst, const int32_t* perm,
@@ -818,7 +796,7 @@ gptq_status gptq_gpu_permute_rows(const int32_t* src, int32_t* dst, const int32_
     case 4: gptq_permute_kernel<4><<<grid, kAuxThreads, 0, s>>>(src, dst, perm, k, n); break;
     default: gptq_permute_kernel<8><<<grid, kAuxThreads, 0, s>>>(src, dst, perm, k, n); break;
   }
-  return launch_status();
+  return gptq_launch_status();
 }
 
 int32_t* gptq_gpu_index_error_counter(void) {

@@ -303,33 +303,43 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, 1) void gptq_transposed_dequant_kernel
 
 static int64_t tp_ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-/* Counter region of (device, stream): handed out once per pair, never reused. */
+/* Counter region of (device, stream): handed out once per pair, never reused. Each
+ * thread remembers its last answer, so a decode loop on one stream takes no lock. */
 static unsigned* tp_counter_region(void* stream) {
   static std::mutex mu;
   static int used = 0;
   static int dev_of[kTpCounterRegions];
   static void* stream_of[kTpCounterRegions];
+  static unsigned* base_of[kTpCounterRegions];
+  thread_local int last_dev = -1;
+  thread_local void* last_stream = nullptr;
+  thread_local unsigned* last_region = nullptr;
   int dev = 0;
   if (gptq_get_device(&dev) != GPTQ_SUCCESS) {
     (void)gptq_get_last_error();
     return nullptr;
   }
-  void* base = nullptr;
-  if (gptq_get_symbol_address(&base, g_tp_counters) != GPTQ_SUCCESS) {
-    (void)gptq_get_last_error();
-    return nullptr;
-  }
+  if (last_region && dev == last_dev && stream == last_stream) return last_region;
   std::lock_guard<std::mutex> lock(mu);
   int region = -1;
   for (int i = 0; i < used && region < 0; ++i)
     if (dev_of[i] == dev && stream_of[i] == stream) region = i;
   if (region < 0) {
     if (used == kTpCounterRegions) return nullptr;
+    void* base = nullptr; /* this device's copy of g_tp_counters */
+    if (gptq_get_symbol_address(&base, g_tp_counters) != GPTQ_SUCCESS) {
+      (void)gptq_get_last_error();
+      return nullptr;
+    }
     region = used++;
     dev_of[region] = dev;
     stream_of[region] = stream;
+    base_of[region] = (unsigned*)base + (size_t)region * kTpCountersPerRegion;
   }
-  return (unsigned*)base + (size_t)region * kTpCountersPerRegion;
+  last_dev = dev;
+  last_stream = stream;
+  last_region = base_of[region];
+  return last_region;
 }
 
 /* Largest row tile compiled per (bits, activation): wider tiles of 2-bit weights and of
@@ -388,15 +398,31 @@ static tp_kernel_fn tp_pick(int bits, int act, int mt) {
   return nullptr;
 }
 
-static gptq_status tp_preconditions(const gptq_problem* p) {
+/* What layout 2 and the kernels' group handling need (shapes only); NULL when met. */
+static const char* tp_layout_unsupported(const gptq_problem* p) {
+  if (p->bits != 2 && p->bits != 4 && p->bits != 8) return "covers bits 2, 4 and 8 only";
+  if (p->k % (512 / p->bits) != 0) return "K must be a multiple of the 512 / bits row tile";
+  if (p->n % 4 != 0) return "N must be a multiple of 4";
+  if (p->group_index) return "needs groups of group_size consecutive rows (no group_index)";
+  if (p->group_size % 16 != 0) return "group size must be a multiple of 16";
+  return nullptr;
+}
+
+const char* gptq_gpu_transposed_unsupported(const gptq_problem* p) {
+  if (!p) return "no problem";
+  const char* why = tp_layout_unsupported(p);
+  if (why) return why;
+  if (tp_ceil_div(p->n, 16) > kTpCountersPerRegion) return "N must be at most 131072 (split-K counters)";
+  return nullptr;
+}
+
+/* Memory safety of a launch: the shared checks, the kernel's requirements, pointers. */
+static gptq_status tp_preconditions(const gptq_problem* p, bool gemm) {
   gptq_status st = gptq_check_problem(p);
   if (st != GPTQ_OK) return st;
-  if (p->bits != 2 && p->bits != 4 && p->bits != 8) return GPTQ_ERR_BITS;
-  if (p->k % (512 / p->bits) != 0 || p->n % 4 != 0 || p->group_index) return GPTQ_ERR_SHAPE;
-  if (p->group_size % 16 != 0) return GPTQ_ERR_GROUP_SIZE;
+  if (gemm ? gptq_gpu_transposed_unsupported(p) : tp_layout_unsupported(p)) return GPTQ_ERR_SHAPE;
   if (!p->qweight || !p->qzeros || !p->scales || !p->c) return GPTQ_ERR_SHAPE;
   if (((uintptr_t)p->qweight & 15u) != 0) return GPTQ_ERR_ALIGNMENT;
-  if (tp_ceil_div(p->n, 16) > kTpCountersPerRegion) return GPTQ_ERR_SHAPE;
   return GPTQ_OK;
 }
 
@@ -426,7 +452,7 @@ static tp_args tp_make_args(const gptq_problem* p) {
 }
 
 size_t gptq_gpu_transposed_workspace_bytes(const gptq_problem* p, int sm_count) {
-  if (!p || p->m <= 0 || tp_preconditions(p) != GPTQ_OK) return 0;
+  if (!p || p->m <= 0 || tp_preconditions(p, true) != GPTQ_OK) return 0;
   return tp_make_plan(p, sm_count).ws_bytes;
 }
 
@@ -434,7 +460,7 @@ gptq_status gptq_gpu_transposed_gemm(const gptq_problem* p, int sm_count, void* 
                                      size_t workspace_bytes, void* stream) {
   if (!p) return GPTQ_ERR_SHAPE;
   if (p->m == 0) return GPTQ_OK;
-  gptq_status st = tp_preconditions(p);
+  gptq_status st = tp_preconditions(p, true);
   if (st != GPTQ_OK) return st;
   if (!p->a || p->lda < p->k) return GPTQ_ERR_SHAPE;
   const tp_plan pl = tp_make_plan(p, sm_count);
@@ -455,15 +481,15 @@ gptq_status gptq_gpu_transposed_gemm(const gptq_problem* p, int sm_count, void* 
   for (int64_t m0 = 0; m0 < p->m; m0 += pl.mt) {
     a.m0 = m0;
     fn<<<grid, kTpThreads, 0, (gptq_stream_t)stream>>>(a);
-    const gptq_error_t e = gptq_get_last_error();
-    if (e != GPTQ_SUCCESS) return GPTQ_ERR_IS_NO_KERNEL(e) ? GPTQ_ERR_NO_KERNEL : GPTQ_ERR_LAUNCH;
+    const gptq_status st = gptq_launch_status();
+    if (st != GPTQ_OK) return st;
   }
   return GPTQ_OK;
 }
 
 gptq_status gptq_gpu_transposed_dequantize(const gptq_problem* p, void* stream) {
   if (!p) return GPTQ_ERR_SHAPE;
-  gptq_status st = tp_preconditions(p);
+  gptq_status st = tp_preconditions(p, false);
   if (st != GPTQ_OK) return st;
   tp_args a = tp_make_args(p);
   const int64_t tiles = p->k / (512 / p->bits);
@@ -471,22 +497,9 @@ gptq_status gptq_gpu_transposed_dequantize(const gptq_problem* p, void* stream) 
   if (ys > 65535) ys = 65535;
   const dim3 grid((unsigned)tp_ceil_div(p->n, 16), (unsigned)ys);
   const gptq_stream_t s = (gptq_stream_t)stream;
-  const bool bf = p->a_dtype == GPTQ_BF16;
-  switch (p->bits) {
-    case 2:
-      if (bf) gptq_transposed_dequant_kernel<2, kTpBF16><<<grid, kTpThreads, 0, s>>>(a);
-      else gptq_transposed_dequant_kernel<2, kTpF16><<<grid, kTpThreads, 0, s>>>(a);
-      break;
-    case 4:
-      if (bf) gptq_transposed_dequant_kernel<4, kTpBF16><<<grid, kTpThreads, 0, s>>>(a);
-      else gptq_transposed_dequant_kernel<4, kTpF16><<<grid, kTpThreads, 0, s>>>(a);
-      break;
-    default:
-      if (bf) gptq_transposed_dequant_kernel<8, kTpBF16><<<grid, kTpThreads, 0, s>>>(a);
-      else gptq_transposed_dequant_kernel<8, kTpF16><<<grid, kTpThreads, 0, s>>>(a);
-      break;
-  }
-  const gptq_error_t e = gptq_get_last_error();
-  if (e == GPTQ_SUCCESS) return GPTQ_OK;
-  return GPTQ_ERR_IS_NO_KERNEL(e) ? GPTQ_ERR_NO_KERNEL : GPTQ_ERR_LAUNCH;
+  gptq_dispatch_bits_act(p->bits, p->a_dtype == GPTQ_BF16, [&](auto bits, auto act) {
+    if constexpr (decltype(bits)::value != 3) /* no layout 2 for 3-bit (rejected above) */
+      gptq_transposed_dequant_kernel<decltype(bits)::value, decltype(act)::value><<<grid, kTpThreads, 0, s>>>(a);
+  });
+  return gptq_launch_status();
 }
