@@ -381,7 +381,6 @@ static tp_plan tp_make_plan(const gptq_problem* p, int sm_count) {
 
 typedef void (*tp_kernel_fn)(tp_args);
 
-
 static tp_kernel_fn tp_pick(int bits, int act, int mt) {
 #define GPTQ_TP_CASE(B, A, M) \
   if (bits == B && act == A && mt == M) return gptq_transposed_kernel<B, A, M>;
