@@ -176,6 +176,68 @@ __device__ __forceinline__ float gptq_dot2_f32(__half2 a, __half2 b, float acc) 
 #define GPTQ_DOT2_F16 0
 #endif
 
+/* ---- 16x8x16 matrix multiply-accumulate, fp32 accumulators (NVIDIA only) ---------- */
+/* mma.sync m16n8k16 (sm_80+): d += A (16x16, row-major) x B (16x8, col-major) with fp16
+ * or bf16 inputs; products exact, sums in fp32. Per lane (g = lane / 4, t = lane % 4):
+ *   a[0] = A[g][2t, 2t+1]  a[1] = A[g+8][2t, 2t+1]  a[2] = A[g][2t+8, +9]  a[3] = A[g+8][2t+8, +9]
+ *   b[0] = B[2t, 2t+1][g]  b[1] = B[2t+8, 2t+9][g]
+ *   d[0], d[1] = D[g][2t, 2t+1]   d[2], d[3] = D[g+8][2t, 2t+1]
+ * (low k in the low 16 bits). gfx908's twin is v_mfma_f32_16x16x16f16 (issue 11); no AMD
+ * build compiles this island, the host pass only sees the declaration. */
+#if !GPTQ_HIP
+#define GPTQ_HAS_MMA_16816 1
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+#error "gptq_mi100's NVIDIA build needs sm_80 or newer (mma.sync m16n8k16 with bf16)"
+#endif
+template <int BF16>
+__device__ __forceinline__ void gptq_mma_16816(float d[4], const uint32_t a[4], const uint32_t b[2]) {
+  if (BF16)
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+        "{%8,%9}, {%0,%1,%2,%3};"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+  else
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+        "{%8,%9}, {%0,%1,%2,%3};"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+/* bf16 pair a - b (one HADD2.BF16 on sm_90; exact for the small integers used here). */
+__device__ __forceinline__ uint32_t gptq_sub_bf16x2(uint32_t a, uint32_t b) {
+  __nv_bfloat162 x, y;
+  __builtin_memcpy(&x, &a, 4);
+  __builtin_memcpy(&y, &b, 4);
+  const __nv_bfloat162 r = __hsub2(x, y);
+  uint32_t u;
+  __builtin_memcpy(&u, &r, 4);
+  return u;
+}
+/* fp16 pair -> bf16 pair, exact for integers up to 256 in magnitude. */
+__device__ __forceinline__ uint32_t gptq_f16x2_to_bf16x2(uint32_t h) {
+  const __nv_bfloat162 r = __float22bfloat162_rn(__half22float2(gptq_h2_from_bits(h)));
+  uint32_t u;
+  __builtin_memcpy(&u, &r, 4);
+  return u;
+}
+#else
+#define GPTQ_HAS_MMA_16816 0
+#endif
+
+/* Resident blocks per SM/CU of a kernel at this block size (launch planning; no sync). */
+template <typename F>
+static inline int gptq_resident_blocks(F* kernel, int threads) {
+  int blocks = 0;
+#if GPTQ_HIP
+  if (hipOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, kernel, threads, 0) != hipSuccess) {
+#else
+  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, kernel, threads, 0) != cudaSuccess) {
+#endif
+    (void)gptq_get_last_error();
+    return 1;
+  }
+  return blocks > 0 ? blocks : 1;
+}
+
 /* Non-cached read of data other blocks wrote in this launch (after __threadfence):
  * volatile makes both compilers bypass the non-coherent L1 (ld.volatile / glc). */
 __device__ __forceinline__ float gptq_load_coherent(const float* p) {

@@ -13,11 +13,14 @@ extern "C" {
 /* GEMM kernels selectable per call (the host registry, csrc/host/kernel_registry.cpp,
  * says which layout each reads). EXLLAMA, the baseline on layout 1: split-K over blocks
  * with fp32 partials reduced in a fixed order by a second launch. TRANSPOSED, on layout 2
- * (gptq_transposed.cu): one weight pass for every M, split-K reduced in the same launch.
- * Both deterministic, no float atomics. */
+ * (gptq_transposed.cu): one weight pass for every M, split-K reduced in the same launch,
+ * inner product on the vector units (v_dot2 on gfx908). TRANSPOSED_MMA: the same weight
+ * stream with the inner product on NVIDIA tensor cores (mma.sync). All deterministic, no
+ * float atomics. */
 typedef enum gptq_gpu_kernel {
   GPTQ_GPU_KERNEL_EXLLAMA = 0,
-  GPTQ_GPU_KERNEL_TRANSPOSED = 1
+  GPTQ_GPU_KERNEL_TRANSPOSED = 1,
+  GPTQ_GPU_KERNEL_TRANSPOSED_MMA = 2
 } gptq_gpu_kernel;
 
 /* Bytes of fp32 workspace the caller must provide (torch-allocated) for this problem. */
@@ -32,13 +35,16 @@ gptq_status gptq_gpu_gemm(const gptq_problem* p, gptq_gpu_kernel kernel, void* w
 gptq_status gptq_gpu_dequantize(const gptq_problem* p, int layout, void* stream);
 
 /* The layout-2 kernels (gptq_transposed.cu); gptq_gpu_gemm / gptq_gpu_dequantize call
- * them. sm_count: SMs/CUs of the current device (split-K planning). */
-/* Why the transposed GEMM cannot run p (NULL when it can): the one statement of its
- * requirements, read by its launcher and by the host kernel registry. Shapes only. */
-const char* gptq_gpu_transposed_unsupported(const gptq_problem* p);
-size_t gptq_gpu_transposed_workspace_bytes(const gptq_problem* p, int sm_count);
-gptq_status gptq_gpu_transposed_gemm(const gptq_problem* p, int sm_count, void* workspace,
-                                     size_t workspace_bytes, void* stream);
+ * them. kernel: TRANSPOSED or TRANSPOSED_MMA. sm_count: SMs/CUs of the current device
+ * (split-K planning). */
+/* Why that GEMM cannot run p (NULL when it can): the one statement of its requirements,
+ * read by its launcher and by the host kernel registry. Shapes and build only. */
+const char* gptq_gpu_transposed_unsupported(const gptq_problem* p, gptq_gpu_kernel kernel);
+/* 1 when this build compiled TRANSPOSED_MMA (NVIDIA builds), else 0. */
+int gptq_gpu_transposed_mma_compiled(void);
+size_t gptq_gpu_transposed_workspace_bytes(const gptq_problem* p, gptq_gpu_kernel kernel, int sm_count);
+gptq_status gptq_gpu_transposed_gemm(const gptq_problem* p, gptq_gpu_kernel kernel, int sm_count,
+                                     void* workspace, size_t workspace_bytes, void* stream);
 gptq_status gptq_gpu_transposed_dequantize(const gptq_problem* p, void* stream);
 
 /* dst row r = src row perm[r] in unpacked K space (perm validated by the caller). */

@@ -44,10 +44,10 @@ static constexpr int kTpMaxM = 16;               /* rows per pass; larger M loop
 /* Resident blocks of 256 per SM/CU the register budget must allow (launch bounds).
  * gfx908: 4 = 4 waves/SIMD (<= 64 VGPRs), reached without scratch for M <= 2 at 4/8 bits;
  * larger tiles take 2 (<= 128 VGPRs) or 1, where 64 would spill (resource report).
- * sm_90: 4 (<= 64 registers) up to M = 4, then 2-3 (ptxas spills at 64). */
+ * sm_90: 4 (<= 64 registers) up to M = 2, then 2-3 (ptxas spills at 64). */
 static constexpr int kTpMinBlocks(int mt, int bits) {
   return GPTQ_TARGET_AMD ? ((mt <= 2 && bits >= 4) ? 4 : mt >= 16 ? 1 : 2)
-                         : (mt >= 8 ? 2 : (bits == 2 && mt >= 4) ? 3 : 4);
+                         : (mt >= 8 ? 2 : mt >= 4 ? 3 : 4);
 }
 /* Split-K aims at this many blocks per SM/CU (sm_90: 8 x 256 = 2048 threads). */
 static constexpr int kTpBlocksPerSm = GPTQ_TARGET_AMD ? 4 : 8;
@@ -102,6 +102,53 @@ __device__ __forceinline__ float tp_dot(__half2 w, float2 wf, float2 a, float ac
   return fmaf(wf.y, a.y, fmaf(wf.x, a.x, acc));
 }
 
+/* Stage activations a[m0 + m, r0 + 2i .. 2i + 1] (a_perm gathered) as pairs into
+ * s_act[m * stride + i] for m < rows_stage, i < half; zeros for m >= rows. A fixed trip
+ * count, loads first: every thread's loads are in flight at once (one or, with a_perm,
+ * two round trips), not one latency per loop iteration. */
+template <int PER, int ACT, typename pair_t>
+__device__ __forceinline__ void tp_stage_act(pair_t* s_act, int stride, const tp_args& p, int64_t r0,
+                                             int half, int rows, int rows_stage) {
+  const int t = threadIdx.x;
+  uint32_t v[PER]; /* lo | hi << 16 */
+#pragma unroll
+  for (int it = 0; it < PER; ++it) {
+    const int i = it * kTpThreads + t;
+    const int m = i / half, pr = i - m * half;
+    v[it] = 0;
+    if (m < rows && i < rows_stage * half) {
+      const int64_t r = r0 + 2 * pr;
+      int64_t s0 = r, s1 = r + 1;
+      if (p.a_perm) {
+        s0 = clamp_index(p.a_perm[r], p.k, p.errors, true);
+        s1 = clamp_index(p.a_perm[r + 1], p.k, p.errors, true);
+      }
+      const uint16_t* arow = p.a + (p.m0 + m) * p.lda;
+      v[it] = (uint32_t)arow[s0] | ((uint32_t)arow[s1] << 16);
+    }
+  }
+#pragma unroll
+  for (int it = 0; it < PER; ++it) {
+    const int i = it * kTpThreads + t;
+    const int m = i / half, pr = i - m * half;
+    if (i < rows_stage * half)
+      tp_store_pair(s_act[m * stride + pr], (uint16_t)(v[it] & 0xffffu), (uint16_t)(v[it] >> 16), ACT == kTpBF16);
+  }
+}
+
+/* Split-K arrival, called by every thread after its partials are stored: true (in every
+ * thread) for the last block of the counter's column tile to arrive, which may then read
+ * all blocks' partials. */
+__device__ __forceinline__ bool tp_arrive_last(unsigned* counter, int splits, int* s_last) {
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) *s_last = atomicAdd(counter, 1u) == (unsigned)(splits - 1);
+  __syncthreads();
+  if (!*s_last) return false;
+  __threadfence();
+  return true;
+}
+
 template <int BITS>
 __device__ __forceinline__ uint32_t tp_zero_pair(const int32_t* qzeros, int64_t zwords, int64_t g,
                                                   int64_t col, int zero_offset) {
@@ -147,34 +194,8 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kTpMinBlocks(MT, BITS)) void gptq_tran
   uint4 cur = make_uint4(0u, 0u, 0u, 0u);
   if (active && kt < kt1) cur = wbase[kt * tile_stride];
 
-  /* Stage activations of the split's rows as pairs (2i, 2i + 1), zeros past row m. A
-   * fixed trip count, loads first: every thread's loads are in flight at once (one or,
-   * with a_perm, two round trips), not one latency per loop iteration. */
   const int half = krange / 2;
-  constexpr int PER = ACT_PAIRS / kTpThreads;
-  uint16_t lo[PER], hi[PER];
-  int slot_of[PER];
-#pragma unroll
-  for (int it = 0; it < PER; ++it) {
-    const int i = it * kTpThreads + t;
-    const int m = i / half, pr = i - m * half;
-    lo[it] = hi[it] = 0;
-    slot_of[it] = i < (int)MT * half ? i : -1;
-    if (m < rows && i < (int)MT * half) {
-      const int64_t r = (int64_t)kt0 * TK + 2 * pr;
-      int64_t s0 = r, s1 = r + 1;
-      if (p.a_perm) {
-        s0 = clamp_index(p.a_perm[r], p.k, p.errors, true);
-        s1 = clamp_index(p.a_perm[r + 1], p.k, p.errors, true);
-      }
-      const uint16_t* arow = p.a + (p.m0 + m) * p.lda;
-      lo[it] = arow[s0];
-      hi[it] = arow[s1];
-    }
-  }
-#pragma unroll
-  for (int it = 0; it < PER; ++it)
-    if (slot_of[it] >= 0) tp_store_pair(s_act[slot_of[it]], lo[it], hi[it], ACT == kTpBF16);
+  tp_stage_act<kTpActElems / 2 / kTpThreads, ACT>(s_act, half, p, (int64_t)kt0 * TK, half, (int)rows, MT);
   __syncthreads();
 
   float acc[MT];
@@ -254,12 +275,7 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kTpMinBlocks(MT, BITS)) void gptq_tran
     return;
   }
   if (writer) p.ws[(split * p.m + orow) * p.n + on] = sum;
-  __threadfence();
-  __syncthreads();
-  if (t == 0) s_last = atomicAdd(&p.counters[strip], 1u) == (unsigned)(p.splits - 1);
-  __syncthreads();
-  if (!s_last) return;
-  __threadfence();
+  if (!tp_arrive_last(&p.counters[strip], p.splits, &s_last)) return;
   if (writer) {
     float total = 0.0f;
     for (int sp = 0; sp < p.splits; ++sp) total += gptq_load_coherent(&p.ws[(sp * p.m + orow) * p.n + on]);
@@ -267,6 +283,212 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kTpMinBlocks(MT, BITS)) void gptq_tran
   }
   if (t == 0) p.counters[strip] = 0u; /* ready for the next launch on this stream */
 }
+
+/* ==== tensor-core variant (NVIDIA): gptq_transposed_mma_kernel ===========================
+ *
+ *   block = 8 warps = 8 strips (128 columns) x one K split        grid.x = strip group
+ *   warp  = one strip: walks the split's tiles in order            grid.y = K split
+ *   lane (g = lane / 4, t = lane % 4) loads chunks (q = t, col = g) and (q = t, col = g + 8)
+ *     of each tile: the warp's two 16-byte loads cover the whole 1 KiB tile
+ *   per 16-row step, one mma m16n8k16 with the roles swapped ("swap AB"): A = W^T, the
+ *     16 columns x 16 k of the tile (a[0], a[2] from chunk col g, a[1], a[3] from col g + 8,
+ *     each an exact (q - z) pair), B = activations^T, 16 k x 8 rows, one 8-byte LDS load
+ *     (row g, k = 4t .. 4t + 3: the layout's k relabelling 2t, 2t+1, 2t+8, 2t+9 -> 4t + j
+ *     applied to A and B alike). D[n][m] accumulates a group in fp32, then x scale into acc.
+ *   M <= 8 costs what M = 1 costs (B has 8 rows); M 9..16 adds a second mma per step.
+ *
+ * Bytes in flight: each lane keeps the next two tiles' chunks outstanding (64 B), i.e.
+ * 2 KiB per warp; 4 blocks/SM (<= 64 registers) = 32 warps = 64 KiB per SM of an H200,
+ * above the ~30 KiB that ~4 TB/s x ~1 us loaded latency needs per SM.
+ * Split-K: each warp writes its fp32 partials; the last block of the strip group (a
+ * counter per group, reset by that block) sums them in split order.
+ */
+#if GPTQ_HAS_MMA_16816
+static constexpr int kMmaWarps = kTpThreads / 32;  /* strips per block */
+static constexpr int kMmaActElems = 8192;          /* rows x K-range activations per block */
+/* Resident blocks per SM the register cap must allow: 3 (<= 85 registers, 24 warps,
+ * 48 KiB in flight per SM) spills nothing at either row tile; 4 (<= 64) spills. */
+static constexpr int kMmaMinBlocks(int mt) { return mt == 8 ? 3 : 3; }
+
+/* fp16 (or bf16) pair (q - z) from bits of a pair of values and a zero pair 1024 + z. */
+template <int BITS, int ACT>
+__device__ __forceinline__ uint32_t tp_mma_weight_pair(uint32_t bits, uint32_t zh) {
+  if (ACT == kTpBF16 && BITS <= 4) /* 128 + q in bf16 (exact below 256), minus 128 + z */
+    return gptq_sub_bf16x2(bits | 0x43004300u, zh);
+  const uint32_t w = gptq_h2_bits(__hsub2(gptq_h2_from_bits(bits | 0x64006400u), gptq_h2_from_bits(zh)));
+  return ACT == kTpBF16 ? gptq_f16x2_to_bf16x2(w) : w; /* 8-bit bf16: exact via fp32 */
+}
+
+template <int BITS, int ACT>
+__device__ __forceinline__ uint32_t tp_mma_zero_pair(const int32_t* qzeros, int64_t zwords, int64_t g,
+                                                      int64_t col, int zero_offset) {
+  if (ACT == kTpBF16 && BITS <= 4)
+    return tp_zero_pair<BITS>(qzeros, zwords, g, col, zero_offset) - 0x64006400u + 0x43004300u;
+  return tp_zero_pair<BITS>(qzeros, zwords, g, col, zero_offset);
+}
+
+template <int BITS, int ACT, int MT>
+__global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT)) void gptq_transposed_mma_kernel(tp_args p) {
+  constexpr int TK = 512 / BITS, STEPS = TK / 16, PPW = 16 / BITS;
+  constexpr uint32_t kPairMask = ((1u << BITS) - 1u) * 0x00010001u;
+  constexpr int NB = MT / 8; /* mma per step: activation rows 0-7, 8-15 */
+  static_assert(MT == 8 || MT == 16, "row tile is 8 or 16");
+  /* rows x half pairs, each row padded to 8 (mod 32) words: conflict-free 8-byte reads */
+  __shared__ __align__(16) uint32_t s_act[kMmaActElems / 2 + 40 * MT];
+  __shared__ int s_last;
+
+  const int t = threadIdx.x, warp = t >> 5, lane = t & 31, g = lane >> 2, tq = lane & 3;
+  const int64_t strip = (int64_t)blockIdx.x * kMmaWarps + warp, split = blockIdx.y;
+  const int64_t col0 = strip * 16;
+  const int width = col0 < p.n ? (int)(p.n - col0 < 16 ? p.n - col0 : 16) : 0; /* warp-uniform */
+  const bool on0 = g < width, on1 = g + 8 < width;
+  const int64_t words_per_col = p.k * BITS / 32;
+  const int tiles = (int)(p.k / TK);
+  const int kt0 = (int)split * p.tiles_per_split;
+  const int kt1 = kt0 + p.tiles_per_split < tiles ? kt0 + p.tiles_per_split : tiles;
+  const int half = (kt1 - kt0) * TK / 2;
+  const int stride = ((half + 31) & ~31) + 8;
+  const int rows = (int)(p.m - p.m0 < MT ? p.m - p.m0 : MT);
+
+  const uint4* w0 = reinterpret_cast<const uint4*>(p.qweight + col0 * words_per_col) + (tq * width + g);
+  const uint4* w1 = w0 + 8;
+  const int64_t tile_stride = 4 * (int64_t)width;
+  const uint4 zero4 = make_uint4(0u, 0u, 0u, 0u);
+  /* tiles kt, kt + 1, kt + 2 in registers / in flight */
+  uint4 c0 = zero4, c1 = zero4, n0 = zero4, n1 = zero4, f0 = zero4, f1 = zero4;
+  if (on0 && kt0 < kt1) c0 = w0[kt0 * tile_stride];
+  if (on1 && kt0 < kt1) c1 = w1[kt0 * tile_stride];
+  if (on0 && kt0 + 1 < kt1) n0 = w0[(kt0 + 1) * tile_stride];
+  if (on1 && kt0 + 1 < kt1) n1 = w1[(kt0 + 1) * tile_stride];
+
+  tp_stage_act<kMmaActElems / 2 / kTpThreads, ACT>(s_act, stride, p, (int64_t)kt0 * TK, half, rows, rows);
+  __syncthreads();
+
+  const int64_t zwords = p.n * BITS / 32;
+  const int gs = (int)p.group_size;
+  const int64_t ncol0 = col0 + g, ncol1 = col0 + g + 8;
+  /* zero pair and scale of columns g, g + 8 for a group (inactive columns: w = 0) */
+  auto load_group = [&](int grp, uint32_t& z0, uint32_t& z1, float& s0, float& s1) {
+    z0 = z1 = 0x64006400u;
+    s0 = s1 = 0.0f;
+    if (on0) {
+      z0 = tp_mma_zero_pair<BITS, ACT>(p.qzeros, zwords, grp, ncol0, p.zero_offset);
+      s0 = load_scale(p.scales, (int64_t)grp * p.n + ncol0, p.scale_bf16);
+    }
+    if (on1) {
+      z1 = tp_mma_zero_pair<BITS, ACT>(p.qzeros, zwords, grp, ncol1, p.zero_offset);
+      s1 = load_scale(p.scales, (int64_t)grp * p.n + ncol1, p.scale_bf16);
+    }
+  };
+
+  float acc[NB][4];
+#pragma unroll
+  for (int b = 0; b < NB; ++b)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) acc[b][i] = 0.0f;
+
+  if (width > 0) {
+    int grp = kt0 * TK / gs;
+    uint32_t z0, z1, nz0, nz1;
+    float s0, s1, ns0, ns1;
+    load_group(grp, z0, z1, s0, s1);
+    for (int kt = kt0; kt < kt1; ++kt) {
+      /* issue tile kt + 2 and the next tile's zeros/scales before computing tile kt */
+      if (on0 && kt + 2 < kt1) f0 = w0[(kt + 2) * tile_stride];
+      if (on1 && kt + 2 < kt1) f1 = w1[(kt + 2) * tile_stride];
+      const int next_grp = (kt + 1) * TK / gs;
+      nz0 = z0, nz1 = z1, ns0 = s0, ns1 = s1;
+      if (kt + 1 < kt1 && next_grp != grp) load_group(next_grp, nz0, nz1, ns0, ns1);
+
+      const uint32_t wa[4] = {c0.x, c0.y, c0.z, c0.w}, wb[4] = {c1.x, c1.y, c1.z, c1.w};
+      const int row0 = kt * TK;
+      int g_end = (grp + 1) * gs;
+      const uint32_t* arow = s_act + g * stride + ((kt - kt0) * TK + 4 * tq) / 2;
+      float d[NB][4];
+#pragma unroll
+      for (int b = 0; b < NB; ++b)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) d[b][i] = 0.0f;
+#pragma unroll
+      for (int st = 0; st < STEPS; ++st) {
+        if (row0 + 16 * st >= g_end) { /* a group ends inside the tile (group < TK) */
+#pragma unroll
+          for (int b = 0; b < NB; ++b) {
+            acc[b][0] = fmaf(d[b][0], s0, acc[b][0]);
+            acc[b][1] = fmaf(d[b][1], s0, acc[b][1]);
+            acc[b][2] = fmaf(d[b][2], s1, acc[b][2]);
+            acc[b][3] = fmaf(d[b][3], s1, acc[b][3]);
+#pragma unroll
+            for (int i = 0; i < 4; ++i) d[b][i] = 0.0f;
+          }
+          ++grp;
+          g_end += gs;
+          load_group(grp, z0, z1, s0, s1);
+        }
+        uint32_t a[4];
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const int pt = 2 * st + h, sh = BITS * (pt % PPW);
+          a[2 * h] = tp_mma_weight_pair<BITS, ACT>((wa[pt / PPW] >> sh) & kPairMask, z0);
+          a[2 * h + 1] = tp_mma_weight_pair<BITS, ACT>((wb[pt / PPW] >> sh) & kPairMask, z1);
+        }
+#pragma unroll
+        for (int b = 0; b < NB; ++b) {
+          uint2 av = make_uint2(0u, 0u);
+          if (g + 8 * b < rows) av = *reinterpret_cast<const uint2*>(arow + 8 * b * stride + 8 * st);
+          const uint32_t bv[2] = {av.x, av.y};
+          gptq_mma_16816<ACT == kTpBF16>(d[b], a, bv);
+        }
+      }
+#pragma unroll
+      for (int b = 0; b < NB; ++b) {
+        acc[b][0] = fmaf(d[b][0], s0, acc[b][0]);
+        acc[b][1] = fmaf(d[b][1], s0, acc[b][1]);
+        acc[b][2] = fmaf(d[b][2], s1, acc[b][2]);
+        acc[b][3] = fmaf(d[b][3], s1, acc[b][3]);
+      }
+      c0 = n0, c1 = n1, n0 = f0, n1 = f1;
+      grp = next_grp, z0 = nz0, z1 = nz1, s0 = ns0, s1 = ns1;
+    }
+  }
+
+  /* lane's outputs: (m = 8b + 2t + e, column g + 8h) = acc[b][2h + e] */
+  if (p.splits == 1) {
+#pragma unroll
+    for (int b = 0; b < NB; ++b)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const int m = 8 * b + 2 * tq + (i & 1), col = g + 8 * (i >> 1);
+        if (m < rows && col < width) {
+          const float v = acc[b][i];
+          p.c[(p.m0 + m) * p.ldc + col0 + col] = ACT == kTpF16 ? gptq_float_to_f16_bits(v) : gptq_float_to_bf16_bits(v);
+        }
+      }
+    return;
+  }
+#pragma unroll
+  for (int b = 0; b < NB; ++b)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int m = 8 * b + 2 * tq + (i & 1), col = g + 8 * (i >> 1);
+      if (m < rows && col < width) p.ws[(split * p.m + p.m0 + m) * p.n + col0 + col] = acc[b][i];
+    }
+  if (!tp_arrive_last(&p.counters[blockIdx.x], p.splits, &s_last)) return;
+#pragma unroll
+  for (int b = 0; b < NB; ++b)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int m = 8 * b + 2 * tq + (i & 1), col = g + 8 * (i >> 1);
+      if (m < rows && col < width) {
+        const int64_t o = (p.m0 + m) * p.n + col0 + col;
+        float total = 0.0f;
+        for (int sp = 0; sp < p.splits; ++sp) total += gptq_load_coherent(&p.ws[sp * p.m * p.n + o]);
+        p.c[(p.m0 + m) * p.ldc + col0 + col] = ACT == kTpF16 ? gptq_float_to_f16_bits(total) : gptq_float_to_bf16_bits(total);
+      }
+    }
+  if (t == 0) p.counters[blockIdx.x] = 0u; /* ready for the next launch on this stream */
+}
+#endif /* GPTQ_HAS_MMA_16816 */
 
 /* ---- dequantize layout 2: out[a_perm ? a_perm[r] : r, n] = w[r, n] ---------------------- */
 template <int BITS, int ACT>
@@ -349,36 +571,6 @@ static int tp_max_mt(int bits, int act) {
   return (bits == 4 && act == kTpBF16) ? 4 : 16;
 }
 
-struct tp_plan {
-  int mt;               /* rows per pass: 1, 2, 4, 8 or 16 */
-  int64_t strips;       /* grid.x */
-  int splits;           /* grid.y */
-  int tiles_per_split;
-  size_t ws_bytes;
-};
-
-static tp_plan tp_make_plan(const gptq_problem* p, int sm_count) {
-  tp_plan pl;
-  const int64_t m = p->m < kTpMaxM ? p->m : kTpMaxM;
-  pl.mt = m <= 1 ? 1 : m <= 2 ? 2 : m <= 4 ? 4 : m <= 8 ? 8 : 16;
-  const int max_mt = tp_max_mt(p->bits, p->a_dtype == GPTQ_BF16 ? kTpBF16 : kTpF16);
-  if (pl.mt > max_mt) pl.mt = max_mt; /* more rows: passes of max_mt (each re-reads W) */
-  const int tk = 512 / p->bits;
-  const int64_t tiles = p->k / tk;
-  pl.strips = tp_ceil_div(p->n, 16);
-  /* LDS holds mt x split rows of activations; fill the GPU with strips x splits blocks */
-  int64_t cap = (kTpActElems / pl.mt) / tk;
-  if (cap < 1) cap = 1;
-  int64_t splits = tp_ceil_div(tiles, cap);
-  const int64_t fill = tp_ceil_div((int64_t)sm_count * kTpBlocksPerSm, pl.strips);
-  if (fill > splits) splits = fill < tiles ? fill : tiles;
-  if (splits < 1) splits = 1;
-  pl.tiles_per_split = (int)tp_ceil_div(tiles, splits);
-  pl.splits = (int)tp_ceil_div(tiles, pl.tiles_per_split);
-  pl.ws_bytes = pl.splits > 1 ? (size_t)pl.splits * (size_t)p->m * (size_t)p->n * sizeof(float) : 0;
-  return pl;
-}
-
 typedef void (*tp_kernel_fn)(tp_args);
 
 static tp_kernel_fn tp_pick(int bits, int act, int mt) {
@@ -397,6 +589,75 @@ static tp_kernel_fn tp_pick(int bits, int act, int mt) {
   return nullptr;
 }
 
+#if GPTQ_HAS_MMA_16816
+static tp_kernel_fn tp_mma_pick(int bits, int act, int mt) {
+#define GPTQ_TP_CASE(B) \
+  if (bits == B && act == kTpF16) return mt == 8 ? gptq_transposed_mma_kernel<B, kTpF16, 8> \
+                                                 : gptq_transposed_mma_kernel<B, kTpF16, 16>; \
+  if (bits == B) return mt == 8 ? gptq_transposed_mma_kernel<B, kTpBF16, 8> \
+                                : gptq_transposed_mma_kernel<B, kTpBF16, 16>;
+  GPTQ_TP_CASE(2) GPTQ_TP_CASE(4) GPTQ_TP_CASE(8)
+#undef GPTQ_TP_CASE
+  return nullptr;
+}
+#endif
+
+struct tp_plan {
+  tp_kernel_fn fn;
+  int mt;               /* rows per pass */
+  int64_t grid_x;       /* strips (vector) or groups of kMmaWarps strips (mma) */
+  int splits;           /* grid.y */
+  int tiles_per_split;
+  size_t ws_bytes;
+};
+
+/* Split K into tiles_per_split pieces: at least what LDS needs (cap tiles per split) and,
+ * when the columns alone do not fill the GPU, up to `fill` splits. */
+static void tp_split(tp_plan* pl, const gptq_problem* p, int64_t tiles, int64_t cap, int64_t fill) {
+  if (cap < 1) cap = 1;
+  int64_t splits = tp_ceil_div(tiles, cap);
+  if (fill > splits) splits = fill < tiles ? fill : tiles;
+  if (splits < 1) splits = 1;
+  pl->tiles_per_split = (int)tp_ceil_div(tiles, splits);
+  pl->splits = (int)tp_ceil_div(tiles, pl->tiles_per_split);
+  pl->ws_bytes = pl->splits > 1 ? (size_t)pl->splits * (size_t)p->m * (size_t)p->n * sizeof(float) : 0;
+}
+
+static tp_plan tp_make_plan(const gptq_problem* p, gptq_gpu_kernel kernel, int sm_count) {
+  tp_plan pl;
+  const int act = p->a_dtype == GPTQ_BF16 ? kTpBF16 : kTpF16;
+  const int tk = 512 / p->bits;
+  const int64_t tiles = p->k / tk;
+#if GPTQ_HAS_MMA_16816
+  if (kernel == GPTQ_GPU_KERNEL_TRANSPOSED_MMA) {
+    /* M <= 8 costs one mma per step whatever M is; 9..16 two; more rows: passes of 16 */
+    pl.mt = p->m <= 8 ? 8 : 16;
+    const int64_t rows = p->m < pl.mt ? p->m : pl.mt;
+    pl.fn = tp_mma_pick(p->bits, act, pl.mt);
+    pl.grid_x = tp_ceil_div(tp_ceil_div(p->n, 16), kMmaWarps);
+    /* one wave of resident blocks when the strip groups alone are too few: whole waves
+     * only (a partial second wave would cost as much as a full one) */
+    static int resident[2][2][9]; /* [act][mt / 8 - 1][bits], 0 = not asked yet */
+    int& r = resident[act][pl.mt / 8 - 1][p->bits];
+    if (!r && pl.fn) r = gptq_resident_blocks(pl.fn, kTpThreads);
+    const int64_t fill = (int64_t)sm_count * (r > 0 ? r : 1) / pl.grid_x;
+    tp_split(&pl, p, tiles, kMmaActElems / (rows * tk), fill);
+    return pl;
+  }
+#endif
+  (void)kernel;
+  const int64_t m = p->m < kTpMaxM ? p->m : kTpMaxM;
+  pl.mt = m <= 1 ? 1 : m <= 2 ? 2 : m <= 4 ? 4 : m <= 8 ? 8 : 16;
+  const int max_mt = tp_max_mt(p->bits, act);
+  if (pl.mt > max_mt) pl.mt = max_mt; /* more rows: passes of max_mt (each re-reads W) */
+  pl.fn = tp_pick(p->bits, act, pl.mt);
+  pl.grid_x = tp_ceil_div(p->n, 16);
+  /* LDS holds mt x split rows of activations; fill the GPU with strips x splits blocks */
+  tp_split(&pl, p, tiles, (kTpActElems / pl.mt) / tk,
+           tp_ceil_div((int64_t)sm_count * kTpBlocksPerSm, pl.grid_x));
+  return pl;
+}
+
 /* What layout 2 and the kernels' group handling need (shapes only); NULL when met. */
 static const char* tp_layout_unsupported(const gptq_problem* p) {
   if (p->bits != 2 && p->bits != 4 && p->bits != 8) return "covers bits 2, 4 and 8 only";
@@ -407,8 +668,12 @@ static const char* tp_layout_unsupported(const gptq_problem* p) {
   return nullptr;
 }
 
-const char* gptq_gpu_transposed_unsupported(const gptq_problem* p) {
+int gptq_gpu_transposed_mma_compiled(void) { return GPTQ_HAS_MMA_16816; }
+
+const char* gptq_gpu_transposed_unsupported(const gptq_problem* p, gptq_gpu_kernel kernel) {
   if (!p) return "no problem";
+  if (kernel == GPTQ_GPU_KERNEL_TRANSPOSED_MMA && !GPTQ_HAS_MMA_16816)
+    return "needs NVIDIA mma.sync tensor cores (gfx908's MFMA twin is not written yet)";
   const char* why = tp_layout_unsupported(p);
   if (why) return why;
   if (tp_ceil_div(p->n, 16) > kTpCountersPerRegion) return "N must be at most 131072 (split-K counters)";
@@ -416,10 +681,11 @@ const char* gptq_gpu_transposed_unsupported(const gptq_problem* p) {
 }
 
 /* Memory safety of a launch: the shared checks, the kernel's requirements, pointers. */
-static gptq_status tp_preconditions(const gptq_problem* p, bool gemm) {
+static gptq_status tp_preconditions(const gptq_problem* p, const gptq_gpu_kernel* gemm) {
   gptq_status st = gptq_check_problem(p);
   if (st != GPTQ_OK) return st;
-  if (gemm ? gptq_gpu_transposed_unsupported(p) : tp_layout_unsupported(p)) return GPTQ_ERR_SHAPE;
+  if (gemm && *gemm == GPTQ_GPU_KERNEL_TRANSPOSED_MMA && !GPTQ_HAS_MMA_16816) return GPTQ_ERR_NO_KERNEL;
+  if (gemm ? gptq_gpu_transposed_unsupported(p, *gemm) : tp_layout_unsupported(p)) return GPTQ_ERR_SHAPE;
   if (!p->qweight || !p->qzeros || !p->scales || !p->c) return GPTQ_ERR_SHAPE;
   if (((uintptr_t)p->qweight & 15u) != 0) return GPTQ_ERR_ALIGNMENT;
   return GPTQ_OK;
@@ -450,19 +716,20 @@ static tp_args tp_make_args(const gptq_problem* p) {
   return a;
 }
 
-size_t gptq_gpu_transposed_workspace_bytes(const gptq_problem* p, int sm_count) {
-  if (!p || p->m <= 0 || tp_preconditions(p, true) != GPTQ_OK) return 0;
-  return tp_make_plan(p, sm_count).ws_bytes;
+size_t gptq_gpu_transposed_workspace_bytes(const gptq_problem* p, gptq_gpu_kernel kernel, int sm_count) {
+  if (!p || p->m <= 0 || tp_preconditions(p, &kernel) != GPTQ_OK) return 0;
+  return tp_make_plan(p, kernel, sm_count).ws_bytes;
 }
 
-gptq_status gptq_gpu_transposed_gemm(const gptq_problem* p, int sm_count, void* workspace,
-                                     size_t workspace_bytes, void* stream) {
+gptq_status gptq_gpu_transposed_gemm(const gptq_problem* p, gptq_gpu_kernel kernel, int sm_count,
+                                     void* workspace, size_t workspace_bytes, void* stream) {
   if (!p) return GPTQ_ERR_SHAPE;
   if (p->m == 0) return GPTQ_OK;
-  gptq_status st = tp_preconditions(p, true);
+  gptq_status st = tp_preconditions(p, &kernel);
   if (st != GPTQ_OK) return st;
   if (!p->a || p->lda < p->k) return GPTQ_ERR_SHAPE;
-  const tp_plan pl = tp_make_plan(p, sm_count);
+  const tp_plan pl = tp_make_plan(p, kernel, sm_count);
+  if (!pl.fn) return GPTQ_ERR_NO_KERNEL;
   tp_args a = tp_make_args(p);
   a.splits = pl.splits;
   a.tiles_per_split = pl.tiles_per_split;
@@ -472,14 +739,11 @@ gptq_status gptq_gpu_transposed_gemm(const gptq_problem* p, int sm_count, void* 
     a.counters = tp_counter_region(stream);
     if (!a.counters) return GPTQ_ERR_LAUNCH;
   }
-  const int act = p->a_dtype == GPTQ_BF16 ? kTpBF16 : kTpF16;
-  const tp_kernel_fn fn = tp_pick(p->bits, act, pl.mt);
-  if (!fn) return GPTQ_ERR_NO_KERNEL;
-  const dim3 grid((unsigned)pl.strips, (unsigned)pl.splits);
+  const dim3 grid((unsigned)pl.grid_x, (unsigned)pl.splits);
   /* M beyond one pass: passes of pl.mt rows, in order on the stream (each re-reads W) */
   for (int64_t m0 = 0; m0 < p->m; m0 += pl.mt) {
     a.m0 = m0;
-    fn<<<grid, kTpThreads, 0, (gptq_stream_t)stream>>>(a);
+    pl.fn<<<grid, kTpThreads, 0, (gptq_stream_t)stream>>>(a);
     const gptq_status st = gptq_launch_status();
     if (st != GPTQ_OK) return st;
   }
@@ -488,7 +752,7 @@ gptq_status gptq_gpu_transposed_gemm(const gptq_problem* p, int sm_count, void* 
 
 gptq_status gptq_gpu_transposed_dequantize(const gptq_problem* p, void* stream) {
   if (!p) return GPTQ_ERR_SHAPE;
-  gptq_status st = tp_preconditions(p, false);
+  gptq_status st = tp_preconditions(p, nullptr);
   if (st != GPTQ_OK) return st;
   tp_args a = tp_make_args(p);
   const int64_t tiles = p->k / (512 / p->bits);

@@ -61,7 +61,9 @@ struct GpuBackend {
   static constexpr bool kLargeMInFp32 = false;
   using Guard = c10::cuda::CUDAGuard;
   static void run(KernelId id, const gptq_problem& p, int64_t, const at::Tensor& like) {
-    run_gpu_gemm(id == KernelId::Transposed ? GPTQ_GPU_KERNEL_TRANSPOSED : GPTQ_GPU_KERNEL_EXLLAMA,
+    run_gpu_gemm(id == KernelId::Transposed      ? GPTQ_GPU_KERNEL_TRANSPOSED
+                 : id == KernelId::TransposedMma ? GPTQ_GPU_KERNEL_TRANSPOSED_MMA
+                                                 : GPTQ_GPU_KERNEL_EXLLAMA,
                  p, like);
   }
   static at::Tensor dequantize(const gptq_problem& p, int64_t layout, at::ScalarType dtype,

@@ -27,24 +27,36 @@ constexpr int64_t kCpuLargeM = 128;
 
 const char* any_problem(const gptq_problem&) { return nullptr; }
 
-// The kernel states its own requirements (csrc/gpu/gptq_transposed.cu).
-const char* transposed_can_implement(const gptq_problem& p) {
+// The kernels state their own requirements (csrc/gpu/gptq_transposed.cu).
 #ifdef GPTQ_MI100_WITH_GPU
-  return gptq_gpu_transposed_unsupported(&p);
-#else
-  (void)p;
-  return "not in this build";
-#endif
+const char* transposed_can_implement(const gptq_problem& p) {
+  return gptq_gpu_transposed_unsupported(&p, GPTQ_GPU_KERNEL_TRANSPOSED);
 }
+const char* transposed_mma_can_implement(const gptq_problem& p) {
+  return gptq_gpu_transposed_unsupported(&p, GPTQ_GPU_KERNEL_TRANSPOSED_MMA);
+}
+// mma.sync exists in NVIDIA builds only (compat.h); a HIP build does not list the kernel.
+bool transposed_mma_compiled() { return gptq_gpu_transposed_mma_compiled() != 0; }
+#else
+bool transposed_mma_compiled() { return false; }
+const char* transposed_can_implement(const gptq_problem&) { return "not in this build"; }
+const char* transposed_mma_can_implement(const gptq_problem&) { return "not in this build"; }
+#endif
 
 const std::vector<KernelEntry> kTable = {
     {"cpu_c", KernelId::CpuC, kCpu, 0, kLayoutCheckpoint, kAllBits, AutoRange::BelowLargeM,
      "C99 CPU kernel, fp32 accumulation", &any_problem},
     {"exllama", KernelId::Exllama, kGpu, kLayoutCheckpoint, 0, kAllBits, AutoRange::BelowLargeM,
      "GPU baseline: exllama decomposition, split-K with a fixed-order reduce", &any_problem},
+    // Before "transposed": auto takes the first entry that can run the problem.
+    {"transposed_mma", KernelId::TransposedMma, kGpu, kLayoutTiled, 0, kTiledBits,
+     AutoRange::BelowLargeM,
+     "GPU decode kernel on the tiled layout with the inner product on NVIDIA tensor cores "
+     "(mma.sync): one weight pass, M <= 8 at the cost of M = 1",
+     &transposed_mma_can_implement, &transposed_mma_compiled},
     {"transposed", KernelId::Transposed, kGpu, kLayoutTiled, 0, kTiledBits, AutoRange::BelowLargeM,
      "GPU decode kernel on the tiled layout: one weight pass for every M, in-launch "
-     "split-K reduction",
+     "split-K reduction, inner product on the vector units (v_dot2 on gfx908)",
      &transposed_can_implement},
     {"dequant_matmul", KernelId::DequantMatmul, kCpu | kGpu, kLayoutCheckpoint | kLayoutTiled,
      kLayoutCheckpoint, kAllBits, AutoRange::FromLargeM, "dequantize to the activation dtype, then torch's matmul",
@@ -79,6 +91,7 @@ const char* layout_name(int64_t layout) {
 
 bool kernel_in_build(const KernelEntry& e, BackendKind backend) {
   if (!bit_set(e.backends, static_cast<int>(backend))) return false;
+  if (e.compiled && !e.compiled()) return false;
 #ifdef GPTQ_MI100_WITH_GPU
   return true;
 #else

@@ -16,7 +16,14 @@ namespace gptq_mi100 {
 enum class BackendKind : int { Cpu = 0, Gpu = 1 };
 
 // Index into the registry table (and into path_counts()).
-enum class KernelId : int { CpuC = 0, Exllama = 1, Transposed = 2, DequantMatmul = 3, Count = 4 };
+enum class KernelId : int {
+  CpuC = 0,
+  Exllama = 1,
+  TransposedMma = 2,
+  Transposed = 3,
+  DequantMatmul = 4,
+  Count = 5
+};
 
 // Which M "auto" sends to a kernel: native kernels below the large-M threshold,
 // dequantize + matmul at or above it.
@@ -33,6 +40,8 @@ struct KernelEntry {
   const char* summary;
   // nullptr when the kernel can run p (shapes already validated), else the reason.
   const char* (*can_implement)(const gptq_problem& p);
+  // Whether this build compiled the kernel (nullptr: whenever its backend is built).
+  bool (*compiled)() = nullptr;
 };
 
 const std::vector<KernelEntry>& kernel_table();  // in KernelId order
