@@ -306,9 +306,13 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kTpMinBlocks(MT, BITS)) void gptq_tran
 #if GPTQ_HAS_MMA_16816
 static constexpr int kMmaWarps = kTpThreads / 32;  /* strips per block */
 static constexpr int kMmaActElems = 8192;          /* rows x K-range activations per block */
-/* Resident blocks per SM the register cap must allow: 3 (<= 85 registers, 24 warps,
- * 48 KiB in flight per SM) spills nothing at either row tile; 4 (<= 64) spills. */
-static constexpr int kMmaMinBlocks(int mt) { return mt == 8 ? 3 : 3; }
+/* Resident blocks per SM the register cap must allow: 3 (<= 80 registers, 24 warps) where
+ * that spills nothing (M tile 8 at 4 and 8 bits), else 2 (<= 128, 16 warps). */
+static constexpr int kMmaMinBlocks(int mt, int bits) { return (mt == 8 && bits >= 4) ? 3 : 2; }
+/* Tiles per warp in registers or in flight: the one computed and kMmaStages - 1 ahead,
+ * weights and their zeros/scales alike (a dependent zero/scale load costs a full HBM
+ * latency per tile). */
+static constexpr int kMmaStages = 3;
 
 /* fp16 (or bf16) pair (q - z) from bits of a pair of values and a zero pair 1024 + z. */
 template <int BITS, int ACT>
@@ -319,16 +323,8 @@ __device__ __forceinline__ uint32_t tp_mma_weight_pair(uint32_t bits, uint32_t z
   return ACT == kTpBF16 ? gptq_f16x2_to_bf16x2(w) : w; /* 8-bit bf16: exact via fp32 */
 }
 
-template <int BITS, int ACT>
-__device__ __forceinline__ uint32_t tp_mma_zero_pair(const int32_t* qzeros, int64_t zwords, int64_t g,
-                                                      int64_t col, int zero_offset) {
-  if (ACT == kTpBF16 && BITS <= 4)
-    return tp_zero_pair<BITS>(qzeros, zwords, g, col, zero_offset) - 0x64006400u + 0x43004300u;
-  return tp_zero_pair<BITS>(qzeros, zwords, g, col, zero_offset);
-}
-
 template <int BITS, int ACT, int MT>
-__global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT)) void gptq_transposed_mma_kernel(tp_args p) {
+__global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_transposed_mma_kernel(tp_args p) {
   constexpr int TK = 512 / BITS, STEPS = TK / 16, PPW = 16 / BITS;
   constexpr uint32_t kPairMask = ((1u << BITS) - 1u) * 0x00010001u;
   constexpr int NB = MT / 8; /* mma per step: activation rows 0-7, 8-15 */
@@ -353,33 +349,48 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT)) void gptq_transpose
   const uint4* w0 = reinterpret_cast<const uint4*>(p.qweight + col0 * words_per_col) + (tq * width + g);
   const uint4* w1 = w0 + 8;
   const int64_t tile_stride = 4 * (int64_t)width;
-  const uint4 zero4 = make_uint4(0u, 0u, 0u, 0u);
-  /* tiles kt, kt + 1, kt + 2 in registers / in flight */
-  uint4 c0 = zero4, c1 = zero4, n0 = zero4, n1 = zero4, f0 = zero4, f1 = zero4;
-  if (on0 && kt0 < kt1) c0 = w0[kt0 * tile_stride];
-  if (on1 && kt0 < kt1) c1 = w1[kt0 * tile_stride];
-  if (on0 && kt0 + 1 < kt1) n0 = w0[(kt0 + 1) * tile_stride];
-  if (on1 && kt0 + 1 < kt1) n1 = w1[(kt0 + 1) * tile_stride];
-
-  tp_stage_act<kMmaActElems / 2 / kTpThreads, ACT>(s_act, stride, p, (int64_t)kt0 * TK, half, rows, rows);
-  __syncthreads();
-
   const int64_t zwords = p.n * BITS / 32;
   const int gs = (int)p.group_size;
   const int64_t ncol0 = col0 + g, ncol1 = col0 + g + 8;
-  /* zero pair and scale of columns g, g + 8 for a group (inactive columns: w = 0) */
-  auto load_group = [&](int grp, uint32_t& z0, uint32_t& z1, float& s0, float& s1) {
-    z0 = z1 = 0x64006400u;
-    s0 = s1 = 0.0f;
+  const int zsh0 = (int)((ncol0 * BITS) & 31), zsh1 = (int)((ncol1 * BITS) & 31);
+  /* Everything one tile needs, as loaded: its two chunks, the raw zero words and the
+   * scale bits of its first group (decoded at use). Inactive columns load nothing. */
+  struct stage {
+    uint4 a, b;
+    uint32_t za, zb, s;
+  };
+  auto load_stage = [&](int kt, stage& sg) {
+    sg.a = sg.b = make_uint4(0u, 0u, 0u, 0u);
+    sg.za = sg.zb = sg.s = 0u;
+    if (kt >= kt1) return;
+    const int64_t grp = (int64_t)kt * TK / gs;
     if (on0) {
-      z0 = tp_mma_zero_pair<BITS, ACT>(p.qzeros, zwords, grp, ncol0, p.zero_offset);
-      s0 = load_scale(p.scales, (int64_t)grp * p.n + ncol0, p.scale_bf16);
+      sg.a = w0[kt * tile_stride];
+      sg.za = (uint32_t)p.qzeros[grp * zwords + ((ncol0 * BITS) >> 5)];
+      sg.s = p.scales[grp * p.n + ncol0];
     }
     if (on1) {
-      z1 = tp_mma_zero_pair<BITS, ACT>(p.qzeros, zwords, grp, ncol1, p.zero_offset);
-      s1 = load_scale(p.scales, (int64_t)grp * p.n + ncol1, p.scale_bf16);
+      sg.b = w1[kt * tile_stride];
+      sg.zb = (uint32_t)p.qzeros[grp * zwords + ((ncol1 * BITS) >> 5)];
+      sg.s |= (uint32_t)p.scales[grp * p.n + ncol1] << 16;
     }
   };
+  /* zero pair (1024 + z in both halves, or 128 + z for the bf16 form) from a raw word */
+  auto zero_pair = [&](uint32_t raw, int sh) {
+    const uint32_t z = ((raw >> sh) & ((1u << BITS) - 1u)) + (uint32_t)p.zero_offset;
+    return (ACT == kTpBF16 && BITS <= 4 ? 0x43004300u : 0x64006400u) + z * 0x00010001u;
+  };
+  auto scale_of = [&](uint32_t bits16) {
+    return p.scale_bf16 ? gptq_bf16_bits_to_float((uint16_t)bits16) : gptq_f16_bits_to_float((uint16_t)bits16);
+  };
+
+  /* tiles kt0 .. kt0 + kMmaStages - 2 in flight before the activations are staged */
+  stage sg[kMmaStages];
+#pragma unroll
+  for (int i = 0; i < kMmaStages - 1; ++i) load_stage(width > 0 ? kt0 + i : kt1, sg[i]);
+
+  tp_stage_act<kMmaActElems / 2 / kTpThreads, ACT>(s_act, stride, p, (int64_t)kt0 * TK, half, rows, rows);
+  __syncthreads();
 
   float acc[NB][4];
 #pragma unroll
@@ -387,22 +398,15 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT)) void gptq_transpose
 #pragma unroll
     for (int i = 0; i < 4; ++i) acc[b][i] = 0.0f;
 
-  if (width > 0) {
-    int grp = kt0 * TK / gs;
-    uint32_t z0, z1, nz0, nz1;
-    float s0, s1, ns0, ns1;
-    load_group(grp, z0, z1, s0, s1);
+  if (width > 0) { /* warp-uniform: mma needs the whole warp */
     for (int kt = kt0; kt < kt1; ++kt) {
-      /* issue tile kt + 2 and the next tile's zeros/scales before computing tile kt */
-      if (on0 && kt + 2 < kt1) f0 = w0[(kt + 2) * tile_stride];
-      if (on1 && kt + 2 < kt1) f1 = w1[(kt + 2) * tile_stride];
-      const int next_grp = (kt + 1) * TK / gs;
-      nz0 = z0, nz1 = z1, ns0 = s0, ns1 = s1;
-      if (kt + 1 < kt1 && next_grp != grp) load_group(next_grp, nz0, nz1, ns0, ns1);
-
-      const uint32_t wa[4] = {c0.x, c0.y, c0.z, c0.w}, wb[4] = {c1.x, c1.y, c1.z, c1.w};
+      load_stage(kt + kMmaStages - 1, sg[kMmaStages - 1]); /* the farthest tile first */
+      const stage& cur = sg[0];
+      uint32_t z0 = zero_pair(cur.za, zsh0), z1 = zero_pair(cur.zb, zsh1);
+      float s0 = scale_of(cur.s & 0xffffu), s1 = scale_of(cur.s >> 16);
+      const uint32_t wa[4] = {cur.a.x, cur.a.y, cur.a.z, cur.a.w}, wb[4] = {cur.b.x, cur.b.y, cur.b.z, cur.b.w};
       const int row0 = kt * TK;
-      int g_end = (grp + 1) * gs;
+      int grp = row0 / gs, g_end = (grp + 1) * gs;
       const uint32_t* arow = s_act + g * stride + ((kt - kt0) * TK + 4 * tq) / 2;
       float d[NB][4];
 #pragma unroll
@@ -411,7 +415,7 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT)) void gptq_transpose
         for (int i = 0; i < 4; ++i) d[b][i] = 0.0f;
 #pragma unroll
       for (int st = 0; st < STEPS; ++st) {
-        if (row0 + 16 * st >= g_end) { /* a group ends inside the tile (group < TK) */
+        if (row0 + 16 * st >= g_end) { /* a group ends inside the tile (group < TK): slow path */
 #pragma unroll
           for (int b = 0; b < NB; ++b) {
             acc[b][0] = fmaf(d[b][0], s0, acc[b][0]);
@@ -423,7 +427,14 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT)) void gptq_transpose
           }
           ++grp;
           g_end += gs;
-          load_group(grp, z0, z1, s0, s1);
+          if (on0) {
+            z0 = zero_pair((uint32_t)p.qzeros[grp * zwords + ((ncol0 * BITS) >> 5)], zsh0);
+            s0 = load_scale(p.scales, (int64_t)grp * p.n + ncol0, p.scale_bf16);
+          }
+          if (on1) {
+            z1 = zero_pair((uint32_t)p.qzeros[grp * zwords + ((ncol1 * BITS) >> 5)], zsh1);
+            s1 = load_scale(p.scales, (int64_t)grp * p.n + ncol1, p.scale_bf16);
+          }
         }
         uint32_t a[4];
 #pragma unroll
@@ -447,8 +458,8 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT)) void gptq_transpose
         acc[b][2] = fmaf(d[b][2], s1, acc[b][2]);
         acc[b][3] = fmaf(d[b][3], s1, acc[b][3]);
       }
-      c0 = n0, c1 = n1, n0 = f0, n1 = f1;
-      grp = next_grp, z0 = nz0, z1 = nz1, s0 = ns0, s1 = ns1;
+#pragma unroll
+      for (int i = 0; i < kMmaStages - 1; ++i) sg[i] = sg[i + 1];
     }
   }
 

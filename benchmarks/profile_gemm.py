@@ -1,0 +1,42 @@
+"""One GEMM call to profile (ncu / compute-sanitizer): warm up, then `--calls` calls.
+
+    ncu --clock-control none --kernel-name regex:transposed_mma --launch-skip 3 --launch-count 1 \
+        python3 -m benchmarks.profile_gemm --k 5120 --n 12800 --bits 4 --m 1 --kernel transposed_mma
+"""
+import argparse
+
+import torch
+
+from gptq_mi100 import kernels, ops, quantize
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--k", type=int, default=5120)
+    p.add_argument("--n", type=int, default=12800)
+    p.add_argument("--bits", type=int, default=4)
+    p.add_argument("--group-size", type=int, default=128)
+    p.add_argument("--m", type=int, default=1)
+    p.add_argument("--kernel", default="auto")
+    p.add_argument("--act-order", action="store_true")
+    p.add_argument("--dtype", choices=("float16", "bfloat16"), default="float16")
+    p.add_argument("--calls", type=int, default=4)
+    args = p.parse_args(argv)
+    dev = torch.device("cuda")
+    t = quantize.random_gptq(args.k, args.n, args.bits, args.group_size, symmetric=False,
+                             act_order=args.act_order, v2_zeros=False, seed=1)
+    layout = None
+    for info in kernels.kernel_table("cuda"):
+        if info.name == args.kernel and info.layouts:
+            layout = info.layouts[0]
+    w = ops.prepare(t.qweight.to(dev), t.qzeros.to(dev), t.scales.to(dev),
+                    t.g_idx.to(dev) if args.act_order else None, bits=args.bits,
+                    group_size=args.group_size, layout=layout)
+    a = torch.randn(args.m, args.k, device=dev).to(getattr(torch, args.dtype))
+    for _ in range(args.calls):
+        ops.gemm(a, w, kernel=args.kernel)
+    torch.cuda.synchronize()
+
+
+if __name__ == "__main__":
+    main()
