@@ -202,6 +202,12 @@ __device__ __forceinline__ void gptq_mma_16816(float d[4], const uint32_t a[4], 
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
+/* (x & mask) | bits in one LOP3 (C code compiles to two: LOP3 takes one immediate). */
+__device__ __forceinline__ uint32_t gptq_and_or(uint32_t x, uint32_t mask, uint32_t bits) {
+  uint32_t r;
+  asm("lop3.b32 %0, %1, %2, %3, 0xea;" : "=r"(r) : "r"(x), "r"(mask), "r"(bits));
+  return r;
+}
 /* bf16 pair a - b (one HADD2.BF16 on sm_90; exact for the small integers used here). */
 __device__ __forceinline__ uint32_t gptq_sub_bf16x2(uint32_t a, uint32_t b) {
   __nv_bfloat162 x, y;

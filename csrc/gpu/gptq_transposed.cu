@@ -103,36 +103,41 @@ __device__ __forceinline__ float tp_dot(__half2 w, float2 wf, float2 a, float ac
 }
 
 /* Stage activations a[m0 + m, r0 + 2i .. 2i + 1] (a_perm gathered) as pairs into
- * s_act[m * stride + i] for m < rows_stage, i < half; zeros for m >= rows. A fixed trip
- * count, loads first: every thread's loads are in flight at once (one or, with a_perm,
- * two round trips), not one latency per loop iteration. */
+ * s_act[m * stride + i] for m < rows_stage, i < half; zeros for m >= rows. In batches of
+ * PER pairs per thread, loads first: a batch's loads are all in flight at once (one or,
+ * with a_perm, two round trips), not one latency per element. */
 template <int PER, int ACT, typename pair_t>
 __device__ __forceinline__ void tp_stage_act(pair_t* s_act, int stride, const tp_args& p, int64_t r0,
                                              int half, int rows, int rows_stage) {
-  const int t = threadIdx.x;
-  uint32_t v[PER]; /* lo | hi << 16 */
+  const int t = threadIdx.x, total = rows_stage * half;
+  /* m = i / half without an integer division per element: (i + 0.5) / half is at least
+   * 0.5 / half from an integer, far above fp32 rounding for i, half < 2^16 */
+  const float inv_half = 1.0f / (float)half;
+  for (int base = 0; base < total; base += PER * kTpThreads) {
+    uint32_t v[PER]; /* lo | hi << 16 */
 #pragma unroll
-  for (int it = 0; it < PER; ++it) {
-    const int i = it * kTpThreads + t;
-    const int m = i / half, pr = i - m * half;
-    v[it] = 0;
-    if (m < rows && i < rows_stage * half) {
-      const int64_t r = r0 + 2 * pr;
-      int64_t s0 = r, s1 = r + 1;
-      if (p.a_perm) {
-        s0 = clamp_index(p.a_perm[r], p.k, p.errors, true);
-        s1 = clamp_index(p.a_perm[r + 1], p.k, p.errors, true);
+    for (int it = 0; it < PER; ++it) {
+      const int i = base + it * kTpThreads + t;
+      const int m = (int)(((float)i + 0.5f) * inv_half), pr = i - m * half;
+      v[it] = 0;
+      if (m < rows && i < total) {
+        const int64_t r = r0 + 2 * pr;
+        int64_t s0 = r, s1 = r + 1;
+        if (p.a_perm) {
+          s0 = clamp_index(p.a_perm[r], p.k, p.errors, true);
+          s1 = clamp_index(p.a_perm[r + 1], p.k, p.errors, true);
+        }
+        const uint16_t* arow = p.a + (p.m0 + m) * p.lda;
+        v[it] = (uint32_t)arow[s0] | ((uint32_t)arow[s1] << 16);
       }
-      const uint16_t* arow = p.a + (p.m0 + m) * p.lda;
-      v[it] = (uint32_t)arow[s0] | ((uint32_t)arow[s1] << 16);
     }
-  }
 #pragma unroll
-  for (int it = 0; it < PER; ++it) {
-    const int i = it * kTpThreads + t;
-    const int m = i / half, pr = i - m * half;
-    if (i < rows_stage * half)
-      tp_store_pair(s_act[m * stride + pr], (uint16_t)(v[it] & 0xffffu), (uint16_t)(v[it] >> 16), ACT == kTpBF16);
+    for (int it = 0; it < PER; ++it) {
+      const int i = base + it * kTpThreads + t;
+      const int m = (int)(((float)i + 0.5f) * inv_half), pr = i - m * half;
+      if (i < total)
+        tp_store_pair(s_act[m * stride + pr], (uint16_t)(v[it] & 0xffffu), (uint16_t)(v[it] >> 16), ACT == kTpBF16);
+    }
   }
 }
 
@@ -314,19 +319,62 @@ static constexpr int kMmaMinBlocks(int mt, int bits) { return (mt == 8 && bits >
  * latency per tile). */
 static constexpr int kMmaStages = 3;
 
-/* fp16 (or bf16) pair (q - z) from bits of a pair of values and a zero pair 1024 + z. */
+/* A zero point as the step decoder wants it: zh = 1024 + z in both fp16 halves (128 + z
+ * in bf16 for bf16 activations at <= 4 bits), zl = -(64 + z) in fp16 (4-bit fp16 only). */
+struct tp_zero {
+  uint32_t zh, zl;
+};
 template <int BITS, int ACT>
-__device__ __forceinline__ uint32_t tp_mma_weight_pair(uint32_t bits, uint32_t zh) {
-  if (ACT == kTpBF16 && BITS <= 4) /* 128 + q in bf16 (exact below 256), minus 128 + z */
-    return gptq_sub_bf16x2(bits | 0x43004300u, zh);
-  const uint32_t w = gptq_h2_bits(__hsub2(gptq_h2_from_bits(bits | 0x64006400u), gptq_h2_from_bits(zh)));
-  return ACT == kTpBF16 ? gptq_f16x2_to_bf16x2(w) : w; /* 8-bit bf16: exact via fp32 */
+__device__ __forceinline__ tp_zero tp_mma_zero(uint32_t z) { /* z includes the v1 offset */
+  tp_zero r;
+  r.zh = (ACT == kTpBF16 && BITS <= 4 ? 0x43004300u : 0x64006400u) + z * 0x00010001u;
+  r.zl = (0xd400u + 16u * z) * 0x00010001u; /* -(64 + z): exponent 6, unit 1/16 (z < 64) */
+  return r;
+}
+
+/* The two (q - z) pairs of step `st` in a chunk word (pairs 2st, 2st + 1 of the chunk at
+ * positions p, p + 1 of word (2st) / PPW), as mma A registers (fp16, or bf16 for bf16
+ * activations), exact. */
+template <int BITS, int ACT>
+__device__ __forceinline__ void tp_mma_step_pairs(uint32_t w, int st, tp_zero z, uint32_t& lo, uint32_t& hi) {
+  constexpr int PPW = 16 / BITS;
+  constexpr uint32_t kMask = ((1u << BITS) - 1u) * 0x00010001u;
+  const int pos = (2 * st) % PPW;
+  if (ACT == kTpF16 && BITS == 4) {
+    /* 0x6400 | q = 1024 + q; 0x6400 | q << 4 = 1024 + 16 q, which the fma scales by 1/16
+     * while subtracting 64 + z: one shift per word instead of one per pair */
+    const uint32_t x = pos ? w >> 8 : w;
+    lo = gptq_h2_bits(__hsub2(gptq_h2_from_bits(gptq_and_or(x, 0x000f000fu, 0x64006400u)),
+                              gptq_h2_from_bits(z.zh)));
+    hi = gptq_h2_bits(__hfma2(gptq_h2_from_bits(gptq_and_or(x, 0x00f000f0u, 0x64006400u)),
+                              gptq_h2_from_bits(0x2c002c00u), gptq_h2_from_bits(z.zl)));
+    return;
+  }
+  uint32_t f0, f1;
+  if (BITS == 8) { /* bytes (0, 2) and (1, 3) next to 0x64: 1024 + q by one byte permute */
+    f0 = __byte_perm(w, 0x64646464u, 0x4240);
+    f1 = __byte_perm(w, 0x64646464u, 0x4341);
+  } else {
+    const uint32_t base = ACT == kTpBF16 ? 0x43004300u : 0x64006400u;
+    f0 = gptq_and_or(w >> (BITS * pos), kMask, base);
+    f1 = gptq_and_or(w >> (BITS * (pos + 1)), kMask, base);
+  }
+  if (ACT == kTpBF16 && BITS <= 4) {
+    lo = gptq_sub_bf16x2(f0, z.zh);
+    hi = gptq_sub_bf16x2(f1, z.zh);
+    return;
+  }
+  lo = gptq_h2_bits(__hsub2(gptq_h2_from_bits(f0), gptq_h2_from_bits(z.zh)));
+  hi = gptq_h2_bits(__hsub2(gptq_h2_from_bits(f1), gptq_h2_from_bits(z.zh)));
+  if (ACT == kTpBF16) { /* 8-bit with bf16 activations: exact via fp32 */
+    lo = gptq_f16x2_to_bf16x2(lo);
+    hi = gptq_f16x2_to_bf16x2(hi);
+  }
 }
 
 template <int BITS, int ACT, int MT>
 __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_transposed_mma_kernel(tp_args p) {
   constexpr int TK = 512 / BITS, STEPS = TK / 16, PPW = 16 / BITS;
-  constexpr uint32_t kPairMask = ((1u << BITS) - 1u) * 0x00010001u;
   constexpr int NB = MT / 8; /* mma per step: activation rows 0-7, 8-15 */
   static_assert(MT == 8 || MT == 16, "row tile is 8 or 16");
   /* rows x half pairs, each row padded to 8 (mod 32) words: conflict-free 8-byte reads */
@@ -359,26 +407,35 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
     uint4 a, b;
     uint32_t za, zb, s;
   };
-  auto load_stage = [&](int kt, stage& sg) {
+  const int32_t* zp0 = p.qzeros + ((ncol0 * BITS) >> 5);
+  const int32_t* zp1 = p.qzeros + ((ncol1 * BITS) >> 5);
+  const uint16_t* sp0 = p.scales + ncol0;
+  const uint16_t* sp1 = p.scales + ncol1;
+  /* the group of the farthest tile in flight, followed without a division per tile */
+  int ahead = kt0, ahead_grp = kt0 * TK / gs, ahead_end = (ahead_grp + 1) * gs;
+  auto load_next_stage = [&](stage& sg) {
     sg.a = sg.b = make_uint4(0u, 0u, 0u, 0u);
     sg.za = sg.zb = sg.s = 0u;
+    const int kt = ahead++;
     if (kt >= kt1) return;
-    const int64_t grp = (int64_t)kt * TK / gs;
+    if (kt * TK >= ahead_end) { /* first row of the tile in a later group */
+      ahead_grp = kt * TK / gs;
+      ahead_end = (ahead_grp + 1) * gs;
+    }
+    const int64_t grp = ahead_grp;
     if (on0) {
       sg.a = w0[kt * tile_stride];
-      sg.za = (uint32_t)p.qzeros[grp * zwords + ((ncol0 * BITS) >> 5)];
-      sg.s = p.scales[grp * p.n + ncol0];
+      sg.za = (uint32_t)zp0[grp * zwords];
+      sg.s = sp0[grp * p.n];
     }
     if (on1) {
       sg.b = w1[kt * tile_stride];
-      sg.zb = (uint32_t)p.qzeros[grp * zwords + ((ncol1 * BITS) >> 5)];
-      sg.s |= (uint32_t)p.scales[grp * p.n + ncol1] << 16;
+      sg.zb = (uint32_t)zp1[grp * zwords];
+      sg.s |= (uint32_t)sp1[grp * p.n] << 16;
     }
   };
-  /* zero pair (1024 + z in both halves, or 128 + z for the bf16 form) from a raw word */
-  auto zero_pair = [&](uint32_t raw, int sh) {
-    const uint32_t z = ((raw >> sh) & ((1u << BITS) - 1u)) + (uint32_t)p.zero_offset;
-    return (ACT == kTpBF16 && BITS <= 4 ? 0x43004300u : 0x64006400u) + z * 0x00010001u;
+  auto zero_of = [&](uint32_t raw, int sh) {
+    return tp_mma_zero<BITS, ACT>(((raw >> sh) & ((1u << BITS) - 1u)) + (uint32_t)p.zero_offset);
   };
   auto scale_of = [&](uint32_t bits16) {
     return p.scale_bf16 ? gptq_bf16_bits_to_float((uint16_t)bits16) : gptq_f16_bits_to_float((uint16_t)bits16);
@@ -386,10 +443,11 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
 
   /* tiles kt0 .. kt0 + kMmaStages - 2 in flight before the activations are staged */
   stage sg[kMmaStages];
+  if (width == 0) ahead = kt1;
 #pragma unroll
-  for (int i = 0; i < kMmaStages - 1; ++i) load_stage(width > 0 ? kt0 + i : kt1, sg[i]);
+  for (int i = 0; i < kMmaStages - 1; ++i) load_next_stage(sg[i]);
 
-  tp_stage_act<kMmaActElems / 2 / kTpThreads, ACT>(s_act, stride, p, (int64_t)kt0 * TK, half, rows, rows);
+  tp_stage_act<8, ACT>(s_act, stride, p, (int64_t)kt0 * TK, half, rows, rows);
   __syncthreads();
 
   float acc[NB][4];
@@ -398,66 +456,73 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
 #pragma unroll
     for (int i = 0; i < 4; ++i) acc[b][i] = 0.0f;
 
-  if (width > 0) { /* warp-uniform: mma needs the whole warp */
-    for (int kt = kt0; kt < kt1; ++kt) {
-      load_stage(kt + kMmaStages - 1, sg[kMmaStages - 1]); /* the farthest tile first */
-      const stage& cur = sg[0];
-      uint32_t z0 = zero_pair(cur.za, zsh0), z1 = zero_pair(cur.zb, zsh1);
-      float s0 = scale_of(cur.s & 0xffffu), s1 = scale_of(cur.s >> 16);
-      const uint32_t wa[4] = {cur.a.x, cur.a.y, cur.a.z, cur.a.w}, wb[4] = {cur.b.x, cur.b.y, cur.b.z, cur.b.w};
-      const int row0 = kt * TK;
-      int grp = row0 / gs, g_end = (grp + 1) * gs;
-      const uint32_t* arow = s_act + g * stride + ((kt - kt0) * TK + 4 * tq) / 2;
-      float d[NB][4];
+  /* one tile; kSplitGroups: groups end inside tiles (group_size < TK), checked per step */
+  auto tile = [&](int kt, const stage& cur, auto split_groups) {
+    constexpr bool kSplitGroups = decltype(split_groups)::value;
+    tp_zero z0 = zero_of(cur.za, zsh0), z1 = zero_of(cur.zb, zsh1);
+    float s0 = scale_of(cur.s & 0xffffu), s1 = scale_of(cur.s >> 16);
+    const uint32_t wa[4] = {cur.a.x, cur.a.y, cur.a.z, cur.a.w}, wb[4] = {cur.b.x, cur.b.y, cur.b.z, cur.b.w};
+    const int row0 = kt * TK;
+    int grp = 0, g_end = 0;
+    if (kSplitGroups) {
+      grp = row0 / gs;
+      g_end = (grp + 1) * gs;
+    }
+    const uint32_t* arow = s_act + g * stride + ((kt - kt0) * TK + 4 * tq) / 2;
+    float d[NB][4];
 #pragma unroll
-      for (int b = 0; b < NB; ++b)
+    for (int b = 0; b < NB; ++b)
 #pragma unroll
-        for (int i = 0; i < 4; ++i) d[b][i] = 0.0f;
+      for (int i = 0; i < 4; ++i) d[b][i] = 0.0f;
 #pragma unroll
-      for (int st = 0; st < STEPS; ++st) {
-        if (row0 + 16 * st >= g_end) { /* a group ends inside the tile (group < TK): slow path */
-#pragma unroll
-          for (int b = 0; b < NB; ++b) {
-            acc[b][0] = fmaf(d[b][0], s0, acc[b][0]);
-            acc[b][1] = fmaf(d[b][1], s0, acc[b][1]);
-            acc[b][2] = fmaf(d[b][2], s1, acc[b][2]);
-            acc[b][3] = fmaf(d[b][3], s1, acc[b][3]);
-#pragma unroll
-            for (int i = 0; i < 4; ++i) d[b][i] = 0.0f;
-          }
-          ++grp;
-          g_end += gs;
-          if (on0) {
-            z0 = zero_pair((uint32_t)p.qzeros[grp * zwords + ((ncol0 * BITS) >> 5)], zsh0);
-            s0 = load_scale(p.scales, (int64_t)grp * p.n + ncol0, p.scale_bf16);
-          }
-          if (on1) {
-            z1 = zero_pair((uint32_t)p.qzeros[grp * zwords + ((ncol1 * BITS) >> 5)], zsh1);
-            s1 = load_scale(p.scales, (int64_t)grp * p.n + ncol1, p.scale_bf16);
-          }
-        }
-        uint32_t a[4];
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          const int pt = 2 * st + h, sh = BITS * (pt % PPW);
-          a[2 * h] = tp_mma_weight_pair<BITS, ACT>((wa[pt / PPW] >> sh) & kPairMask, z0);
-          a[2 * h + 1] = tp_mma_weight_pair<BITS, ACT>((wb[pt / PPW] >> sh) & kPairMask, z1);
-        }
+    for (int st = 0; st < STEPS; ++st) {
+      if (kSplitGroups && row0 + 16 * st >= g_end) { /* fold the finished group, load the next */
 #pragma unroll
         for (int b = 0; b < NB; ++b) {
-          uint2 av = make_uint2(0u, 0u);
-          if (g + 8 * b < rows) av = *reinterpret_cast<const uint2*>(arow + 8 * b * stride + 8 * st);
-          const uint32_t bv[2] = {av.x, av.y};
-          gptq_mma_16816<ACT == kTpBF16>(d[b], a, bv);
+          acc[b][0] = fmaf(d[b][0], s0, acc[b][0]);
+          acc[b][1] = fmaf(d[b][1], s0, acc[b][1]);
+          acc[b][2] = fmaf(d[b][2], s1, acc[b][2]);
+          acc[b][3] = fmaf(d[b][3], s1, acc[b][3]);
+#pragma unroll
+          for (int i = 0; i < 4; ++i) d[b][i] = 0.0f;
+        }
+        ++grp;
+        g_end += gs;
+        if (on0) {
+          z0 = zero_of((uint32_t)zp0[(int64_t)grp * zwords], zsh0);
+          s0 = load_scale(sp0, (int64_t)grp * p.n, p.scale_bf16);
+        }
+        if (on1) {
+          z1 = zero_of((uint32_t)zp1[(int64_t)grp * zwords], zsh1);
+          s1 = load_scale(sp1, (int64_t)grp * p.n, p.scale_bf16);
         }
       }
+      uint32_t a[4];
+      tp_mma_step_pairs<BITS, ACT>(wa[2 * st / PPW], st, z0, a[0], a[2]);
+      tp_mma_step_pairs<BITS, ACT>(wb[2 * st / PPW], st, z1, a[1], a[3]);
 #pragma unroll
       for (int b = 0; b < NB; ++b) {
-        acc[b][0] = fmaf(d[b][0], s0, acc[b][0]);
-        acc[b][1] = fmaf(d[b][1], s0, acc[b][1]);
-        acc[b][2] = fmaf(d[b][2], s1, acc[b][2]);
-        acc[b][3] = fmaf(d[b][3], s1, acc[b][3]);
+        uint2 av = make_uint2(0u, 0u);
+        if (g + 8 * b < rows) av = *reinterpret_cast<const uint2*>(arow + 8 * b * stride + 8 * st);
+        const uint32_t bv[2] = {av.x, av.y};
+        gptq_mma_16816<ACT == kTpBF16>(d[b], a, bv);
       }
+    }
+#pragma unroll
+    for (int b = 0; b < NB; ++b) {
+      acc[b][0] = fmaf(d[b][0], s0, acc[b][0]);
+      acc[b][1] = fmaf(d[b][1], s0, acc[b][1]);
+      acc[b][2] = fmaf(d[b][2], s1, acc[b][2]);
+      acc[b][3] = fmaf(d[b][3], s1, acc[b][3]);
+    }
+  };
+
+  if (width > 0) { /* warp-uniform: mma needs the whole warp */
+    const bool split_groups = gs % TK != 0;
+    for (int kt = kt0; kt < kt1; ++kt) {
+      load_next_stage(sg[kMmaStages - 1]); /* the farthest tile first */
+      if (split_groups) tile(kt, sg[0], std::true_type{});
+      else tile(kt, sg[0], std::false_type{});
 #pragma unroll
       for (int i = 0; i < kMmaStages - 1; ++i) sg[i] = sg[i + 1];
     }
