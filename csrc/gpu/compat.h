@@ -202,10 +202,19 @@ __device__ __forceinline__ void gptq_mma_16816(float d[4], const uint32_t a[4], 
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
-/* (x & mask) | bits in one LOP3 (C code compiles to two: LOP3 takes one immediate). */
-__device__ __forceinline__ uint32_t gptq_and_or(uint32_t x, uint32_t mask, uint32_t bits) {
+/* (x & MASK) | bits in one LOP3 (C code compiles to two: LOP3 takes one immediate). */
+template <uint32_t MASK>
+__device__ __forceinline__ uint32_t gptq_and_or(uint32_t x, uint32_t bits) {
   uint32_t r;
-  asm("lop3.b32 %0, %1, %2, %3, 0xea;" : "=r"(r) : "r"(x), "r"(mask), "r"(bits));
+  asm("lop3.b32 %0, %1, %2, %3, 0xea;" : "=r"(r) : "r"(x), "n"(MASK), "r"(bits));
+  return r;
+}
+/* blockIdx.x read again from its special register (asm volatile: not merged with the
+ * first read), so an index is recomputed after a long loop instead of held (or spilled)
+ * across it. */
+__device__ __forceinline__ unsigned gptq_block_x_reread() {
+  unsigned r;
+  asm volatile("mov.u32 %0, %%ctaid.x;" : "=r"(r));
   return r;
 }
 /* bf16 pair a - b (one HADD2.BF16 on sm_90; exact for the small integers used here). */

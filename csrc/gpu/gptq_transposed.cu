@@ -344,9 +344,9 @@ __device__ __forceinline__ void tp_mma_step_pairs(uint32_t w, int st, tp_zero z,
     /* 0x6400 | q = 1024 + q; 0x6400 | q << 4 = 1024 + 16 q, which the fma scales by 1/16
      * while subtracting 64 + z: one shift per word instead of one per pair */
     const uint32_t x = pos ? w >> 8 : w;
-    lo = gptq_h2_bits(__hsub2(gptq_h2_from_bits(gptq_and_or(x, 0x000f000fu, 0x64006400u)),
+    lo = gptq_h2_bits(__hsub2(gptq_h2_from_bits(gptq_and_or<0x000f000fu>(x, 0x64006400u)),
                               gptq_h2_from_bits(z.zh)));
-    hi = gptq_h2_bits(__hfma2(gptq_h2_from_bits(gptq_and_or(x, 0x00f000f0u, 0x64006400u)),
+    hi = gptq_h2_bits(__hfma2(gptq_h2_from_bits(gptq_and_or<0x00f000f0u>(x, 0x64006400u)),
                               gptq_h2_from_bits(0x2c002c00u), gptq_h2_from_bits(z.zl)));
     return;
   }
@@ -356,8 +356,8 @@ __device__ __forceinline__ void tp_mma_step_pairs(uint32_t w, int st, tp_zero z,
     f1 = __byte_perm(w, 0x64646464u, 0x4341);
   } else {
     const uint32_t base = ACT == kTpBF16 ? 0x43004300u : 0x64006400u;
-    f0 = gptq_and_or(w >> (BITS * pos), kMask, base);
-    f1 = gptq_and_or(w >> (BITS * (pos + 1)), kMask, base);
+    f0 = gptq_and_or<kMask>(w >> (BITS * pos), base);
+    f1 = gptq_and_or<kMask>(w >> (BITS * (pos + 1)), base);
   }
   if (ACT == kTpBF16 && BITS <= 4) {
     lo = gptq_sub_bf16x2(f0, z.zh);
@@ -383,7 +383,7 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
 
   const int t = threadIdx.x, warp = t >> 5, lane = t & 31, g = lane >> 2, tq = lane & 3;
   const int64_t strip = (int64_t)blockIdx.x * kMmaWarps + warp, split = blockIdx.y;
-  const int64_t col0 = strip * 16;
+  int64_t col0 = strip * 16;
   const int width = col0 < p.n ? (int)(p.n - col0 < 16 ? p.n - col0 : 16) : 0; /* warp-uniform */
   const bool on0 = g < width, on1 = g + 8 < width;
   const int64_t words_per_col = p.k * BITS / 32;
@@ -395,44 +395,47 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
   const int rows = (int)(p.m - p.m0 < MT ? p.m - p.m0 : MT);
 
   const uint4* w0 = reinterpret_cast<const uint4*>(p.qweight + col0 * words_per_col) + (tq * width + g);
-  const uint4* w1 = w0 + 8;
   const int64_t tile_stride = 4 * (int64_t)width;
   const int64_t zwords = p.n * BITS / 32;
   const int gs = (int)p.group_size;
-  const int64_t ncol0 = col0 + g, ncol1 = col0 + g + 8;
-  const int zsh0 = (int)((ncol0 * BITS) & 31), zsh1 = (int)((ncol1 * BITS) & 31);
+  const int64_t ncol0 = col0 + g;
+  const int zsh0 = (int)((ncol0 * BITS) & 31), zsh1 = (zsh0 + 8 * BITS) & 31; /* col g + 8 */
   /* Everything one tile needs, as loaded: its two chunks, the raw zero words and the
    * scale bits of its first group (decoded at use). Inactive columns load nothing. */
   struct stage {
     uint4 a, b;
     uint32_t za, zb, s;
   };
+  /* The farthest tile in flight: its chunk pointer, and its group's zero word / scale
+   * pointers for column g (column g + 8 at a fixed offset), advanced without division. */
+  constexpr int kZeroOff = BITS >= 4 ? BITS / 4 : 0; /* words from column g to g + 8 */
   const int32_t* zp0 = p.qzeros + ((ncol0 * BITS) >> 5);
-  const int32_t* zp1 = p.qzeros + ((ncol1 * BITS) >> 5);
   const uint16_t* sp0 = p.scales + ncol0;
-  const uint16_t* sp1 = p.scales + ncol1;
-  /* the group of the farthest tile in flight, followed without a division per tile */
-  int ahead = kt0, ahead_grp = kt0 * TK / gs, ahead_end = (ahead_grp + 1) * gs;
+  const uint4* wq = w0 + kt0 * tile_stride;
+  const int32_t* zq = zp0 + (int64_t)(kt0 * TK / gs) * zwords;
+  const uint16_t* sq = sp0 + (int64_t)(kt0 * TK / gs) * p.n;
+  int ahead = kt0, ahead_end = (kt0 * TK / gs + 1) * gs;
   auto load_next_stage = [&](stage& sg) {
     sg.a = sg.b = make_uint4(0u, 0u, 0u, 0u);
     sg.za = sg.zb = sg.s = 0u;
     const int kt = ahead++;
     if (kt >= kt1) return;
-    if (kt * TK >= ahead_end) { /* first row of the tile in a later group */
-      ahead_grp = kt * TK / gs;
-      ahead_end = (ahead_grp + 1) * gs;
+    while (kt * TK >= ahead_end) { /* once per group */
+      ahead_end += gs;
+      zq += zwords;
+      sq += p.n;
     }
-    const int64_t grp = ahead_grp;
     if (on0) {
-      sg.a = w0[kt * tile_stride];
-      sg.za = (uint32_t)zp0[grp * zwords];
-      sg.s = sp0[grp * p.n];
+      sg.a = wq[0];
+      sg.za = (uint32_t)zq[0];
+      sg.s = sq[0];
     }
     if (on1) {
-      sg.b = w1[kt * tile_stride];
-      sg.zb = (uint32_t)zp1[grp * zwords];
-      sg.s |= (uint32_t)sp1[grp * p.n] << 16;
+      sg.b = wq[8];
+      sg.zb = (uint32_t)zq[kZeroOff];
+      sg.s |= (uint32_t)sq[8] << 16;
     }
+    wq += tile_stride;
   };
   auto zero_of = [&](uint32_t raw, int sh) {
     return tp_mma_zero<BITS, ACT>(((raw >> sh) & ((1u << BITS) - 1u)) + (uint32_t)p.zero_offset);
@@ -493,8 +496,8 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
           s0 = load_scale(sp0, (int64_t)grp * p.n, p.scale_bf16);
         }
         if (on1) {
-          z1 = zero_of((uint32_t)zp1[(int64_t)grp * zwords], zsh1);
-          s1 = load_scale(sp1, (int64_t)grp * p.n, p.scale_bf16);
+          z1 = zero_of((uint32_t)zp0[(int64_t)grp * zwords + kZeroOff], zsh1);
+          s1 = load_scale(sp0 + 8, (int64_t)grp * p.n, p.scale_bf16);
         }
       }
       uint32_t a[4];
@@ -519,16 +522,21 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
 
   if (width > 0) { /* warp-uniform: mma needs the whole warp */
     const bool split_groups = gs % TK != 0;
-    for (int kt = kt0; kt < kt1; ++kt) {
-      load_next_stage(sg[kMmaStages - 1]); /* the farthest tile first */
-      if (split_groups) tile(kt, sg[0], std::true_type{});
-      else tile(kt, sg[0], std::false_type{});
+    /* unrolled by the ring size, so stage j stays in fixed registers (no copies) */
+    for (int kt = kt0; kt < kt1; kt += kMmaStages) {
 #pragma unroll
-      for (int i = 0; i < kMmaStages - 1; ++i) sg[i] = sg[i + 1];
+      for (int j = 0; j < kMmaStages; ++j) {
+        if (kt + j < kt1) {
+          load_next_stage(sg[(j + kMmaStages - 1) % kMmaStages]); /* the farthest tile first */
+          if (split_groups) tile(kt + j, sg[j], std::true_type{});
+          else tile(kt + j, sg[j], std::false_type{});
+        }
+      }
     }
   }
 
-  /* lane's outputs: (m = 8b + 2t + e, column g + 8h) = acc[b][2h + e] */
+  /* lane's outputs: (m = 8b + 2t + e, column col0 + g + 8h) = acc[b][2h + e] */
+  col0 = ((int64_t)gptq_block_x_reread() * kMmaWarps + warp) * 16; /* not held across the loop */
   if (p.splits == 1) {
 #pragma unroll
     for (int b = 0; b < NB; ++b)
