@@ -79,6 +79,10 @@ def parse_args(argv):
     p.add_argument("--prefill", action="store_true", help="prefill M set (large-M path)")
     p.add_argument("--bits", nargs="+", type=int, default=[4, 8], choices=(2, 3, 4, 8))
     p.add_argument("--group-size", type=int, default=128)
+    p.add_argument("--act-order", action="store_true",
+                   help="act-order weights (g_idx permuted rows) for the GPTQ kernels")
+    p.add_argument("--activations", choices=("float16", "bfloat16"), default="float16",
+                   help="activation dtype of the GPTQ kernels (fp16 linear stays fp16)")
     p.add_argument("--kernels", nargs="+", default=None,
                    help="gptq_mi100 kernel names for the device and/or baselines "
                         f"{', '.join(BASELINES)} (default: all)")
@@ -402,8 +406,10 @@ def run(args, argv, checkpoint=None):
                              "the output size" if cuda else None),
         "bytes_counted": "weight + scales + zeros only: GPTQ K*N*bits/8 + G*N*2 + G*N*bits/8;"
                          " fp16 2*K*N; int4pack K*N/2 + G*N*4 (bf16 scale and zero)",
-        "activations": "fp16 (bf16 for int4pack), standard normal",
-        "quantization": "gptq_mi100.quantize.random_gptq, asymmetric, no act-order, v1 zeros",
+        "activations": (f"{'bf16' if args.activations == 'bfloat16' else 'fp16'} for the GPTQ "
+                        "kernels, fp16 for fp16 linear, bf16 for int4pack; standard normal"),
+        "quantization": ("gptq_mi100.quantize.random_gptq, asymmetric, "
+                         f"{'act-order' if args.act_order else 'no act-order'}, v1 zeros"),
         "m_list": args.m_list,
         "bits": args.bits,
         "group_size": args.group_size,
@@ -440,9 +446,10 @@ def _bench_shape_bits(args, shape, bits_index, bits, device, timer, l2, copy_gbp
     cuda = device.type == "cuda"
     k, n, gs = shape.k, shape.n, args.group_size
     bar.set_description(f"{shape.label} W{bits}")
-    t = random_gptq(k, n, bits, gs, symmetric=False, act_order=False, v2_zeros=False,
+    t = random_gptq(k, n, bits, gs, symmetric=False, act_order=args.act_order, v2_zeros=False,
                     seed=_seed_for(args.seed, k, n, bits, gs), device=device)
-    w64 = reference.dequantize_reference(t.qweight, t.qzeros, t.scales, None, bits,
+    g_idx = t.g_idx if args.act_order else None
+    w64 = reference.dequantize_reference(t.qweight, t.qzeros, t.scales, g_idx, bits,
                                          t.v2_zeros, dtype=torch.float64)
     jobs = _jobs(args, bits_index, bits)
     wcopies, prep_err, by_layout = {}, None, {}  # kernel -> copies in the layout it reads
@@ -456,7 +463,7 @@ def _bench_shape_bits(args, shape, bits_index, bits, device, timer, l2, copy_gbp
                 continue
             layout = native_layout.get(kern)  # None: the default layout (auto, dequant)
             if layout not in by_layout:
-                w = ops.prepare(t.qweight, t.qzeros, t.scales, None, bits=bits, group_size=gs,
+                w = ops.prepare(t.qweight, t.qzeros, t.scales, g_idx, bits=bits, group_size=gs,
                                 v2_zeros=t.v2_zeros, layout=layout)
                 c = n_copies(device, _nbytes(w.qweight, w.qzeros, w.scales), l2)
                 by_layout[layout] = [w] + [w._replace(
@@ -524,7 +531,9 @@ def _bench_shape_bits(args, shape, bits_index, bits, device, timer, l2, copy_gbp
                     rows.append(row)
                     bar.update()
                     continue
-                calls = [lambda wc=wc, kern=kern: ops.gemm(a, wc, kernel=kern)
+                a_q = a_bf16 if args.activations == "bfloat16" else a
+                ref = ref_bf if args.activations == "bfloat16" else ref16
+                calls = [lambda wc=wc, kern=kern: ops.gemm(a_q, wc, kernel=kern)
                          for wc in wcopies[kern]]
             try:
                 _measure(row, calls, ref, timer, cuda, ops, copy_gbps)

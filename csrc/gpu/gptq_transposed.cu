@@ -313,11 +313,15 @@ static constexpr int kMmaWarps = kTpThreads / 32;  /* strips per block */
 static constexpr int kMmaActElems = 8192;          /* rows x K-range activations per block */
 /* Resident blocks per SM the register cap must allow: 3 (<= 80 registers, 24 warps) where
  * that spills nothing (M tile 8 at 4 and 8 bits), else 2 (<= 128, 16 warps). */
-static constexpr int kMmaMinBlocks(int mt, int bits) { return (mt == 8 && bits >= 4) ? 3 : 2; }
+static constexpr int kMmaMinBlocks(int mt, int bits) { return (mt == 8 && bits >= 4) ? 4 : 2; }
 /* Tiles per warp in registers or in flight: the one computed and kMmaStages - 1 ahead,
  * weights and their zeros/scales alike (a dependent zero/scale load costs a full HBM
  * latency per tile). */
-static constexpr int kMmaStages = 3;
+static constexpr int kMmaStages = 2;
+/* Tiles ahead whose chunks are prefetched into L2 (no registers): with 18-24 warps per
+ * SM and the ring alone, the warps stall on HBM latency (ncu: long-scoreboard stalls
+ * dominate, DRAM at 32%); 6 tiles ahead per warp put ~100 KiB per SM in flight. */
+static constexpr int kMmaPrefetch = 6;
 
 /* A zero point as the step decoder wants it: zh = 1024 + z in both fp16 halves (128 + z
  * in bf16 for bf16 activations at <= 4 bits), zl = -(64 + z) in fp16 (4-bit fp16 only). */
@@ -435,6 +439,10 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
       sg.zb = (uint32_t)zq[kZeroOff];
       sg.s |= (uint32_t)sq[8] << 16;
     }
+    if (kt + kMmaPrefetch < kt1) { /* tile kt + kMmaPrefetch towards L2 */
+      if (on0) gptq_prefetch_l2(wq + kMmaPrefetch * tile_stride);
+      if (on1) gptq_prefetch_l2(wq + kMmaPrefetch * tile_stride + 8);
+    }
     wq += tile_stride;
   };
   auto zero_of = [&](uint32_t raw, int sh) {
@@ -447,6 +455,11 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
   /* tiles kt0 .. kt0 + kMmaStages - 2 in flight before the activations are staged */
   stage sg[kMmaStages];
   if (width == 0) ahead = kt1;
+  /* the tiles between the ring and the first prefetch distance, towards L2 */
+  for (int i = kMmaStages - 1; i < kMmaPrefetch && kt0 + i < kt1 && width > 0; ++i) {
+    if (on0) gptq_prefetch_l2(wq + i * tile_stride);
+    if (on1) gptq_prefetch_l2(wq + i * tile_stride + 8);
+  }
 #pragma unroll
   for (int i = 0; i < kMmaStages - 1; ++i) load_next_stage(sg[i]);
 

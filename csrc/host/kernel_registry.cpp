@@ -156,15 +156,14 @@ int64_t large_m_threshold(BackendKind backend, int64_t bits) {
 #endif
 }
 
-// Whether prepare / gptq_shuffle produce layout 2 by default. Off: on the H200 (2026-12-04,
-// benchmarks/results/nvidia-h200-transposed/) the transposed kernel is still 1.1-2.3x slower
-// than exllama at every decode M (instruction-bound, benchmarks/NOTES.md entry 6), and
-// on gfx908 neither has run. Layout 2 is opt-in (prepare(..., layout=2)) until it wins.
-constexpr bool kTiledByDefault = false;
-
+// The layout prepare / gptq_shuffle produce by default: layout 2 wherever its
+// matrix-instruction kernel is compiled and can run the shape. NVIDIA: transposed_mma beat
+// exllama at every decode M on the H200 (benchmarks/results/nvidia-h200-issue10/). gfx908
+// keeps layout 1 and exllama until its MFMA twin exists (issue 11): the vector kernel
+// `transposed` lost to exllama on the H200 and has not run on an MI100 (reasoned choice).
 int64_t preferred_layout(BackendKind backend, int64_t bits, int64_t k, int64_t n) {
-  const KernelEntry& t = kernel_entry(KernelId::Transposed);
-  if (!kTiledByDefault || !kernel_in_build(t, backend)) return GPTQ_LAYOUT_CHECKPOINT;
+  const KernelEntry& t = kernel_entry(KernelId::TransposedMma);
+  if (!kernel_in_build(t, backend)) return GPTQ_LAYOUT_CHECKPOINT;
   gptq_problem p{};
   p.bits = static_cast<int>(bits);
   p.k = k;
