@@ -11,9 +11,14 @@ import sys
 import torch
 
 
-def sweep(kernels=("exllama", "dequant_matmul")):
-    from gptq_mi100 import ops, quantize
+def sweep(native_only=False):
+    """Every native GPU kernel on the layout it reads (from the registry), plus
+    dequant_matmul unless native_only."""
+    from gptq_mi100 import kernels, ops, quantize
     dev = torch.device("cuda")
+    native = [(r.name, r.layouts[0]) for r in kernels.kernel_table("cuda")
+              if r.in_build and "cuda" in r.devices and r.auto_range == "below_large_m"]
+    runs = native + ([] if native_only else [("dequant_matmul", None)])
     cases = [  # (K, N, bits, group_size, act_order)
         (256, 264, 4, 64, True), (256, 264, 8, 128, False), (512, 272, 2, 128, True),
         (256, 288, 3, 32, True), (1024, 520, 4, -1, False), (2048, 264, 8, 32, True),
@@ -21,13 +26,20 @@ def sweep(kernels=("exllama", "dequant_matmul")):
     for k, n, bits, gs, act in cases:
         t = quantize.random_gptq(k, n, bits, gs, symmetric=False, act_order=act,
                                  v2_zeros=False, seed=k + n + bits)
-        w = ops.prepare(t.qweight.to(dev), t.qzeros.to(dev), t.scales.to(dev),
-                        t.g_idx.to(dev) if act else None, bits=bits, group_size=gs)
-        for m in (1, 7, 64, 200):
-            for dtype in (torch.float16, torch.bfloat16):
-                a = torch.randn(m, k, device=dev).to(dtype)
-                for kernel in kernels:
-                    ops.gemm(a, w, kernel=kernel)
+        args = (t.qweight.to(dev), t.qzeros.to(dev), t.scales.to(dev),
+                t.g_idx.to(dev) if act else None)
+        for kernel, layout in runs:
+            try:
+                w = ops.prepare(*args, bits=bits, group_size=gs, layout=layout)
+            except ValueError:  # this weight cannot be in that layout (3-bit, uneven groups)
+                continue
+            for m in (1, 7, 64, 200):
+                for dtype in (torch.float16, torch.bfloat16):
+                    a = torch.randn(m, k, device=dev).to(dtype)
+                    try:
+                        ops.gemm(a, w, kernel=kernel)
+                    except ValueError:  # the kernel refuses this problem (stated reason)
+                        pass
         ops.dequantize(w, torch.float16)
         q = t.qweight.to(dev).clone()
         perm = torch.argsort(t.g_idx).to(torch.int32).to(dev)
@@ -59,5 +71,5 @@ def planted():
 if __name__ == "__main__":
     # sweep-native: only this package's kernels (racecheck flags cuBLAS's Hopper GEMMs,
     # which dequant_matmul calls, with hazards that are not ours).
-    {"sweep": sweep, "sweep-native": lambda: sweep(("exllama",)),
+    {"sweep": sweep, "sweep-native": lambda: sweep(native_only=True),
      "planted": planted}[sys.argv[1]]()

@@ -217,11 +217,6 @@ __device__ __forceinline__ unsigned gptq_block_x_reread() {
   asm volatile("mov.u32 %0, %%ctaid.x;" : "=r"(r));
   return r;
 }
-/* Ask for the cache line at p in L2 without a register to land in: bytes in flight
- * beyond what registers hold (the load that follows hits L2). */
-__device__ __forceinline__ void gptq_prefetch_l2(const void* p) {
-  asm volatile("prefetch.global.L2 [%0];" : : "l"(p));
-}
 /* bf16 pair a - b (one HADD2.BF16 on sm_90; exact for the small integers used here). */
 __device__ __forceinline__ uint32_t gptq_sub_bf16x2(uint32_t a, uint32_t b) {
   __nv_bfloat162 x, y;

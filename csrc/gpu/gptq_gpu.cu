@@ -53,10 +53,12 @@ struct gptq_arch_cfg {
 static constexpr gptq_arch_cfg kCfgGfx908 = {256, 256, 2, 128, 2, 64, 32};
 /* sm_90: 128 threads, K tile 128, no register cap (not swept). Split-K target 4
  * blocks/SM: one H100 check (4-bit m=1, 5120x12800: 33.8 -> 25.1 us against 2 blocks/SM;
- * 8 gave nothing more). Max q-gemm rows 15 / 15: measured on H100 (benchmarks/results/
- * nvidia-h100-80gb-hbm3), dequantize + cuBLAS beats this kernel from M = 16 on for both
- * W4 and W8 on all four Qwen3-32B TP=4 shapes (at M = 8 only o and qkv-W4 are close). */
-static constexpr gptq_arch_cfg kCfgSm90 = {128, 128, 1, 128, 4, 15, 15};
+ * 8 gave nothing more). Max q-gemm rows 32 / 32 (large-M threshold 33): measured on the
+ * H200 for the NVIDIA default, transposed_mma on layout 2 (benchmarks/results/
+ * nvidia-h200-issue10/): it beats dequantize + cuBLAS through M = 32 on all four Qwen3-32B
+ * TP=4 W4 shapes and loses at M = 64; W8 assumed alike (not measured past M = 8). This
+ * exllama kernel itself crossed over at M = 16 (H100) and at 16-32 (H200). */
+static constexpr gptq_arch_cfg kCfgSm90 = {128, 128, 1, 128, 4, 32, 32};
 
 static constexpr gptq_arch_cfg kCfg = GPTQ_TARGET_AMD ? kCfgGfx908 : kCfgSm90;
 static const char* const kCfgText =
@@ -67,7 +69,7 @@ static const char* const kCfgText =
           "rows 64 (8-bit 32) (not measured on MI100)"
         : "sm_90: GEMM block 128 threads x 4 columns, K tile 128, M tile 1/2/4/8 "
           "(3-bit 1/2/4), launch bounds (128 threads, 1 block/SM), split-K >= 128 "
-          "rows/split aiming at 4 blocks/SM, max q-gemm rows 15 (8-bit 15) (measured on H100)";
+          "rows/split aiming at 4 blocks/SM, max q-gemm rows 32 (8-bit 32) (measured on H200 for transposed_mma)";
 
 static constexpr int kThreads = kCfg.threads;
 static constexpr int kBlockK = kCfg.block_k;

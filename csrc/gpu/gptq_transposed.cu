@@ -302,9 +302,12 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kTpMinBlocks(MT, BITS)) void gptq_tran
  *     applied to A and B alike). D[n][m] accumulates a group in fp32, then x scale into acc.
  *   M <= 8 costs what M = 1 costs (B has 8 rows); M 9..16 adds a second mma per step.
  *
- * Bytes in flight: each lane keeps the next two tiles' chunks outstanding (64 B), i.e.
- * 2 KiB per warp; 4 blocks/SM (<= 64 registers) = 32 warps = 64 KiB per SM of an H200,
- * above the ~30 KiB that ~4 TB/s x ~1 us loaded latency needs per SM.
+ * Bytes in flight: each lane keeps the next two tiles (chunks, zero words, scales) in
+ * flight, 2 KiB per warp; 3 blocks/SM (<= 80 registers) = 24 warps = 48 KiB per SM of an
+ * H200, above the ~30 KiB that ~4 TB/s x ~1 us loaded latency needs per SM. Measured
+ * (benchmarks/NOTES.md, entry 7): issue-bound, ~240 warp-instructions per 1 KiB tile at
+ * ~0.45 per scheduler-cycle; deeper prefetch (L2) made it slower, not faster.
+ * No AMD build compiles this kernel: gfx908 runs `transposed` (v_dot2) until the MFMA twin.
  * Split-K: each warp writes its fp32 partials; the last block of the strip group (a
  * counter per group, reset by that block) sums them in split order.
  */
@@ -313,15 +316,11 @@ static constexpr int kMmaWarps = kTpThreads / 32;  /* strips per block */
 static constexpr int kMmaActElems = 8192;          /* rows x K-range activations per block */
 /* Resident blocks per SM the register cap must allow: 3 (<= 80 registers, 24 warps) where
  * that spills nothing (M tile 8 at 4 and 8 bits), else 2 (<= 128, 16 warps). */
-static constexpr int kMmaMinBlocks(int mt, int bits) { return (mt == 8 && bits >= 4) ? 4 : 2; }
+static constexpr int kMmaMinBlocks(int mt, int bits) { return (mt == 8 && bits >= 4) ? 3 : 2; }
 /* Tiles per warp in registers or in flight: the one computed and kMmaStages - 1 ahead,
  * weights and their zeros/scales alike (a dependent zero/scale load costs a full HBM
  * latency per tile). */
-static constexpr int kMmaStages = 2;
-/* Tiles ahead whose chunks are prefetched into L2 (no registers): with 18-24 warps per
- * SM and the ring alone, the warps stall on HBM latency (ncu: long-scoreboard stalls
- * dominate, DRAM at 32%); 6 tiles ahead per warp put ~100 KiB per SM in flight. */
-static constexpr int kMmaPrefetch = 6;
+static constexpr int kMmaStages = 3;
 
 /* A zero point as the step decoder wants it: zh = 1024 + z in both fp16 halves (128 + z
  * in bf16 for bf16 activations at <= 4 bits), zl = -(64 + z) in fp16 (4-bit fp16 only). */
@@ -439,10 +438,6 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
       sg.zb = (uint32_t)zq[kZeroOff];
       sg.s |= (uint32_t)sq[8] << 16;
     }
-    if (kt + kMmaPrefetch < kt1) { /* tile kt + kMmaPrefetch towards L2 */
-      if (on0) gptq_prefetch_l2(wq + kMmaPrefetch * tile_stride);
-      if (on1) gptq_prefetch_l2(wq + kMmaPrefetch * tile_stride + 8);
-    }
     wq += tile_stride;
   };
   auto zero_of = [&](uint32_t raw, int sh) {
@@ -455,11 +450,7 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
   /* tiles kt0 .. kt0 + kMmaStages - 2 in flight before the activations are staged */
   stage sg[kMmaStages];
   if (width == 0) ahead = kt1;
-  /* the tiles between the ring and the first prefetch distance, towards L2 */
-  for (int i = kMmaStages - 1; i < kMmaPrefetch && kt0 + i < kt1 && width > 0; ++i) {
-    if (on0) gptq_prefetch_l2(wq + i * tile_stride);
-    if (on1) gptq_prefetch_l2(wq + i * tile_stride + 8);
-  }
+
 #pragma unroll
   for (int i = 0; i < kMmaStages - 1; ++i) load_next_stage(sg[i]);
 
