@@ -25,7 +25,6 @@ benchmarks/results/<device-name-slug>[-prefill][-quick]/).
 import argparse
 import datetime
 import json
-import math
 import os
 import platform
 import re
@@ -33,12 +32,14 @@ import shlex
 import statistics
 import subprocess
 import sys
-import time
 import zlib
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+
+from gptq_mi100.timing import (COPY_BW_BYTES, MIN_CALLS, MIN_ROTATION_BYTES, Timer,
+                               copy_bandwidth_gbps, launch_floor_us, n_copies)
 
 from .shapes import (SHAPE_SETS, fp16_weight_bytes, gptq_weight_bytes,
                      int4pack_weight_bytes, parse_shapes)
@@ -50,9 +51,6 @@ QUICK_PREFILL_M = (128, 2048)
 DEFAULT_SHAPES = ("qwen3-32b-tp4",)
 BASELINES = ("fp16_linear", "int4pack")
 LABELS = {"fp16_linear": "fp16 linear", "int4pack": "torch int4pack (bf16)"}
-MIN_CALLS = 24                  # kernel calls per graph (and copies of the weights)
-MIN_ROTATION_BYTES = 256 * 2**20
-COPY_BW_BYTES = 2**30           # 1 GiB buffer copied: 2 GiB moved
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -159,93 +157,6 @@ def _git_commit():
         return out.stdout.strip() or None
     except Exception:
         return None
-
-
-class Timer:
-    """Per-call time of a list of calls (one per copy of the weights)."""
-
-    def __init__(self, device, replays, repeats):
-        self.device, self.replays, self.repeats = device, replays, repeats
-        self.cuda = device.type == "cuda"
-
-    def sync(self):
-        if self.cuda:
-            torch.cuda.synchronize(self.device)
-
-    def time_us(self, calls):
-        """List of per-call samples (us): one per graph replay (CUDA) or per call (CPU)."""
-        return self._time_cuda(calls) if self.cuda else self._time_cpu(calls[0])
-
-    def _time_cuda(self, calls):
-        side = torch.cuda.Stream(self.device)
-        side.wait_stream(torch.cuda.current_stream(self.device))
-        with torch.cuda.stream(side):         # warmup on a side stream, as capture requires
-            for f in calls:
-                f()
-        torch.cuda.current_stream(self.device).wait_stream(side)
-        torch.cuda.synchronize(self.device)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            for f in calls:
-                f()
-        graph.replay()
-        torch.cuda.synchronize(self.device)
-        start = torch.cuda.Event(enable_timing=True)
-        end = torch.cuda.Event(enable_timing=True)
-        samples = []
-        for _ in range(self.replays):
-            start.record()
-            graph.replay()
-            end.record()
-            end.synchronize()
-            samples.append(start.elapsed_time(end) * 1e3 / len(calls))
-        del graph
-        return samples
-
-    def _time_cpu(self, f):
-        t0 = time.perf_counter()
-        f()                                   # warmup; also sizes the repeat count
-        first = time.perf_counter() - t0
-        reps = self.repeats if first < 1.0 else (3 if first < 10.0 else 1)
-        samples = []
-        for _ in range(reps):
-            t0 = time.perf_counter()
-            f()
-            samples.append((time.perf_counter() - t0) * 1e6)
-        return samples
-
-
-def copy_bandwidth_gbps(device, nbytes, reps=10):
-    """Read+write bandwidth of dst.copy_(src), nbytes each: 2 * nbytes / median time."""
-    src = torch.ones(nbytes, dtype=torch.uint8, device=device)
-    dst = torch.empty_like(src)
-    for _ in range(3):
-        dst.copy_(src)
-    samples = []
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        start = torch.cuda.Event(enable_timing=True)
-        end = torch.cuda.Event(enable_timing=True)
-        for _ in range(reps):
-            start.record()
-            dst.copy_(src)
-            end.record()
-            end.synchronize()
-            samples.append(start.elapsed_time(end) / 1e3)
-    else:
-        for _ in range(max(5, reps // 2)):
-            t0 = time.perf_counter()
-            dst.copy_(src)
-            samples.append(time.perf_counter() - t0)
-    del src, dst
-    return 2 * nbytes / statistics.median(samples) / 1e9
-
-
-def n_copies(device, bytes_per_copy, l2_bytes):
-    if device.type != "cuda":
-        return 1
-    target = max(MIN_ROTATION_BYTES, 4 * (l2_bytes or 0))
-    return max(MIN_CALLS, math.ceil(target / max(1, bytes_per_copy)))
 
 
 def _nbytes(*tensors):
@@ -358,10 +269,7 @@ def run(args, argv, checkpoint=None):
         else None
     copy_bytes = COPY_BW_BYTES if (cuda or not args.quick) else 256 * 2**20
     copy_gbps = copy_bandwidth_gbps(device, copy_bytes)
-    launch_us = None
-    if cuda:
-        x = torch.zeros(1, device=device)
-        launch_us = statistics.median(timer.time_us([lambda: x.add_(1)] * MIN_CALLS))
+    launch_us = launch_floor_us(timer) if cuda else None
 
     try:
         int4pack_ops(device)

@@ -418,9 +418,9 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
   const int32_t* zq = zp0 + (int64_t)(kt0 * TK / gs) * zwords;
   const uint16_t* sq = sp0 + (int64_t)(kt0 * TK / gs) * p.n;
   int ahead = kt0, ahead_end = (kt0 * TK / gs + 1) * gs;
+  /* Inactive columns keep whatever a stage held: their A rows only reach D rows that are
+   * never stored, and a stage past kt1 is never computed. */
   auto load_next_stage = [&](stage& sg) {
-    sg.a = sg.b = make_uint4(0u, 0u, 0u, 0u);
-    sg.za = sg.zb = sg.s = 0u;
     const int kt = ahead++;
     if (kt >= kt1) return;
     while (kt * TK >= ahead_end) { /* once per group */
@@ -449,6 +449,11 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
 
   /* tiles kt0 .. kt0 + kMmaStages - 2 in flight before the activations are staged */
   stage sg[kMmaStages];
+#pragma unroll
+  for (int i = 0; i < kMmaStages; ++i) {
+    sg[i].a = sg[i].b = make_uint4(0u, 0u, 0u, 0u);
+    sg[i].za = sg[i].zb = sg[i].s = 0u;
+  }
   if (width == 0) ahead = kt1;
 
 #pragma unroll
