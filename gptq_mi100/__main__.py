@@ -47,13 +47,25 @@ def main(argv=None):
     import torch
     from gptq_mi100 import kernels, ops, quantize, reference
 
+    if args.device not in (None, "cpu", "cuda"):
+        raise SystemExit(f"python -m gptq_mi100: --device must be cpu or cuda, got {args.device!r}")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("python -m gptq_mi100: --device cuda, but this torch sees no CUDA/HIP GPU "
+                         f"(torch {torch.__version__}); use --device cpu")
+    for name in ("k", "n", "m"):
+        if getattr(args, name) < (0 if name == "m" else 1):
+            raise SystemExit(f"python -m gptq_mi100: --{name} must be positive, got "
+                             f"{getattr(args, name)}")
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     print(f"gptq_mi100 {ops.build_info()}; device {device}"
           + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""))
-    t = quantize.random_gptq(args.k, args.n, args.bits, args.group_size, symmetric=False,
-                             act_order=True, v2_zeros=False, seed=0)
-    w = ops.prepare(t.qweight.to(device), t.qzeros.to(device), t.scales.to(device),
-                    t.g_idx.to(device), bits=args.bits, group_size=args.group_size)
+    try:
+        t = quantize.random_gptq(args.k, args.n, args.bits, args.group_size, symmetric=False,
+                                 act_order=True, v2_zeros=False, seed=0)
+        w = ops.prepare(t.qweight.to(device), t.qzeros.to(device), t.scales.to(device),
+                        t.g_idx.to(device), bits=args.bits, group_size=args.group_size)
+    except (ValueError, TypeError) as e:  # a shape this format cannot have: say which
+        raise SystemExit(f"python -m gptq_mi100: {e}")
     a = torch.randn(args.m, args.k, generator=torch.Generator().manual_seed(1)).half()
     ref = reference.gemm_reference(a, t.qweight, t.qzeros, t.scales, t.g_idx, args.bits, False)
     weight_bytes = (w.qweight.numel() + w.qzeros.numel()) * 4 + w.scales.numel() * 2
@@ -89,6 +101,8 @@ def main(argv=None):
         gbps = weight_bytes / us / 1e3
         print(f"  {kernel:15s} {us:10.2f} us  {gbps:8.1f} GB/s = {100 * gbps / copy_gbps:5.1f}% "
               f"of copy  rel err {rel:.2e}  {'ok' if ok else 'WRONG'}")
+    print("rel err = ||out - ref|| / ||ref|| against the fp32 dequantize + matmul reference; "
+          "ok = finite and rel err < 2e-3 (fp16 output rounding is ~5e-4)")
     if failed:
         raise SystemExit("gptq_mi100: a kernel disagrees with the reference")
 

@@ -93,12 +93,20 @@ def prepare(qweight, qzeros, scales, g_idx=None, *, bits, group_size, v2_zeros=F
     """
     if bits not in (2, 3, 4, 8):
         raise ValueError(f"bits must be one of 2, 3, 4, 8, got {bits}")
+    _check_same_device("prepare", qweight=qweight, qzeros=qzeros, scales=scales, g_idx=g_idx)
+    if isinstance(g_idx, torch.Tensor) and g_idx.is_meta:
+        raise ValueError("prepare: g_idx is on the meta device, but prepare reads its values "
+                         "(load time); pass the real tensor")
     k = _k_from_qweight(qweight, bits)
+    if k == 0:
+        raise ValueError(f"prepare: qweight has no rows (K = 0); a GPTQ layer needs K >= 1 "
+                         f"(qweight is [K * bits / 32, N], got shape {tuple(qweight.shape)})")
+    requested = group_size
     if group_size == -1:
         group_size = k
     if not isinstance(group_size, int) or group_size <= 0 or group_size % 32 or k % group_size:
         raise ValueError(f"group_size must be -1 or a positive multiple of 32 dividing "
-                         f"K={k}, got {group_size}")
+                         f"K={k}, got {requested}")
     if g_idx is None:
         groups = scales.shape[0] if scales.dim() == 2 else None
         if groups != k // group_size:
@@ -211,34 +219,62 @@ def large_m_threshold(device, bits):
 
 
 # ------------------------------------------------------------------ fake kernels
+# Fakes check what the real ops check without reading data (devices, dtypes, ranks, K):
+# a fake runs for every call with a meta tensor among its arguments, so without these a
+# meta tensor mixed with real ones would return an unwritten output instead of an error.
 
-def _fake_n_k(qweight, bits):
+def _check_same_device(op, **tensors):
+    """Every tensor argument on one device; the error names the first that is not."""
+    items = [(name, t) for name, t in tensors.items() if isinstance(t, torch.Tensor)]
+    if not items:
+        return
+    first_name, first = items[0]
+    for name, t in items[1:]:
+        if t.device != first.device:
+            raise ValueError(f"{op}: {name} is on {t.device} but {first_name} is on "
+                             f"{first.device}; all tensor arguments must be on one device")
+
+
+def _fake_n_k(op, qweight, bits, name="qweight"):
+    if bits not in (2, 3, 4, 8):
+        raise ValueError(f"{op}: bits must be one of 2, 3, 4, 8, got {bits}")
+    if qweight.dtype != torch.int32 or qweight.dim() != 2:
+        raise TypeError(f"{op}: {name} must be a 2-D int32 tensor [K * bits / 32, N], got "
+                        f"{qweight.dtype} of shape {tuple(qweight.shape)}")
     return qweight.shape[1], _k_from_qweight(qweight, bits)
 
 
-def _fake_gemm_shape(a, qweight, bits):
-    n, k = _fake_n_k(qweight, bits)
-    torch._check(a.dim() == 2 and a.shape[1] == k, lambda: "a must be [M, K]")
-    torch._check(a.dtype in (torch.float16, torch.bfloat16),
-                 lambda: "a must be float16 or bfloat16")
+def _fake_gemm_shape(op, a, qweight, bits, name="qweight"):
+    n, k = _fake_n_k(op, qweight, bits, name)
+    if a.dtype not in (torch.float16, torch.bfloat16):
+        raise TypeError(f"{op}: a must be float16 or bfloat16, got {a.dtype}")
+    if a.dim() != 2 or a.shape[1] != k:
+        raise ValueError(f"{op}: a must be [M, K] with K = {k} (from {name}), got shape "
+                         f"{tuple(a.shape)}")
     return n
 
 
 @torch.library.register_fake("gptq_mi100::gemm")
 def _gemm_fake(a, qweight, qzeros, scales, a_perm, group_index, bits, group_size, v2_zeros,
                layout, kernel):
-    return a.new_empty((a.shape[0], _fake_gemm_shape(a, qweight, bits)))
+    _check_same_device("gemm", a=a, qweight=qweight, qzeros=qzeros, scales=scales,
+                       a_perm=a_perm, group_index=group_index)
+    return a.new_empty((a.shape[0], _fake_gemm_shape("gemm", a, qweight, bits)))
 
 
 @torch.library.register_fake("gptq_mi100::gemm_out")
 def _gemm_out_fake(a, qweight, qzeros, scales, a_perm, group_index, bits, group_size,
                    v2_zeros, layout, kernel, out):
-    _fake_gemm_shape(a, qweight, bits)
+    _check_same_device("gemm_out", a=a, qweight=qweight, qzeros=qzeros, scales=scales,
+                       a_perm=a_perm, group_index=group_index, out=out)
+    _fake_gemm_shape("gemm_out", a, qweight, bits)
     return None
 
 
 @torch.library.register_fake("gptq_mi100::prepare")
 def _prepare_fake(qweight, qzeros, scales, g_idx, bits):
+    _check_same_device("prepare", qweight=qweight, qzeros=qzeros, scales=scales, g_idx=g_idx)
+    _fake_n_k("prepare", qweight, bits)
     ctx = torch.library.get_ctx()
     perm_len = ctx.new_dynamic_size()  # empty or K: decided by g_idx's values
     index_len = ctx.new_dynamic_size()
@@ -249,21 +285,31 @@ def _prepare_fake(qweight, qzeros, scales, g_idx, bits):
 @torch.library.register_fake("gptq_mi100::dequantize")
 def _dequantize_fake(qweight, qzeros, scales, a_perm, group_index, bits, group_size,
                      v2_zeros, layout, dtype):
-    n, k = _fake_n_k(qweight, bits)
+    _check_same_device("dequantize", qweight=qweight, qzeros=qzeros, scales=scales,
+                       a_perm=a_perm, group_index=group_index)
+    if dtype not in (torch.float16, torch.bfloat16):
+        raise TypeError(f"dequantize: dtype must be float16 or bfloat16, got {dtype}")
+    n, k = _fake_n_k("dequantize", qweight, bits)
     return qweight.new_empty((k, n), dtype=dtype)
 
 
 @torch.library.register_fake("gptq_mi100::shuffle_rows")
 def _shuffle_rows_fake(q_weight, q_perm, bit):
+    _check_same_device("shuffle_rows", q_weight=q_weight, q_perm=q_perm)
+    _fake_n_k("shuffle_rows", q_weight, bit, "q_weight")
     return None
 
 
 @torch.library.register_fake("gptq_mi100::gptq_gemm")
 def _gptq_gemm_fake(a, b_q_weight, b_gptq_qzeros, b_gptq_scales, b_g_idx, use_exllama,
                     use_v2_format, bit):
-    return a.new_empty((a.shape[0], b_q_weight.shape[1]))
+    _check_same_device("gptq_gemm", a=a, b_q_weight=b_q_weight, b_gptq_qzeros=b_gptq_qzeros,
+                       b_gptq_scales=b_gptq_scales, b_g_idx=b_g_idx)
+    return a.new_empty((a.shape[0], _fake_gemm_shape("gptq_gemm", a, b_q_weight, bit, "b_q_weight")))
 
 
 @torch.library.register_fake("gptq_mi100::gptq_shuffle")
 def _gptq_shuffle_fake(q_weight, q_perm, bit):
+    _check_same_device("gptq_shuffle", q_weight=q_weight, q_perm=q_perm)
+    _fake_n_k("gptq_shuffle", q_weight, bit, "q_weight")
     return None

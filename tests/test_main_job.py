@@ -39,3 +39,13 @@ def test_default_layout_and_auto_choice(device):
             assert took == [want], (m, took)
     if mma:
         assert threshold == 33  # measured on the H200 (benchmarks/NOTES.md entry 7)
+
+
+@pytest.mark.parametrize("args, says", [(["--k", "100"], "must divide K=100"),
+                                        (["--k", "0"], "--k must be positive"),
+                                        (["--device", "tpu"], "--device must be cpu or cuda")])
+def test_main_job_bad_arguments_say_what_to_do(args, says):
+    out = subprocess.run([sys.executable, "-m", "gptq_mi100", "--device", "cpu"] + args,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode != 0
+    assert says in out.stderr and "Traceback" not in out.stderr, out.stderr

@@ -146,3 +146,92 @@ def test_invalid_n_per_bit_width(device, bits, bad_n, multiple):
         ops.gptq_gemm(a, qweight, qzeros, scales, none, True, False, bits)
     with pytest.raises(ValueError, match=msg):
         ops.prepare(qweight, qzeros, scales, None, bits=bits, group_size=-1)
+
+
+# ---- per-call indices are never trusted: every path clamps, counts, writes every element
+
+def _bad_perms(a_perm):
+    dup, oob, neg = a_perm.clone(), a_perm.clone(), a_perm.clone()
+    dup[0] = dup[1]
+    oob[3] = 1 << 20
+    neg[5] = -7
+    return {"duplicate": dup, "out_of_range": oob, "negative": neg}
+
+
+def test_bad_a_perm_same_result_on_every_path(case):
+    """Poisoned outputs, a bad a_perm: every kernel choice writes every element, agrees
+    with the native kernel's clamped sum and repeats bitwise; dequantize is deterministic."""
+    from conftest import native_kernel
+    t, dev, w, a = case
+    ops.take_index_errors(a.device.type)
+    for label, perm in _bad_perms(w.a_perm).items():
+        wb = w._replace(a_perm=perm)
+        native = ops.gemm(a, wb, kernel=native_kernel(a.device) if w.layout == 1 else "auto")
+        for kernel in ("auto", "dequant_matmul"):
+            outs = []
+            for _ in range(2):
+                out = torch.full((a.shape[0], N), float("nan"), dtype=a.dtype, device=a.device)
+                outs.append(ops.gemm(a, wb, kernel=kernel, out=out))
+            assert torch.isfinite(outs[0]).all(), (label, kernel)
+            assert torch.equal(outs[0], outs[1]), (label, kernel)
+            torch.testing.assert_close(outs[0].float(), native.float(), atol=3e-2, rtol=1e-2)
+        d1, d2 = ops.dequantize(wb, torch.float16), ops.dequantize(wb, torch.float16)
+        assert torch.isfinite(d1).all() and torch.equal(d1, d2), label
+    assert ops.take_index_errors(a.device.type) > 0  # out-of-range entries were counted
+
+
+# ---- meta tensors: the fakes check devices, dtypes and K as the real ops do
+
+def test_meta_mixed_with_real_tensors_is_an_error(case):
+    t, dev, w, a = case
+    meta = lambda x: x.to("meta")  # noqa: E731
+    with pytest.raises(ValueError, match="b_q_weight is on meta"):
+        ops.gptq_gemm(a, meta(dev["qweight"]), dev["qzeros"], dev["scales"], dev["g_idx"],
+                      False, False, BITS)
+    with pytest.raises(ValueError, match="scales is on meta"):
+        ops.gemm(a, w._replace(scales=meta(w.scales)))
+    with pytest.raises(ValueError, match="q_perm is on meta"):
+        ops.gptq_shuffle(dev["qweight"].clone(), meta(dev["g_idx"]), BITS)
+    with pytest.raises(ValueError, match="g_idx is on meta"):
+        ops.prepare(dev["qweight"], dev["qzeros"], dev["scales"], meta(dev["g_idx"]),
+                    bits=BITS, group_size=GS)
+
+
+BAD_FOR_FAKE_AND_REAL = [  # (label, override of raw gemm arguments, exception)
+    ("float_qweight", dict(qweight="float"), TypeError),
+    ("a_wrong_K", dict(a="short"), ValueError),
+    ("a_float32", dict(a="float32"), TypeError),
+    ("bits_5", dict(bits=5), ValueError),
+]
+
+
+@pytest.mark.parametrize("label, override, exc", BAD_FOR_FAKE_AND_REAL,
+                         ids=[c[0] for c in BAD_FOR_FAKE_AND_REAL])
+def test_fake_rejects_what_the_real_op_rejects(case, label, override, exc):
+    t, dev, w, a = case
+    for on_meta in (False, True):
+        move = (lambda x: x.to("meta")) if on_meta else (lambda x: x)
+        args = dict(a=move(a), qweight=move(w.qweight))
+        if override.get("qweight") == "float":
+            args["qweight"] = args["qweight"].float()
+        if override.get("a") == "short":
+            args["a"] = args["a"][:, :-32]
+        if override.get("a") == "float32":
+            args["a"] = args["a"].float()
+        extra = {k: v for k, v in override.items() if k not in ("a", "qweight")}
+        wm = w._replace(qzeros=move(w.qzeros), scales=move(w.scales),
+                        a_perm=None if w.a_perm is None else move(w.a_perm),
+                        group_index=None if w.group_index is None else move(w.group_index))
+        with pytest.raises(exc):
+            raw_gemm(args["a"], wm._replace(qweight=args["qweight"]), **extra)
+
+
+def test_prepare_messages_for_empty_k():
+    q = torch.zeros(0, 64, dtype=torch.int32)
+    with pytest.raises(ValueError, match="K = 0"):
+        ops.prepare(q, torch.zeros(0, 8, dtype=torch.int32), torch.zeros(0, 64).half(), None,
+                    bits=4, group_size=-1)
+    t = quantize.random_gptq(256, 64, 4, 64, symmetric=False, act_order=False, v2_zeros=False,
+                             seed=3)
+    with pytest.raises(ValueError, match="got 48"):
+        ops.prepare(t.qweight, t.qzeros, t.scales, None, bits=4, group_size=48)

@@ -92,6 +92,9 @@ struct CpuBackend {
                                  int64_t bits) {
     return cpu_permute_rows(qweight, perm, bits);
   }
+  static void add_index_errors(const at::Tensor& count) {
+    add_cpu_index_errors(count.item<int64_t>());
+  }
 };
 
 }  // namespace

@@ -74,6 +74,13 @@ struct GpuBackend {
                                  int64_t bits) {
     return gpu_permute_rows(qweight, perm, bits);
   }
+  // Added on the stream into the module's device counter (no host sync; graph-safe).
+  static void add_index_errors(const at::Tensor& count) {
+    int32_t* device_counter = gptq_gpu_index_error_counter();
+    GPTQ_CHECK(device_counter != nullptr, "gptq_mi100: no clamped-index counter on this device");
+    at::Tensor counter = at::from_blob(device_counter, {1}, count.options().dtype(at::kInt));
+    counter.add_(count.to(at::kInt));
+  }
 };
 
 }  // namespace

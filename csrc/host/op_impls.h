@@ -8,6 +8,8 @@
 //   run(id, p, layout, like)             run native kernel `id` on p (p.c set)
 //   dequantize(p, layout, dtype, like)   W [K, N] in checkpoint K order
 //   permute_rows(qweight, perm, bits)    new qweight with kernel rows perm[r]
+//   add_index_errors(count)              add a 0-dim int64 tensor to the device's clamped-
+//                                        index counter (GPUs: on the stream, no host sync)
 #pragma once
 
 #include <ATen/ATen.h>
@@ -24,6 +26,15 @@ namespace gptq_mi100 {
 template <class B>
 struct OpImpls {
   using Guard = typename B::Guard;
+
+  // A per-call row index clamped into [0, k) and counted when out of range, as the native
+  // kernels do (int64, for index_select / sort).
+  static at::Tensor clamp_rows(const at::Tensor& index, int64_t k) {
+    const at::Tensor wide = index.to(at::kLong);
+    at::Tensor clamped = wide.clamp(0, k - 1);
+    B::add_index_errors(wide.ne(clamped).sum());
+    return clamped;
+  }
 
   // Validate, choose the kernel, run. out: undefined to allocate, else written in place.
   static at::Tensor run_gemm(const char* op, const at::Tensor& a, const at::Tensor& qweight,
@@ -47,12 +58,23 @@ struct OpImpls {
     count_kernel(chosen.id);
     if (chosen.id != KernelId::DequantMatmul) {
       B::run(chosen.id, p, layout, a);
-    } else if (B::kLargeMInFp32) {
+      return out;
+    }
+    // W in kernel row order times the activations gathered through a_perm (clamped and
+    // counted like the native kernels): the native kernels' sum, and every output written
+    // whatever a_perm holds (a scatter of W through a bad a_perm would leave rows unset).
+    at::Tensor a_rows = a;
+    gptq_problem q = p;
+    if (p.a_perm) {
+      a_rows = a.index_select(1, clamp_rows(*a_perm, p.k));
+      q.a_perm = nullptr;
+    }
+    if (B::kLargeMInFp32) {
       // Peak extra memory: W, A and the product in fp32.
-      out.copy_(at::mm(a.to(at::kFloat), B::dequantize(p, layout, at::kFloat, a)));
+      out.copy_(at::mm(a_rows.to(at::kFloat), B::dequantize(q, layout, at::kFloat, a)));
     } else {
-      // Peak extra memory: one [K, N] weight in the activation dtype.
-      at::mm_out(out, a, B::dequantize(p, layout, a.scalar_type(), a));
+      // Peak extra memory: one [K, N] weight in the activation dtype (+ A when gathered).
+      at::mm_out(out, a_rows, B::dequantize(q, layout, a.scalar_type(), a));
     }
     return out;
   }
@@ -102,7 +124,14 @@ struct OpImpls {
     auto a = at::empty({0, k}, qweight.options().dtype(dtype));
     gptq_problem p = make_problem(op, a, qweight, qzeros, scales, a_perm, group_index, bits,
                                   group_size, v2_zeros);
-    return B::dequantize(p, layout, dtype, a);
+    if (!p.a_perm) return B::dequantize(p, layout, dtype, a);
+    // Checkpoint order without trusting a_perm: kernel-order rows taken in the stable sort
+    // order of the clamped a_perm. Every row written once, the same on every run, and equal
+    // to the scatter out[a_perm[r]] = W[r] when a_perm is a permutation.
+    const at::Tensor order = std::get<1>(clamp_rows(*a_perm, p.k).sort(/*stable=*/true, 0, false));
+    gptq_problem q = p;
+    q.a_perm = nullptr;
+    return B::dequantize(q, layout, dtype, a).index_select(0, order);
   }
 
   // Kernel-row reorder in place (layout 1); gptq_shuffle's row part.
