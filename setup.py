@@ -1,5 +1,5 @@
 """Build gptq_mi100: `pip install --no-build-isolation .` (torch must already be installed:
-build isolation would pull PyPI's CUDA torch onto a ROCm machine)."""
+the extension compiles against that torch, and an isolated build environment has none)."""
 
 import os
 import sys
@@ -60,7 +60,18 @@ def get_extensions():
     return [ext], limited_api
 
 
+TORCH_FIRST = """gptq_mi100: torch is not importable in this build environment.
+gptq_mi100 compiles against the torch you already run (ROCm, CUDA or CPU build), so:
+  1. install torch first (e.g. `pip install torch==2.13.0` for CPU, or your ROCm build),
+  2. then `pip install --no-build-isolation .` (plain `pip install .` builds in a fresh,
+     isolated environment that has no torch, which is how you got here)."""
+
+
 def main():
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        sys.exit(TORCH_FIRST)
     from torch.utils.cpp_extension import BuildExtension
 
     ext_modules, limited_api = get_extensions()

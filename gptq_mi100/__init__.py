@@ -17,6 +17,17 @@ _OPS_NAMES = ("PreparedGPTQ", "prepare", "gemm", "dequantize", "gptq_gemm", "gpt
 __all__ = list(_OPS_NAMES) + ["ops", "formats", "layouts", "reference", "quantize",
                               "kernels", "use_kernel", "nn", "checkpoint"]
 
+try:
+    import torch as _torch  # noqa: E402, F401
+except ImportError:
+    _NO_TORCH = ("gptq_mi100 needs torch, and torch is not importable here: install torch "
+                 "first (your ROCm, CUDA or CPU build, e.g. pip install torch==2.13.0), then "
+                 "pip install --no-build-isolation .")
+    import sys as _sys
+    if _sys.argv[:1] == ["-m"]:  # `python -m gptq_mi100`: one line, not a traceback
+        raise SystemExit(_NO_TORCH) from None
+    raise ImportError(_NO_TORCH) from None
+
 from . import formats, layouts, quantize, reference  # noqa: E402  (pure torch)
 from ._loader import ExtensionNotBuiltError  # noqa: E402
 

@@ -142,3 +142,26 @@ def test_build_info_names_backend():
     from gptq_mi100 import ops
     info = ops.build_info()
     assert "torch " in info and "backend " in info
+
+
+def _without_torch(tmp_path):
+    """An environment in which `import torch` fails (a shadowing module that raises)."""
+    (tmp_path / "torch.py").write_text('raise ImportError("No module named torch (test)")\n')
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), ROOT])
+    return env
+
+
+def test_without_torch_every_entry_point_says_install_torch_first(tmp_path):
+    env = _without_torch(tmp_path)
+    main_job = subprocess.run([sys.executable, "-m", "gptq_mi100"], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=120)
+    assert main_job.returncode != 0 and "install torch first" in main_job.stderr
+    assert "Traceback" not in main_job.stderr, main_job.stderr
+    imp = subprocess.run([sys.executable, "-c", "import gptq_mi100"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert imp.returncode != 0 and "install torch first" in imp.stderr
+    build = subprocess.run([sys.executable, "setup.py", "--version"], cwd=ROOT, env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert build.returncode != 0 and "--no-build-isolation" in build.stderr
+    assert "Traceback" not in build.stderr, build.stderr
