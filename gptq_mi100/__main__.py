@@ -26,11 +26,29 @@ def ensure_built():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     if not os.path.exists(os.path.join(root, "setup.py")):
         raise SystemExit("gptq_mi100._C is missing and no source tree is here to build it")
+    installed = _installed_elsewhere(root)
+    if installed:  # do not replace a regular install with an editable one behind its back
+        raise SystemExit(
+            f"python -m gptq_mi100: this runs the unbuilt source tree in {root} (the current "
+            f"directory shadows the installed gptq_mi100 in {installed}); run it from another "
+            "directory, or build the tree in place with pip install --no-build-isolation -e .")
     print("gptq_mi100: building the extension (pip install --no-build-isolation -e .)",
           flush=True)
     subprocess.check_call([sys.executable, "-m", "pip", "install", "--no-build-isolation",
                            "--no-deps", "-e", root])
     os.execv(sys.executable, [sys.executable, "-m", "gptq_mi100"] + sys.argv[1:])
+
+
+def _installed_elsewhere(root):
+    """Directory of a built gptq_mi100 on sys.path outside the source tree `root`, or None."""
+    for entry in sys.path:
+        path = os.path.abspath(entry or os.getcwd())
+        if path == root:
+            continue
+        pkg = os.path.join(path, "gptq_mi100")
+        if os.path.isdir(pkg) and any(f.startswith("_C") for f in os.listdir(pkg)):
+            return pkg
+    return None
 
 
 def main(argv=None):

@@ -49,3 +49,19 @@ def test_main_job_bad_arguments_say_what_to_do(args, says):
                          capture_output=True, text=True, timeout=300)
     assert out.returncode != 0
     assert says in out.stderr and "Traceback" not in out.stderr, out.stderr
+
+
+def test_main_job_finds_an_install_shadowed_by_the_source_tree(tmp_path, monkeypatch):
+    """ensure_built refuses to rebuild an unbuilt source tree over a built install found
+    elsewhere on sys.path (it would silently replace it with an editable one)."""
+    from gptq_mi100.__main__ import _installed_elsewhere
+    tree, site = tmp_path / "tree", tmp_path / "site"
+    (tree / "gptq_mi100").mkdir(parents=True)
+    (site / "gptq_mi100").mkdir(parents=True)
+    monkeypatch.setattr(sys, "path", [str(tree), str(site)])
+    assert _installed_elsewhere(str(tree)) is None  # nothing built anywhere else
+    (site / "gptq_mi100" / "_C.abi3.so").write_bytes(b"")
+    assert _installed_elsewhere(str(tree)) == str(site / "gptq_mi100")
+    (tree / "gptq_mi100" / "_C.abi3.so").write_bytes(b"")  # the tree itself never counts
+    monkeypatch.setattr(sys, "path", [str(tree)])
+    assert _installed_elsewhere(str(tree)) is None
