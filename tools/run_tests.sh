@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command (README "Tests"): from a fresh clone, installs only what is missing
-# (torch==2.13.0 when no torch imports, pytest, the in-place build), then runs pytest.
+# (torch==2.13.0 when no torch imports, pytest, hypothesis, the in-place build), then
+# runs pytest.
 # With everything present and the build current it touches no network.
 # Extra arguments go to pytest. GPTQ_MI100_TEST_DEVICE=cpu|cuda|all selects devices.
 set -euo pipefail
@@ -13,6 +14,9 @@ if ! "$PY" -c "import torch" 2>/dev/null; then
 fi
 if ! "$PY" -c "import pytest" 2>/dev/null; then
   "$PY" -m pip install pytest
+fi
+if ! "$PY" -c "import hypothesis" 2>/dev/null; then  # property tests; pulls no torch
+  "$PY" -m pip install hypothesis
 fi
 
 so=$(ls gptq_mi100/_C*.so 2>/dev/null | head -n 1 || true)
