@@ -482,6 +482,17 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
     }
     const uint32_t* arow = s_act + g * stride + ((kt - kt0) * TK + 4 * tq) / 2;
     float d[NB][4];
+    auto fold = [&]() { /* acc += the group's sums x its column scales; d restarts at 0 */
+#pragma unroll
+      for (int b = 0; b < NB; ++b) {
+        acc[b][0] = fmaf(d[b][0], s0, acc[b][0]);
+        acc[b][1] = fmaf(d[b][1], s0, acc[b][1]);
+        acc[b][2] = fmaf(d[b][2], s1, acc[b][2]);
+        acc[b][3] = fmaf(d[b][3], s1, acc[b][3]);
+#pragma unroll
+        for (int i = 0; i < 4; ++i) d[b][i] = 0.0f;
+      }
+    };
 #pragma unroll
     for (int b = 0; b < NB; ++b)
 #pragma unroll
@@ -489,15 +500,7 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
 #pragma unroll
     for (int st = 0; st < STEPS; ++st) {
       if (kSplitGroups && row0 + 16 * st >= g_end) { /* fold the finished group, load the next */
-#pragma unroll
-        for (int b = 0; b < NB; ++b) {
-          acc[b][0] = fmaf(d[b][0], s0, acc[b][0]);
-          acc[b][1] = fmaf(d[b][1], s0, acc[b][1]);
-          acc[b][2] = fmaf(d[b][2], s1, acc[b][2]);
-          acc[b][3] = fmaf(d[b][3], s1, acc[b][3]);
-#pragma unroll
-          for (int i = 0; i < 4; ++i) d[b][i] = 0.0f;
-        }
+        fold();
         ++grp;
         g_end += gs;
         if (on0) {
@@ -520,13 +523,7 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
         gptq_mma_16816<ACT == kTpBF16>(d[b], a, bv);
       }
     }
-#pragma unroll
-    for (int b = 0; b < NB; ++b) {
-      acc[b][0] = fmaf(d[b][0], s0, acc[b][0]);
-      acc[b][1] = fmaf(d[b][1], s0, acc[b][1]);
-      acc[b][2] = fmaf(d[b][2], s1, acc[b][2]);
-      acc[b][3] = fmaf(d[b][3], s1, acc[b][3]);
-    }
+    fold();
   };
 
   if (width > 0) { /* warp-uniform: mma needs the whole warp */
