@@ -543,39 +543,29 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
 
   /* lane's outputs: (m = 8b + 2t + e, column col0 + g + 8h) = acc[b][2h + e] */
   col0 = ((int64_t)gptq_block_x_reread() * kMmaWarps + warp) * 16; /* not held across the loop */
-  if (p.splits == 1) {
+  auto each_output = [&](auto&& f) { /* f(row, column, value) for this lane's outputs */
 #pragma unroll
     for (int b = 0; b < NB; ++b)
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
         const int m = 8 * b + 2 * tq + (i & 1), col = g + 8 * (i >> 1);
-        if (m < rows && col < width) {
-          const float v = acc[b][i];
-          p.c[(p.m0 + m) * p.ldc + col0 + col] = ACT == kTpF16 ? gptq_float_to_f16_bits(v) : gptq_float_to_bf16_bits(v);
-        }
+        if (m < rows && col < width) f(p.m0 + m, col0 + col, acc[b][i]);
       }
+  };
+  auto store = [&](int64_t row, int64_t col, float v) {
+    p.c[row * p.ldc + col] = ACT == kTpF16 ? gptq_float_to_f16_bits(v) : gptq_float_to_bf16_bits(v);
+  };
+  if (p.splits == 1) {
+    each_output(store);
     return;
   }
-#pragma unroll
-  for (int b = 0; b < NB; ++b)
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const int m = 8 * b + 2 * tq + (i & 1), col = g + 8 * (i >> 1);
-      if (m < rows && col < width) p.ws[(split * p.m + p.m0 + m) * p.n + col0 + col] = acc[b][i];
-    }
+  each_output([&](int64_t row, int64_t col, float v) { p.ws[(split * p.m + row) * p.n + col] = v; });
   if (!tp_arrive_last(&p.counters[blockIdx.x], p.splits, &s_last)) return;
-#pragma unroll
-  for (int b = 0; b < NB; ++b)
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const int m = 8 * b + 2 * tq + (i & 1), col = g + 8 * (i >> 1);
-      if (m < rows && col < width) {
-        const int64_t o = (p.m0 + m) * p.n + col0 + col;
-        float total = 0.0f;
-        for (int sp = 0; sp < p.splits; ++sp) total += gptq_load_coherent(&p.ws[sp * p.m * p.n + o]);
-        p.c[(p.m0 + m) * p.ldc + col0 + col] = ACT == kTpF16 ? gptq_float_to_f16_bits(total) : gptq_float_to_bf16_bits(total);
-      }
-    }
+  each_output([&](int64_t row, int64_t col, float) { /* partials summed in split order */
+    float total = 0.0f;
+    for (int sp = 0; sp < p.splits; ++sp) total += gptq_load_coherent(&p.ws[(sp * p.m + row) * p.n + col]);
+    store(row, col, total);
+  });
   if (t == 0) p.counters[blockIdx.x] = 0u; /* ready for the next launch on this stream */
 }
 #endif /* GPTQ_HAS_MMA_16816 */
