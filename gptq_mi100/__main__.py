@@ -11,6 +11,7 @@ and launch floor measured in the same run); on the CPU it is the median wall tim
 import argparse
 import os
 import statistics
+import time
 import subprocess
 import sys
 
@@ -51,6 +52,69 @@ def _installed_elsewhere(root):
     return None
 
 
+def _layer_type(name):
+    """q_proj / k_proj / gate_proj / lm_head ...: a module name without its layer index."""
+    return name.rpartition(".")[2]
+
+
+def run_model(args):
+    """`--model PATH`: per layer type of the loaded checkpoint, which kernel `auto` takes at
+    M = --tokens and its time (graph method on a GPU); then the whole forward's time."""
+    import torch
+    from gptq_mi100 import checkpoint, ops, timing
+    from gptq_mi100.nn import GPTQLinear
+
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("python -m gptq_mi100: --device cuda, but this torch sees no GPU")
+    if args.tokens < 1:
+        raise SystemExit(f"python -m gptq_mi100: --tokens must be positive, got {args.tokens}")
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    try:
+        model = checkpoint.load_model(args.model, device=device)
+    except (OSError, ValueError, ImportError) as e:
+        raise SystemExit(f"python -m gptq_mi100: cannot load {args.model}: {e}")
+    layers = [(n, m) for n, m in model.named_modules() if isinstance(m, GPTQLinear)]
+    print(f"{args.model}: {type(model).__name__}, {len(layers)} GPTQ linears, device {device}, "
+          f"M = {args.tokens} tokens")
+    timer = timing.Timer(device, replays=20, repeats=5)
+    seen = {}
+    for name, layer in layers:
+        kind = _layer_type(name)
+        if kind in seen:
+            seen[kind][0] += 1
+            continue
+        x = torch.randn(args.tokens, layer.in_features, device=device).half()
+        ops.reset_path_counts()
+        layer(x)
+        took = [k for k, v in ops.path_counts().items() if v] or ["?"]
+        us = statistics.median(timer.time_us([lambda layer=layer, x=x: layer(x)]))
+        seen[kind] = [1, layer, took[0], us]
+    print(f"  {'layer type':12s} {'count':>5s} {'K x N':>13s} {'bits':>4s} {'group':>5s} "
+          f"{'kernel':15s} {'us/call':>9s}")
+    for kind, (count, layer, kernel, us) in seen.items():
+        print(f"  {kind:12s} {count:5d} {f'{layer.in_features}x{layer.out_features}':>13s} "
+              f"{layer.bits:4d} {layer.group_size:5d} {kernel:15s} {us:9.2f}")
+    vocab = getattr(model.config, "vocab_size", 32000)
+    ids = torch.randint(0, vocab, (1, args.tokens), generator=torch.Generator().manual_seed(0))
+    ids = ids.to(device)
+    with torch.no_grad():
+        logits = model(ids).logits
+        samples = []
+        for _ in range(5):  # the model's own code may not be graph-capturable: wall clock
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            t0 = time.perf_counter()
+            model(ids)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            samples.append(time.perf_counter() - t0)
+    if not torch.isfinite(logits).all():
+        raise SystemExit("python -m gptq_mi100: the model's logits are not finite")
+    print(f"  whole forward of {args.tokens} tokens: {statistics.median(samples) * 1e3:.2f} ms "
+          "(wall clock, median of 5); per-layer times: one layer, weights L2-warm"
+          + (", graph-timed" if device.type == "cuda" else ""))
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m gptq_mi100", description=__doc__.split("\n")[0])
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if present)")
@@ -59,8 +123,15 @@ def main(argv=None):
     p.add_argument("--m", type=int, default=1)
     p.add_argument("--bits", type=int, default=4, choices=(2, 3, 4, 8))
     p.add_argument("--group-size", type=int, default=128)
+    p.add_argument("--model", default=None, metavar="PATH",
+                   help="a GPTQ checkpoint directory (Hugging Face layout): load it, run a few "
+                        "tokens, print each layer type's kernel and time")
+    p.add_argument("--tokens", type=int, default=8,
+                   help="--model: tokens per forward (the M of its GEMMs)")
     args = p.parse_args(argv)
     ensure_built()
+    if args.model is not None:
+        return run_model(args)
 
     import torch
     from gptq_mi100 import kernels, ops, quantize, reference

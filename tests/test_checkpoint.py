@@ -249,3 +249,29 @@ def test_load_model_round_trip(tmp_path, tie, quantize_head):
     assert isinstance(loaded.lm_head, GPTQLinear) == quantize_head
     assert type(loaded.model.layers[1].mlp.up_proj) is torch.nn.Linear
     assert torch.equal(loaded(ids).logits.float(), y)
+
+
+def test_main_job_model_mode(tmp_path):
+    """`python -m gptq_mi100 --model DIR`: per layer type, the kernel auto takes and a time;
+    then the whole forward."""
+    import subprocess
+    import sys
+    from gptq_mi100.nn import replace_linears
+    model = _tiny_llama(False)
+    replace_linears(model, r"layers\.\d+\.(self_attn|mlp)\.", bits=4, group_size=32, sym=False,
+                    progress=False)
+    save_checkpoint(model, str(tmp_path))
+    out = subprocess.run([sys.executable, "-m", "gptq_mi100", "--model", str(tmp_path),
+                          "--device", "cpu", "--tokens", "3"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "14 GPTQ linears" in out.stdout, out.stdout
+    rows = {line.split()[0]: line.split() for line in out.stdout.splitlines()
+            if line.startswith("  ") and line.split()[0].endswith("_proj")}
+    assert set(rows) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
+                         "down_proj"}
+    assert all(r[5] == "cpu_c" for r in rows.values())  # M = 3 on the CPU: the C kernel
+    assert "whole forward of 3 tokens" in out.stdout
+    bad = subprocess.run([sys.executable, "-m", "gptq_mi100", "--model", str(tmp_path / "none"),
+                          "--device", "cpu"], capture_output=True, text=True, timeout=300)
+    assert bad.returncode != 0 and "cannot load" in bad.stderr and "Traceback" not in bad.stderr
