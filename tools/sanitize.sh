@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# compute-sanitizer (memcheck, and racecheck for the shared-memory kernels) over every
-# GPU op, with torch's caching allocator off so an out-of-bounds access inside one of its
+# compute-sanitizer (memcheck, initcheck, and racecheck for the shared-memory kernels) over
+# every GPU op, with torch's caching allocator off so an out-of-bounds access inside one of its
 # blocks is visible. First proves the harness: a planted off-by-one kernel must be caught.
 # Usage (GPU machine, after the build): bash tools/sanitize.sh
 set -uo pipefail
@@ -19,7 +19,7 @@ else
   tail -n 20 /tmp/sanitize_planted.log
 fi
 
-for tool in memcheck racecheck; do
+for tool in memcheck initcheck racecheck; do
   workload=sweep
   [ "$tool" = racecheck ] && workload=sweep-native  # our shared-memory kernels only
   compute-sanitizer --tool "$tool" --error-exitcode 99 "$PY" tools/sanitizer_workload.py "$workload" \
