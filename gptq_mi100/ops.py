@@ -93,14 +93,26 @@ def prepare(qweight, qzeros, scales, g_idx=None, *, bits, group_size, v2_zeros=F
     """
     if bits not in (2, 3, 4, 8):
         raise ValueError(f"bits must be one of 2, 3, 4, 8, got {bits}")
+    if isinstance(v2_zeros, (str, bytes)) or v2_zeros not in (False, True):
+        raise TypeError(f"v2_zeros must be a bool (False: GPTQ v1 zeros, stored + 1; True: v2),"
+                        f" got {v2_zeros!r}")
     _check_same_device("prepare", qweight=qweight, qzeros=qzeros, scales=scales, g_idx=g_idx)
     if isinstance(g_idx, torch.Tensor) and g_idx.is_meta:
         raise ValueError("prepare: g_idx is on the meta device, but prepare reads its values "
                          "(load time); pass the real tensor")
+    if isinstance(qweight, torch.Tensor) and qweight.is_meta:
+        raise ValueError("prepare: qweight is on the meta device, but prepare runs on real "
+                         "tensors (load time: the sizes of its outputs depend on g_idx's "
+                         "values); pass the real tensors")
+    if not isinstance(qweight, torch.Tensor) or qweight.dim() != 2:
+        got = (f"shape {tuple(qweight.shape)}" if isinstance(qweight, torch.Tensor)
+               else type(qweight).__name__)
+        raise ValueError(f"prepare: qweight must be 2-D [K * bits / 32, N], got {got}")
     k = _k_from_qweight(qweight, bits)
     if k == 0:
         raise ValueError(f"prepare: qweight has no rows (K = 0); a GPTQ layer needs K >= 1 "
-                         f"(qweight is [K * bits / 32, N], got shape {tuple(qweight.shape)})")
+                         f"(qweight is [K * bits / 32, N], got shape {tuple(qweight.shape)}; "
+                         f"group_size={group_size})")
     requested = group_size
     if group_size == -1:
         group_size = k
@@ -150,10 +162,18 @@ def gemm(a, w: PreparedGPTQ, *, kernel: Optional[str] = None, out=None):
             w.group_size, w.v2_zeros, w.layout, name)
     if out is None:
         return _ops.gemm(*args).reshape(*lead, w.qweight.shape[1])
+    if not isinstance(out, torch.Tensor):
+        raise TypeError(f"out must be a tensor or None, got {type(out).__name__}")
     if out.shape != (*lead, w.qweight.shape[1]):
         raise ValueError(f"out must have shape {(*lead, w.qweight.shape[1])}, got "
                          f"{tuple(out.shape)}")
-    _ops.gemm_out(*args, out.view(-1, w.qweight.shape[1]))
+    try:  # written in place: out's own memory must hold the [M, N] rows
+        out2 = out.view(-1, w.qweight.shape[1])
+    except RuntimeError:
+        raise ValueError(f"out must be viewable as [M, N] rows (unit stride along N, the "
+                         f"leading dims mergeable), got strides {out.stride()} for shape "
+                         f"{tuple(out.shape)}; pass a contiguous out") from None
+    _ops.gemm_out(*args, out2)
     return out
 
 
@@ -206,7 +226,12 @@ def take_index_errors(device="cpu"):
     """Read and reset the count of out-of-range a_perm / g_idx entries the kernels clamped
     on `device`. Synchronizes that device: call it outside graphs, e.g. after a test."""
     device = torch.device(device)
-    return _ops.take_index_errors(device.type, device.index or 0 if device.type == "cuda" else 0)
+    index = (device.index or 0) if device.type == "cuda" else 0
+    if device.type == "cuda" and torch.cuda.is_available() and not (
+            0 <= index < torch.cuda.device_count()):
+        raise ValueError(f"take_index_errors: device {device} does not exist (this process "
+                         f"sees {torch.cuda.device_count()} GPU(s))")
+    return _ops.take_index_errors(device.type, index)
 
 
 def build_info():
@@ -235,23 +260,108 @@ def _check_same_device(op, **tensors):
                              f"{first.device}; all tensor arguments must be on one device")
 
 
+class _Names(NamedTuple):
+    """How an op's schema spells its arguments (for messages), as csrc/host/validate.h."""
+    a: str = "a"
+    qweight: str = "qweight"
+    qzeros: str = "qzeros"
+    scales: str = "scales"
+    a_perm: str = "a_perm"
+    group_index: str = "group_index"
+
+
+_GEMM_NAMES = _Names()
+_VLLM_NAMES = _Names("a", "b_q_weight", "b_gptq_qzeros", "b_gptq_scales", "b_g_idx", "b_g_idx")
+_HALVES = (torch.float16, torch.bfloat16)
+
+
 def _fake_n_k(op, qweight, bits, name="qweight"):
+    """(N, K) from qweight's shape, with the real ops' checks of bits and qweight."""
     if bits not in (2, 3, 4, 8):
         raise ValueError(f"{op}: bits must be one of 2, 3, 4, 8, got {bits}")
     if qweight.dtype != torch.int32 or qweight.dim() != 2:
         raise TypeError(f"{op}: {name} must be a 2-D int32 tensor [K * bits / 32, N], got "
                         f"{qweight.dtype} of shape {tuple(qweight.shape)}")
+    if not qweight.is_contiguous():
+        raise ValueError(f"{op}: {name} must be contiguous")
+    if qweight.shape[0] == 0:
+        raise ValueError(f"{op}: {name} has no rows (K = 0, shape {tuple(qweight.shape)}); K "
+                         f"must be a positive multiple of 32")
+    if bits == 3 and qweight.shape[0] % 3:
+        raise ValueError(f"{op}: for bits=3 {name}.size(0) must be a multiple of 3, got "
+                         f"{qweight.shape[0]}")
     return qweight.shape[1], _k_from_qweight(qweight, bits)
 
 
-def _fake_gemm_shape(op, a, qweight, bits, name="qweight"):
-    n, k = _fake_n_k(op, qweight, bits, name)
-    if a.dtype not in (torch.float16, torch.bfloat16):
-        raise TypeError(f"{op}: a must be float16 or bfloat16, got {a.dtype}")
-    if a.dim() != 2 or a.shape[1] != k:
-        raise ValueError(f"{op}: a must be [M, K] with K = {k} (from {name}), got shape "
-                         f"{tuple(a.shape)}")
+def _fake_index(op, name, t, k, dtypes=(torch.int32,)):
+    if t is None:
+        return
+    if t.dtype not in dtypes:
+        raise TypeError(f"{op}: {name} must be int32, got {t.dtype}")
+    if t.dim() != 1 or t.shape[0] != k:
+        raise ValueError(f"{op}: {name} must be None or 1-D of length K={k}, got shape "
+                         f"{tuple(t.shape)}")
+    if not t.is_contiguous():
+        raise ValueError(f"{op}: {name} must be contiguous")
+
+
+def _fake_problem(op, a, qweight, qzeros, scales, a_perm, group_index, bits, group_size,
+                  names=_GEMM_NAMES):
+    """What csrc/host/validate.cpp make_problem checks without reading data (a None: the
+    weight alone, as dequantize and prepare). Returns N."""
+    n, k = _fake_n_k(op, qweight, bits, names.qweight)
+    if a is not None:
+        if a.dtype not in _HALVES:
+            raise TypeError(f"{op}: a must be float16 or bfloat16, got {a.dtype}")
+        if a.dim() != 2 or a.shape[1] != k:
+            raise ValueError(f"{op}: a must be [M, K] with K = {k} (from {names.qweight}), got "
+                             f"shape {tuple(a.shape)}")
+    if k % 32:
+        raise ValueError(f"{op}: K must be a multiple of 32, got {k} (from {names.qweight}"
+                         f".size(0)={qweight.shape[0]} and bits={bits})")
+    align = 32 if bits == 3 else 32 // bits
+    if n <= 0 or n % align:
+        raise ValueError(f"{op}: N ({names.qweight}.size(1)) must be a positive multiple of "
+                         f"{align} for bits={bits}, got {n}")
+    if scales.dtype not in _HALVES:
+        raise TypeError(f"{op}: {names.scales} must be float16 or bfloat16, got {scales.dtype}")
+    if scales.dim() != 2 or scales.shape[1] != n or scales.shape[0] < 1:
+        raise ValueError(f"{op}: {names.scales} must be [G, N={n}], got shape "
+                         f"{tuple(scales.shape)}")
+    groups = scales.shape[0]
+    if qzeros.dtype != torch.int32:
+        raise TypeError(f"{op}: {names.qzeros} must be int32, got {qzeros.dtype}")
+    if qzeros.dim() != 2 or tuple(qzeros.shape) != (groups, n * bits // 32):
+        raise ValueError(f"{op}: {names.qzeros} must be [G={groups}, N*bits/32="
+                         f"{n * bits // 32}], got shape {tuple(qzeros.shape)}")
+    for name, t in ((names.scales, scales), (names.qzeros, qzeros)):
+        if not t.is_contiguous():
+            raise ValueError(f"{op}: {name} must be contiguous")
+    _fake_index(op, names.a_perm, a_perm, k)
+    _fake_index(op, names.group_index, group_index, k)
+    if group_index is None:
+        if group_size < 0 and k % groups:
+            raise ValueError(f"{op}: K={k} is not divisible by G={groups} ({names.scales}"
+                             f".size(0)) and no g_idx was given")
+        gs = k // groups if group_size < 0 else group_size
+        if gs <= 0 or k % gs or k // gs != groups:
+            raise ValueError(f"{op}: without group_index, G ({names.scales}.size(0)={groups}) "
+                             f"must equal K / group_size = {k} / {group_size}")
     return n
+
+
+def _fake_layout_and_kernel(op, device, layout, bits, kernel=None):
+    if layout not in (LAYOUT_CHECKPOINT, LAYOUT_TILED):
+        raise ValueError(f"{op}: unknown weight layout {layout} (known: 1 checkpoint, 2 tiled)")
+    if layout == LAYOUT_TILED and bits not in (2, 4, 8):
+        raise ValueError(f"{op}: the tiled layout exists for bits 2, 4 and 8, got bits={bits}")
+    if kernel is None:
+        return
+    types = [device.type] if device.type in ("cpu", "cuda") else ["cpu", "cuda"]
+    valid = {name for t in types for name in _ops.kernel_names(t)}
+    if kernel not in valid:
+        raise ValueError(f"{op}: kernel must be one of {', '.join(sorted(valid))}, got "
+                         f"{kernel!r}")
 
 
 @torch.library.register_fake("gptq_mi100::gemm")
@@ -259,7 +369,9 @@ def _gemm_fake(a, qweight, qzeros, scales, a_perm, group_index, bits, group_size
                layout, kernel):
     _check_same_device("gemm", a=a, qweight=qweight, qzeros=qzeros, scales=scales,
                        a_perm=a_perm, group_index=group_index)
-    return a.new_empty((a.shape[0], _fake_gemm_shape("gemm", a, qweight, bits)))
+    _fake_layout_and_kernel("gemm", a.device, layout, bits, kernel)
+    n = _fake_problem("gemm", a, qweight, qzeros, scales, a_perm, group_index, bits, group_size)
+    return a.new_empty((a.shape[0], n))
 
 
 @torch.library.register_fake("gptq_mi100::gemm_out")
@@ -267,7 +379,14 @@ def _gemm_out_fake(a, qweight, qzeros, scales, a_perm, group_index, bits, group_
                    v2_zeros, layout, kernel, out):
     _check_same_device("gemm_out", a=a, qweight=qweight, qzeros=qzeros, scales=scales,
                        a_perm=a_perm, group_index=group_index, out=out)
-    _fake_gemm_shape("gemm_out", a, qweight, bits)
+    _fake_layout_and_kernel("gemm_out", a.device, layout, bits, kernel)
+    n = _fake_problem("gemm_out", a, qweight, qzeros, scales, a_perm, group_index, bits,
+                      group_size)
+    if out.dtype != a.dtype:
+        raise TypeError(f"gemm_out: out must have a's dtype {a.dtype}, got {out.dtype}")
+    if out.dim() != 2 or out.shape[0] != a.shape[0] or out.shape[1] != n:
+        raise ValueError(f"gemm_out: out must be [M={a.shape[0]}, N={n}], got shape "
+                         f"{tuple(out.shape)}")
     return None
 
 
@@ -275,6 +394,17 @@ def _gemm_out_fake(a, qweight, qzeros, scales, a_perm, group_index, bits, group_
 def _prepare_fake(qweight, qzeros, scales, g_idx, bits):
     _check_same_device("prepare", qweight=qweight, qzeros=qzeros, scales=scales, g_idx=g_idx)
     _fake_n_k("prepare", qweight, bits)
+    if scales.dim() != 2:
+        raise ValueError(f"prepare: scales must be [G, N], got shape {tuple(scales.shape)}")
+    if g_idx is not None:
+        if g_idx.dtype not in (torch.int32, torch.int64):
+            raise TypeError(f"prepare: g_idx must be int32 (or int64), got {g_idx.dtype}")
+        k = _k_from_qweight(qweight, bits)
+        if g_idx.dim() != 1 or g_idx.shape[0] != k:
+            raise ValueError(f"prepare: g_idx must be 1-D of length K={k}, got shape "
+                             f"{tuple(g_idx.shape)}")
+    _fake_problem("prepare", None, qweight, qzeros, scales, None,
+                  None if g_idx is None else g_idx.to(torch.int32).contiguous(), bits, -1)
     ctx = torch.library.get_ctx()
     perm_len = ctx.new_dynamic_size()  # empty or K: decided by g_idx's values
     index_len = ctx.new_dynamic_size()
@@ -287,16 +417,30 @@ def _dequantize_fake(qweight, qzeros, scales, a_perm, group_index, bits, group_s
                      v2_zeros, layout, dtype):
     _check_same_device("dequantize", qweight=qweight, qzeros=qzeros, scales=scales,
                        a_perm=a_perm, group_index=group_index)
-    if dtype not in (torch.float16, torch.bfloat16):
+    _fake_layout_and_kernel("dequantize", qweight.device, layout, bits)
+    if dtype not in _HALVES:
         raise TypeError(f"dequantize: dtype must be float16 or bfloat16, got {dtype}")
-    n, k = _fake_n_k("dequantize", qweight, bits)
-    return qweight.new_empty((k, n), dtype=dtype)
+    n = _fake_problem("dequantize", None, qweight, qzeros, scales, a_perm, group_index, bits,
+                      group_size)
+    return qweight.new_empty((_k_from_qweight(qweight, bits), n), dtype=dtype)
+
+
+def _fake_perm(op, q_weight, q_perm, bit):
+    _check_same_device(op, q_weight=q_weight, q_perm=q_perm)
+    _fake_n_k(op, q_weight, bit, "q_weight")
+    if q_perm.numel() == 0:
+        return
+    if q_perm.dtype not in (torch.int32, torch.int64):
+        raise TypeError(f"{op}: q_perm must be int32 (or int64), got {q_perm.dtype}")
+    k = _k_from_qweight(q_weight, bit)
+    if q_perm.dim() != 1 or q_perm.shape[0] != k:
+        raise ValueError(f"{op}: q_perm must be 1-D of length K={k}, got shape "
+                         f"{tuple(q_perm.shape)}")
 
 
 @torch.library.register_fake("gptq_mi100::shuffle_rows")
 def _shuffle_rows_fake(q_weight, q_perm, bit):
-    _check_same_device("shuffle_rows", q_weight=q_weight, q_perm=q_perm)
-    _fake_n_k("shuffle_rows", q_weight, bit, "q_weight")
+    _fake_perm("gptq_shuffle", q_weight, q_perm, bit)
     return None
 
 
@@ -305,11 +449,14 @@ def _gptq_gemm_fake(a, b_q_weight, b_gptq_qzeros, b_gptq_scales, b_g_idx, use_ex
                     use_v2_format, bit):
     _check_same_device("gptq_gemm", a=a, b_q_weight=b_q_weight, b_gptq_qzeros=b_gptq_qzeros,
                        b_gptq_scales=b_gptq_scales, b_g_idx=b_g_idx)
-    return a.new_empty((a.shape[0], _fake_gemm_shape("gptq_gemm", a, b_q_weight, bit, "b_q_weight")))
+    index = b_g_idx if b_g_idx.numel() > 0 else None
+    n = _fake_problem("gptq_gemm", a, b_q_weight, b_gptq_qzeros, b_gptq_scales,
+                      index if use_exllama else None, None if use_exllama else index, bit, -1,
+                      _VLLM_NAMES)
+    return a.new_empty((a.shape[0], n))
 
 
 @torch.library.register_fake("gptq_mi100::gptq_shuffle")
 def _gptq_shuffle_fake(q_weight, q_perm, bit):
-    _check_same_device("gptq_shuffle", q_weight=q_weight, q_perm=q_perm)
-    _fake_n_k("gptq_shuffle", q_weight, bit, "q_weight")
+    _fake_perm("gptq_shuffle", q_weight, q_perm, bit)
     return None

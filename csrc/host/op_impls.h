@@ -42,11 +42,12 @@ struct OpImpls {
                              const c10::optional<at::Tensor>& a_perm,
                              const c10::optional<at::Tensor>& group_index, int64_t bits,
                              int64_t group_size, bool v2_zeros, int64_t layout,
-                             const c10::optional<c10::string_view>& kernel, at::Tensor out) {
+                             const c10::optional<c10::string_view>& kernel, at::Tensor out,
+                             const ArgNames& names = kGemmArgNames) {
     Guard guard(a.device());
     check_layout(op, B::kBackend, layout, bits);
     gptq_problem p = make_problem(op, a, qweight, qzeros, scales, a_perm, group_index, bits,
-                                  group_size, v2_zeros);
+                                  group_size, v2_zeros, names);
     const KernelEntry& chosen = choose_kernel(op, kernel, B::kBackend, layout, p);
     if (out.defined())
       check_out(op, out, a, p.n);
@@ -149,7 +150,7 @@ struct OpImpls {
     const VllmCall call = vllm_call(b_q_weight, b_g_idx, use_exllama, bit);
     return run_gemm("gptq_gemm", a, b_q_weight, b_gptq_qzeros, b_gptq_scales, call.a_perm,
                     call.group_index, bit, /*group_size=*/-1, use_v2_format, call.layout,
-                    c10::nullopt, at::Tensor());
+                    c10::nullopt, at::Tensor(), kVllmArgNames);
   }
 
   static void register_all(torch::Library& m) {

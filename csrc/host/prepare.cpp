@@ -44,7 +44,7 @@ PreparePlan plan_prepare(const at::Tensor& qweight, const at::Tensor& qzeros,
 c10::optional<at::Tensor> plan_shuffle(const at::Tensor& q_weight, const at::Tensor& q_perm,
                                        int64_t bits) {
   const char* op = "gptq_shuffle";
-  const int64_t k = checked_k(op, q_weight, bits);
+  const int64_t k = checked_k(op, q_weight, bits, "q_weight");
   if (q_perm.numel() == 0) return c10::nullopt;
   GPTQ_CHECK_VALUE(q_perm.device() == q_weight.device(), op, ": q_perm is on ", q_perm.device(),
                    " but q_weight is on ", q_weight.device());
@@ -57,7 +57,7 @@ VllmCall vllm_call(const at::Tensor& b_q_weight, const at::Tensor& b_g_idx, bool
   VllmCall call{c10::nullopt, c10::nullopt, GPTQ_LAYOUT_CHECKPOINT};
   if (b_g_idx.numel() > 0) (use_exllama ? call.a_perm : call.group_index) = b_g_idx;
   if (use_exllama) {
-    const int64_t k = checked_k("gptq_gemm", b_q_weight, bits);
+    const int64_t k = checked_k("gptq_gemm", b_q_weight, bits, "b_q_weight");
     call.layout = preferred_layout(backend_of(b_q_weight.device()), bits, k, b_q_weight.size(1));
   }
   return call;

@@ -1,6 +1,8 @@
 // Argument validation shared by every backend.
 #include "validate.h"
 
+#include <cstdint>
+
 #include "errors.h"
 #include "introspection.h"
 
@@ -11,18 +13,25 @@ void check_bits(const char* op, int64_t bits) {
                    ": bits must be one of 2, 3, 4, 8, got ", bits);
 }
 
-int64_t checked_k(const char* op, const at::Tensor& qweight, int64_t bits) {
+const ArgNames kGemmArgNames = {"a", "qweight", "qzeros", "scales", "a_perm", "group_index"};
+const ArgNames kVllmArgNames = {"a", "b_q_weight", "b_gptq_qzeros", "b_gptq_scales", "b_g_idx",
+                                "b_g_idx"};
+
+int64_t checked_k(const char* op, const at::Tensor& qweight, int64_t bits, const char* name) {
   check_bits(op, bits);
-  GPTQ_CHECK_TYPE(qweight.scalar_type() == at::kInt, op, ": qweight must be int32, got ",
+  GPTQ_CHECK_TYPE(qweight.scalar_type() == at::kInt, op, ": ", name, " must be int32, got ",
                   qweight.scalar_type());
-  GPTQ_CHECK_VALUE(qweight.dim() == 2, op, ": qweight must be 2-D [K*bits/32, N], got ",
+  GPTQ_CHECK_VALUE(qweight.dim() == 2, op, ": ", name, " must be 2-D [K*bits/32, N], got ",
                    qweight.dim(), " dims");
-  GPTQ_CHECK_VALUE(qweight.is_contiguous(), op, ": qweight must be contiguous");
+  GPTQ_CHECK_VALUE(qweight.is_contiguous(), op, ": ", name, " must be contiguous");
   const int64_t rows = qweight.size(0);
+  // Before anything reduces over K (g_idx's min/max, a clamp into [0, K)).
+  GPTQ_CHECK_VALUE(rows > 0, op, ": ", name, " has no rows (K = 0, shape ", qweight.sizes(),
+                   "); K must be a positive multiple of 32");
   // 3-bit packs 32 values in 3 words; others pack 32/bits values per word.
   if (bits == 3) {
-    GPTQ_CHECK_VALUE(rows % 3 == 0, op,
-                     ": for bits=3 qweight.size(0) must be a multiple of 3, got ", rows);
+    GPTQ_CHECK_VALUE(rows % 3 == 0, op, ": for bits=3 ", name,
+                     ".size(0) must be a multiple of 3, got ", rows);
     return rows / 3 * 32;
   }
   return rows * (32 / bits);
@@ -33,21 +42,21 @@ gptq_dtype to_gptq_dtype(at::ScalarType t) {
 }
 
 static void check_same_device(const char* op, const char* name, const at::Tensor& t,
-                              const at::Tensor& a) {
-  GPTQ_CHECK_VALUE(t.device() == a.device(), op, ": ", name, " is on ", t.device(),
-                   " but a is on ", a.device());
+                              const at::Tensor& a, const char* a_name) {
+  GPTQ_CHECK_VALUE(t.device() == a.device(), op, ": ", name, " is on ", t.device(), " but ",
+                   a_name, " is on ", a.device());
 }
 
 static const int32_t* index_pointer(const char* op, const char* name,
                                     const c10::optional<at::Tensor>& t, int64_t k,
-                                    const at::Tensor& a) {
+                                    const at::Tensor& a, const char* a_name) {
   if (!t.has_value()) return nullptr;
   GPTQ_CHECK_TYPE(t->scalar_type() == at::kInt, op, ": ", name, " must be int32, got ",
                   t->scalar_type());
   GPTQ_CHECK_VALUE(t->dim() == 1 && t->size(0) == k, op, ": ", name,
                    " must be None or 1-D of length K=", k, ", got shape ", t->sizes());
   GPTQ_CHECK_VALUE(t->is_contiguous(), op, ": ", name, " must be contiguous");
-  check_same_device(op, name, *t, a);
+  check_same_device(op, name, *t, a, a_name);
   return t->data_ptr<int32_t>();
 }
 
@@ -55,15 +64,15 @@ gptq_problem make_problem(const char* op, const at::Tensor& a, const at::Tensor&
                           const at::Tensor& qzeros, const at::Tensor& scales,
                           const c10::optional<at::Tensor>& a_perm,
                           const c10::optional<at::Tensor>& group_index, int64_t bits,
-                          int64_t group_size, bool v2_zeros) {
-  const int64_t k = checked_k(op, qweight, bits);
+                          int64_t group_size, bool v2_zeros, const ArgNames& names) {
+  const int64_t k = checked_k(op, qweight, bits, names.qweight);
   const int64_t n = qweight.size(1);
   GPTQ_CHECK_TYPE(a.scalar_type() == at::kHalf || a.scalar_type() == at::kBFloat16, op,
                   ": a must be float16 or bfloat16, got ", a.scalar_type());
   GPTQ_CHECK_VALUE(a.dim() == 2, op, ": a must be 2-D [M, K], got shape ", a.sizes());
-  GPTQ_CHECK_VALUE(a.size(1) == k, op, ": a.size(1) must equal K=", k,
-                   " (from qweight.size(0)=", qweight.size(0), " and bits=", bits,
-                   "), got ", a.size(1));
+  GPTQ_CHECK_VALUE(a.size(1) == k, op, ": a.size(1) must equal K=", k, " (from ",
+                   names.qweight, ".size(0)=", qweight.size(0), " and bits=", bits, "), got ",
+                   a.size(1));
   GPTQ_CHECK_VALUE(a.size(0) == 0 || a.stride(1) == 1, op,
                    ": a must have unit stride along K, got strides ", a.strides());
   // Rows that overlap in memory (stride 0 along M: an expanded tensor) are refused by
@@ -72,40 +81,48 @@ gptq_problem make_problem(const char* op, const at::Tensor& a, const at::Tensor&
                    ": a's rows overlap in memory (strides ", a.strides(), " for shape ",
                    a.sizes(), "; an expanded tensor?): the row stride must be >= K=", k,
                    "; pass a.contiguous()");
-  check_same_device(op, "qweight", qweight, a);
-  check_same_device(op, "qzeros", qzeros, a);
-  check_same_device(op, "scales", scales, a);
-  GPTQ_CHECK_VALUE(k % 32 == 0, op, ": K must be a multiple of 32, got ", k);
+  check_same_device(op, names.qweight, qweight, a, names.a);
+  check_same_device(op, names.qzeros, qzeros, a, names.a);
+  check_same_device(op, names.scales, scales, a, names.a);
+  GPTQ_CHECK_VALUE(k % 32 == 0, op, ": K must be a multiple of 32, got ", k, " (from ",
+                   names.qweight, ".size(0)=", qweight.size(0), " and bits=", bits, ")");
   const int64_t n_align = bits == 3 ? 32 : 32 / bits;
-  GPTQ_CHECK_VALUE(n % n_align == 0 && n > 0, op, ": N (qweight.size(1)) must be a ",
+  GPTQ_CHECK_VALUE(n % n_align == 0 && n > 0, op, ": N (", names.qweight, ".size(1)) must be a ",
                    "positive multiple of ", n_align, " for bits=", bits, ", got ", n);
+  // The GPU kernels load qweight as int32x4: a view at an odd offset is refused here, by
+  // name, rather than by the launcher.
+  GPTQ_CHECK_VALUE(!qweight.is_cuda() || reinterpret_cast<uintptr_t>(qweight.data_ptr()) % 16 == 0,
+                   op, ": ", names.qweight, " must be 16-byte aligned on GPUs (storage offset ",
+                   qweight.storage_offset(), " elements); pass ", names.qweight, ".clone()");
 
   GPTQ_CHECK_TYPE(scales.scalar_type() == at::kHalf || scales.scalar_type() == at::kBFloat16,
-                  op, ": scales must be float16 or bfloat16, got ", scales.scalar_type());
-  GPTQ_CHECK_VALUE(scales.dim() == 2 && scales.size(1) == n && scales.size(0) >= 1, op,
-                   ": scales must be [G, N=", n, "], got shape ", scales.sizes());
-  GPTQ_CHECK_VALUE(scales.is_contiguous(), op, ": scales must be contiguous");
+                  op, ": ", names.scales, " must be float16 or bfloat16, got ",
+                  scales.scalar_type());
+  GPTQ_CHECK_VALUE(scales.dim() == 2 && scales.size(1) == n && scales.size(0) >= 1, op, ": ",
+                   names.scales, " must be [G, N=", n, "], got shape ", scales.sizes());
+  GPTQ_CHECK_VALUE(scales.is_contiguous(), op, ": ", names.scales, " must be contiguous");
   const int64_t groups = scales.size(0);
-  GPTQ_CHECK_TYPE(qzeros.scalar_type() == at::kInt, op, ": qzeros must be int32, got ",
-                  qzeros.scalar_type());
+  GPTQ_CHECK_TYPE(qzeros.scalar_type() == at::kInt, op, ": ", names.qzeros,
+                  " must be int32, got ", qzeros.scalar_type());
   const int64_t zero_words = n * bits / 32;
   GPTQ_CHECK_VALUE(
-      qzeros.dim() == 2 && qzeros.size(0) == groups && qzeros.size(1) == zero_words, op,
-      ": qzeros must be [G=", groups, ", N*bits/32=", zero_words, "], got shape ",
+      qzeros.dim() == 2 && qzeros.size(0) == groups && qzeros.size(1) == zero_words, op, ": ",
+      names.qzeros, " must be [G=", groups, ", N*bits/32=", zero_words, "], got shape ",
       qzeros.sizes());
-  GPTQ_CHECK_VALUE(qzeros.is_contiguous(), op, ": qzeros must be contiguous");
+  GPTQ_CHECK_VALUE(qzeros.is_contiguous(), op, ": ", names.qzeros, " must be contiguous");
 
   gptq_problem p{};
-  p.a_perm = index_pointer(op, "a_perm", a_perm, k, a);
-  p.group_index = index_pointer(op, "group_index", group_index, k, a);
+  p.a_perm = index_pointer(op, names.a_perm, a_perm, k, a, names.a);
+  p.group_index = index_pointer(op, names.group_index, group_index, k, a, names.a);
   if (!p.group_index) {
     if (group_size < 0) {  // vLLM: derive from G
       GPTQ_CHECK_VALUE(k % groups == 0, op, ": K=", k, " is not divisible by G=", groups,
-                       " (scales.size(0)) and no g_idx was given");
+                       " (", names.scales, ".size(0)) and no g_idx was given");
       group_size = k / groups;
     }
-    GPTQ_CHECK_VALUE(group_size > 0 && group_size * groups == k, op,
-                     ": without group_index, G (scales.size(0)=", groups,
+    // Division, not group_size * groups: a huge group_size must not wrap around to K.
+    GPTQ_CHECK_VALUE(group_size > 0 && k % group_size == 0 && k / group_size == groups, op,
+                     ": without group_index, G (", names.scales, ".size(0)=", groups,
                      ") must equal K / group_size = ", k, " / ", group_size);
   }
   p.a = a.data_ptr();

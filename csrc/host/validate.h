@@ -9,9 +9,23 @@
 namespace gptq_mi100 {
 
 void check_bits(const char* op, int64_t bits);
-// K from qweight's rows and bits (validates qweight's dtype, rank and contiguity).
-int64_t checked_k(const char* op, const at::Tensor& qweight, int64_t bits);
+// K from qweight's rows and bits (validates qweight's dtype, rank and contiguity; K = 0,
+// which no GPTQ layer has, is refused). name: the argument as the op's schema spells it.
+int64_t checked_k(const char* op, const at::Tensor& qweight, int64_t bits,
+                  const char* name = "qweight");
 gptq_dtype to_gptq_dtype(at::ScalarType t);
+
+// The argument names that messages use: the package's schemas, or vLLM's gptq_gemm.
+struct ArgNames {
+  const char* a;
+  const char* qweight;
+  const char* qzeros;
+  const char* scales;
+  const char* a_perm;
+  const char* group_index;
+};
+extern const ArgNames kGemmArgNames;  // a, qweight, qzeros, scales, a_perm, group_index
+extern const ArgNames kVllmArgNames;  // a, b_q_weight, b_gptq_qzeros, b_gptq_scales, b_g_idx
 
 // op: name used in messages ("gemm", "gptq_gemm", ...). group_size < 0 means "derive
 // K / G" (vLLM semantics). p.c / p.ldc are left for the caller to set.
@@ -19,7 +33,8 @@ gptq_problem make_problem(const char* op, const at::Tensor& a, const at::Tensor&
                           const at::Tensor& qzeros, const at::Tensor& scales,
                           const c10::optional<at::Tensor>& a_perm,
                           const c10::optional<at::Tensor>& group_index, int64_t bits,
-                          int64_t group_size, bool v2_zeros);
+                          int64_t group_size, bool v2_zeros,
+                          const ArgNames& names = kGemmArgNames);
 void check_out(const char* op, const at::Tensor& out, const at::Tensor& a, int64_t n);
 // A launcher's status -> exception (no-op for GPTQ_OK).
 void check_status(const char* op, gptq_status status, const gptq_problem* p);
