@@ -1,6 +1,7 @@
 // The kernel table and the rules that choose among its entries.
 #include "kernel_registry.h"
 
+#include <atomic>
 #include <cstdlib>
 
 #include "errors.h"
@@ -77,9 +78,34 @@ std::vector<std::string> all_names() {
   return v;
 }
 
+std::atomic<unsigned> g_excluded[2] = {{0u}, {0u}};  // bit (1 << KernelId) per backend
+std::atomic<int> g_fault{static_cast<int>(KernelId::Count)};
+
 }  // namespace
 
 const std::vector<KernelEntry>& kernel_table() { return kTable; }
+
+void set_kernel_excluded(BackendKind backend, KernelId id, bool excluded) {
+  const unsigned bit = 1u << static_cast<int>(id);
+  auto& mask = g_excluded[static_cast<int>(backend)];
+  if (excluded) mask.fetch_or(bit);
+  else mask.fetch_and(~bit);
+}
+
+bool kernel_excluded(BackendKind backend, KernelId id) {
+  return (g_excluded[static_cast<int>(backend)].load(std::memory_order_relaxed) >>
+          static_cast<int>(id)) & 1u;
+}
+
+void set_fault_kernel(KernelId id) { g_fault.store(static_cast<int>(id)); }
+
+KernelId fault_kernel() { return static_cast<KernelId>(g_fault.load(std::memory_order_relaxed)); }
+
+const KernelEntry* find_kernel(const std::string& name) {
+  for (const auto& e : kTable)
+    if (name == e.name) return &e;
+  return nullptr;
+}
 
 const KernelEntry& kernel_entry(KernelId id) { return kTable[static_cast<int>(id)]; }
 
@@ -156,20 +182,25 @@ int64_t large_m_threshold(BackendKind backend, int64_t bits) {
 #endif
 }
 
-// The layout prepare / gptq_shuffle produce by default: layout 2 wherever its
-// matrix-instruction kernel is compiled and can run the shape. NVIDIA: transposed_mma beat
-// exllama at every decode M on the H200 (benchmarks/results/nvidia-h200-issue10/). gfx908
-// keeps layout 1 and exllama until its MFMA twin exists (issue 11): the vector kernel
-// `transposed` lost to exllama on the H200 and has not run on an MI100 (reasoned choice).
+// The layout prepare / gptq_shuffle produce by default: layout 2 wherever a kernel of this
+// build that reads it can run the shape (the table's order: transposed_mma first).
+// NVIDIA: transposed_mma beat exllama at every decode M on the H200
+// (benchmarks/results/nvidia-h200-issue10/). gfx908: `transposed`, reasoned, not measured:
+// per 4-bit pair one v_and_or + one v_pk_add + one v_dot2 per row, at <= 64 VGPRs (4 waves
+// per SIMD), against exllama's 92-128 VGPRs (2 waves); it lost to exllama only on NVIDIA,
+// where no fp32-accumulating dot2 exists (4 converts + 2 FMAs per pair per row).
 int64_t preferred_layout(BackendKind backend, int64_t bits, int64_t k, int64_t n) {
-  const KernelEntry& t = kernel_entry(KernelId::TransposedMma);
-  if (!kernel_in_build(t, backend)) return GPTQ_LAYOUT_CHECKPOINT;
   gptq_problem p{};
   p.bits = static_cast<int>(bits);
   p.k = k;
   p.n = n;
   p.group_size = 16;  // the layout itself does not depend on groups
-  return t.can_implement(p) ? GPTQ_LAYOUT_CHECKPOINT : GPTQ_LAYOUT_TILED;
+  for (const auto& e : kTable)
+    if (kernel_in_build(e, backend) && !kernel_excluded(backend, e.id) &&
+        reads_layout(e, backend, GPTQ_LAYOUT_TILED) && e.auto_range == AutoRange::BelowLargeM &&
+        !e.can_implement(p))
+      return GPTQ_LAYOUT_TILED;
+  return GPTQ_LAYOUT_CHECKPOINT;
 }
 
 void check_layout(const char* op, BackendKind backend, int64_t layout, int64_t bits) {
@@ -206,6 +237,10 @@ const KernelEntry& choose_kernel(const char* op, const c10::optional<c10::string
                        "); prepare it with layout=", reads, " or choose another kernel");
       GPTQ_CHECK_VALUE(bit_set(e.bits, p.bits), op, ": kernel '", e.name,
                        "' does not cover bits=", p.bits);
+      GPTQ_CHECK_VALUE(!kernel_excluded(backend, e.id), op, ": kernel '", e.name,
+                       "' gave wrong results in this process's load-time self-check on ",
+                       device_type_name(backend), " and is disabled; run `python -m ",
+                       "gptq_mi100 selftest` and report its table");
       const char* why = e.can_implement(p);
       GPTQ_CHECK_VALUE(why == nullptr, op, ": kernel '", e.name, "' cannot run this problem: ",
                        why ? why : "");
@@ -216,15 +251,15 @@ const KernelEntry& choose_kernel(const char* op, const c10::optional<c10::string
                                                                      : AutoRange::BelowLargeM;
   const KernelEntry* fallback = nullptr;
   for (const auto& e : kTable) {
-    if (!kernel_in_build(e, backend) || !reads_layout(e, backend, layout) ||
-        !bit_set(e.bits, p.bits) ||
+    if (!kernel_in_build(e, backend) || kernel_excluded(backend, e.id) ||
+        !reads_layout(e, backend, layout) || !bit_set(e.bits, p.bits) ||
         e.can_implement(p) != nullptr)
       continue;
     if (e.auto_range == range) return e;
     if (!fallback) fallback = &e;
   }
   GPTQ_CHECK(fallback != nullptr, op, ": no ", device_type_name(backend), " kernel reads layout ",
-             layout, " at bits=", p.bits);
+             layout, " at bits=", p.bits, " (or every one failed the load-time self-check)");
   return *fallback;
 }
 
