@@ -62,4 +62,10 @@ TORCH_LIBRARY(gptq_mi100, m) {
   m.def("take_index_errors(str device_type, int device_index) -> int",
         &gptq_mi100::take_index_errors);
   m.def("build_info() -> str", &gptq_mi100::build_info);
+  // Load-time self-check (gptq_mi100/selfcheck.py): kernels auto must skip on a backend.
+  m.def("set_kernel_excluded(str device_type, str kernel, bool excluded) -> ()",
+        &gptq_mi100::set_kernel_excluded_op);
+  m.def("excluded_kernels(str device_type) -> str[]", &gptq_mi100::excluded_kernels);
+  // Test-only: the named kernel gets a wrong zero offset ("" clears).
+  m.def("_inject_fault(str kernel) -> ()", &gptq_mi100::inject_fault);
 }

@@ -1,4 +1,8 @@
-"""Self-check: `python -m gptq_mi100 [--device cpu|cuda] [--k K --n N --m M --bits B]`.
+"""Main job: `python -m gptq_mi100 [--device cpu|cuda] [--k K --n N --m M --bits B]`.
+
+`python -m gptq_mi100 selftest [--device cpu|cuda]` instead runs the load-time self-check
+(gptq_mi100/selfcheck.py) over every bit width, group size, act-order and activation dtype on
+the device, prints the table and exits non-zero if a kernel is wrong.
 
 Builds the extension in place if it is missing (pip install --no-build-isolation -e .),
 runs one GEMM per available kernel on a Qwen3-32B TP=4 down_proj-shaped layer, checks it
@@ -115,8 +119,33 @@ def run_model(args):
           + (", graph-timed" if device.type == "cuda" else ""))
 
 
+def run_selftest(args):
+    import torch
+    from gptq_mi100 import ops, selfcheck
+    if args.device not in (None, "cpu", "cuda"):
+        raise SystemExit(f"python -m gptq_mi100: --device must be cpu or cuda, got {args.device!r}")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("python -m gptq_mi100: --device cuda, but this torch sees no CUDA/HIP GPU "
+                         f"(torch {torch.__version__}); use --device cpu")
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    print(f"gptq_mi100 {ops.build_info()}; self-check on {device} ({name})")
+    results = selfcheck.run(device)
+    print(selfcheck.format_table(results))
+    wrong = sorted({r.kernel for r in results if not r.ok})
+    checked = sum(1 for r in results if r.detail == "")
+    print(f"{checked} checks passed, {len(results) - checked} not applicable"
+          + (f", WRONG: {', '.join(wrong)}" if wrong else ""))
+    if wrong:
+        raise SystemExit(f"gptq_mi100: self-check failed for {', '.join(wrong)} on {name}; "
+                         "please report this table")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m gptq_mi100", description=__doc__.split("\n")[0])
+    p.add_argument("command", nargs="?", default="run", choices=("run", "selftest"),
+                   help="run (default): time one GEMM per kernel; selftest: check every kernel "
+                        "auto may pick on the device against the reference, print the table")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if present)")
     p.add_argument("--k", type=int, default=6400)
     p.add_argument("--n", type=int, default=5120)
@@ -130,6 +159,8 @@ def main(argv=None):
                    help="--model: tokens per forward (the M of its GEMMs)")
     args = p.parse_args(argv)
     ensure_built()
+    if args.command == "selftest":
+        return run_selftest(args)
     if args.model is not None:
         return run_model(args)
 

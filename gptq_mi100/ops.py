@@ -132,6 +132,11 @@ def prepare(qweight, qzeros, scales, g_idx=None, *, bits, group_size, v2_zeros=F
         # for a tensor-parallel shard can differ from the checkpoint's group_size.
         group_size = k // scales.shape[0]
     n = rows.shape[1]
+    if rows.device.type == "cuda":
+        # Load time, once per process, device and (bits, group size, act-order): kernels that
+        # are wrong on this GPU leave auto before the layout is chosen (selfcheck.py).
+        from . import selfcheck
+        selfcheck.ensure_checked(rows.device, bits, group_size, a_perm is not None)
     if layout is None:
         layout = _default_layout(rows.device, bits, k, n, group_index)
     elif layout == LAYOUT_TILED and group_index is not None:
@@ -205,6 +210,9 @@ def preferred_layout(device, bits, k, n):
 def _gptq_shuffle_impl(q_weight, q_perm, bit):
     _ops.shuffle_rows(q_weight, q_perm, bit)  # validates q_weight and q_perm
     k, n = _k_from_qweight(q_weight, bit), q_weight.shape[1]
+    if q_weight.device.type == "cuda":  # vLLM's load step: the self-check, as in prepare
+        from . import selfcheck            # (the group size is not passed here: GPTQ's usual 128)
+        selfcheck.ensure_checked(q_weight.device, bit, 128, q_perm.numel() > 0)
     if _ops.preferred_layout(_device_type(q_weight.device), bit, k, n) == LAYOUT_TILED:
         q_weight.copy_(layouts.to_tiled(q_weight, bit))
 

@@ -16,7 +16,7 @@ import torch
 
 from . import formats
 
-__all__ = ["dequantize_reference", "gemm_reference"]
+__all__ = ["dequantize_reference", "gemm_reference", "error_bound"]
 
 _REFERENCE_DTYPES = (torch.float32, torch.float64)
 
@@ -154,3 +154,16 @@ def gemm_reference(
         )
     out = a.to(device=w.device, dtype=torch.float64) @ w
     return out.to(dtype)
+
+
+def error_bound(a: torch.Tensor, w_ref: torch.Tensor, ref: torch.Tensor, dtype: torch.dtype):
+    """Per-element bound of fp16-level error against the fp32 reference (README, "Accuracy").
+
+    eps * |ref| for rounding the output to `dtype`, plus 4 * eps * sqrt((a^2) @ (w^2)): the
+    spread of rounding each weight to `dtype` (what dequantize + matmul does) summed over K as
+    a random walk. fp16 accumulation exceeds it by orders of magnitude; so does a wrong or
+    unwritten element.
+    """
+    eps = {torch.float16: 2.0**-11, torch.bfloat16: 2.0**-8}[dtype]
+    spread = (a.float().pow(2) @ w_ref.pow(2)).sqrt()
+    return eps * ref.abs() + 4 * eps * spread + 1e-6

@@ -11,6 +11,8 @@ import zlib
 import pytest
 import torch
 
+from gptq_mi100 import reference
+
 
 def _devices():
     sel = os.environ.get("GPTQ_MI100_TEST_DEVICE", "all").strip().lower()
@@ -77,20 +79,7 @@ def prepare_variants(qweight, qzeros, scales, g_idx, bits, group_size, v2_zeros,
     return out + [("dequant_matmul", default), ("auto", default)]
 
 
-EPS = {torch.float16: 2.0**-11, torch.bfloat16: 2.0**-8}
-
-
-def error_bound(a, w_ref, ref, dtype):
-    """Per-element bound of fp16-level error (documented in README, "Accuracy").
-
-    eps * |ref| for rounding the output to `dtype`, plus 4 * eps * sqrt((a^2) @ (w^2)):
-    the spread of rounding each weight to `dtype` (what the dequantize + matmul path does)
-    summed over K as a random walk. Kernels that accumulate in fp16 exceed it by orders
-    of magnitude; an unwritten or wrong element exceeds it as well.
-    """
-    eps = EPS[dtype]
-    spread = (a.float().pow(2) @ w_ref.pow(2)).sqrt()
-    return eps * ref.abs() + 4 * eps * spread + 1e-6
+error_bound = reference.error_bound  # one home: gptq_mi100/reference.py
 
 
 def assert_gemm_close(out, a, w_ref, ref, what=""):

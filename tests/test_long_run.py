@@ -3,6 +3,7 @@ flat after the allocator's warm-up. GPTQ_MI100_LONG_RUN=100000 sets the call cou
 soak); the default keeps CI fast."""
 
 import os
+import time
 
 import torch
 
@@ -38,8 +39,14 @@ def test_many_mixed_calls_keep_memory_flat(device):
     run(max(200, calls // 10))  # warm-up: allocator caches, lazy init
     rss0 = _rss_bytes()
     gpu0 = torch.cuda.memory_allocated(device) if device.type == "cuda" else 0
+    t0 = time.perf_counter()
     run(calls)
+    seconds = time.perf_counter() - t0
     growth = _rss_bytes() - rss0
+    gpu1 = torch.cuda.memory_allocated(device) if device.type == "cuda" else 0
+    print(f"\nlong run on {device}: {calls} calls over {len(layers)} (kernel, weight) pairs in "
+          f"{seconds:.1f} s; host RSS {rss0 / 2**20:.1f} MiB -> {growth / 2**20:+.2f} MiB; "
+          f"GPU allocated {gpu0 / 2**20:.2f} -> {gpu1 / 2**20:.2f} MiB")
     assert growth < 32 * 2**20, f"host RSS grew {growth / 2**20:.1f} MiB over {calls} calls"
     if device.type == "cuda":
         assert torch.cuda.memory_allocated(device) <= gpu0, "GPU memory grew"

@@ -110,4 +110,31 @@ int64_t take_index_errors(const std::string& device_type, int64_t device_index) 
 #endif
 }
 
+static const KernelEntry& named_kernel(const char* op, const std::string& kernel) {
+  const KernelEntry* e = find_kernel(kernel);
+  if (!e) {
+    std::string names;
+    for (const auto& k : kernel_table()) names += (names.empty() ? "" : ", ") + std::string(k.name);
+    GPTQ_CHECK_VALUE(false, op, ": kernel must be one of ", names, ", got '", kernel, "'");
+  }
+  return *e;
+}
+
+void set_kernel_excluded_op(const std::string& device_type, const std::string& kernel, bool excluded) {
+  const BackendKind backend = parse_device_type("set_kernel_excluded", device_type);
+  set_kernel_excluded(backend, named_kernel("set_kernel_excluded", kernel).id, excluded);
+}
+
+std::vector<std::string> excluded_kernels(const std::string& device_type) {
+  const BackendKind backend = parse_device_type("excluded_kernels", device_type);
+  std::vector<std::string> v;
+  for (const auto& e : kernel_table())
+    if (kernel_excluded(backend, e.id)) v.push_back(e.name);
+  return v;
+}
+
+void inject_fault(const std::string& kernel) {
+  set_fault_kernel(kernel.empty() ? KernelId::Count : named_kernel("_inject_fault", kernel).id);
+}
+
 }  // namespace gptq_mi100

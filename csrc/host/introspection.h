@@ -25,5 +25,8 @@ std::string default_kernel();
 int64_t large_m_threshold_for(const std::string& device_type, int64_t bits);
 int64_t preferred_layout_for(const std::string& device_type, int64_t bits, int64_t k, int64_t n);
 int64_t take_index_errors(const std::string& device_type, int64_t device_index);
+void set_kernel_excluded_op(const std::string& device_type, const std::string& kernel, bool excluded);
+std::vector<std::string> excluded_kernels(const std::string& device_type);
+void inject_fault(const std::string& kernel);  // "" clears
 
 }  // namespace gptq_mi100

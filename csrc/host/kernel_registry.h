@@ -63,6 +63,18 @@ int64_t preferred_layout(BackendKind backend, int64_t bits, int64_t k, int64_t n
 // Layout check of a prepared weight: known version, and one the backend's build reads.
 void check_layout(const char* op, BackendKind backend, int64_t layout, int64_t bits);
 
+// Load-time self-check results (gptq_mi100/selfcheck.py): a kernel that gave wrong results
+// on this process's devices of a backend is skipped by auto and by preferred_layout, and
+// refused when asked for by name. Set at load time, read per call (atomics).
+void set_kernel_excluded(BackendKind backend, KernelId id, bool excluded);
+bool kernel_excluded(BackendKind backend, KernelId id);
+// Test hook for the self-check: the ops hand this kernel a zero offset off by one, so it
+// returns wrong results on purpose (KernelId::Count: none).
+void set_fault_kernel(KernelId id);
+KernelId fault_kernel();
+// The entry of that name (nullptr if none).
+const KernelEntry* find_kernel(const std::string& name);
+
 // requested: a kernel name, or nullopt for the process default (a default naming
 // another backend's kernel means auto). Explicit choices that cannot run p raise.
 const KernelEntry& choose_kernel(const char* op, const c10::optional<c10::string_view>& requested,
