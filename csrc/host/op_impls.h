@@ -44,6 +44,9 @@ struct OpImpls {
                              int64_t group_size, bool v2_zeros, int64_t layout,
                              const c10::optional<c10::string_view>& kernel, at::Tensor out,
                              const ArgNames& names = kGemmArgNames) {
+    check_one_device(op, {{names.a, &a}, {names.qweight, &qweight}, {names.qzeros, &qzeros},
+                          {names.scales, &scales}, {names.a_perm, optional_tensor(a_perm)},
+                          {names.group_index, optional_tensor(group_index)}, {"out", &out}});
     Guard guard(a.device());
     check_layout(op, B::kBackend, layout, bits);
     gptq_problem p = make_problem(op, a, qweight, qzeros, scales, a_perm, group_index, bits,
@@ -104,6 +107,8 @@ struct OpImpls {
   static std::tuple<at::Tensor, at::Tensor, at::Tensor> prepare(
       const at::Tensor& qweight, const at::Tensor& qzeros, const at::Tensor& scales,
       const c10::optional<at::Tensor>& g_idx, int64_t bits) {
+    check_one_device("prepare", {{"qweight", &qweight}, {"qzeros", &qzeros}, {"scales", &scales},
+                                 {"g_idx", optional_tensor(g_idx)}});
     Guard guard(qweight.device());
     PreparePlan plan = plan_prepare(qweight, qzeros, scales, g_idx, bits);
     at::Tensor rows = plan.perm ? B::permute_rows(qweight, *plan.perm, bits) : qweight.clone();
@@ -117,6 +122,9 @@ struct OpImpls {
                                int64_t group_size, bool v2_zeros, int64_t layout,
                                at::ScalarType dtype) {
     const char* op = "dequantize";
+    check_one_device(op, {{"qweight", &qweight}, {"qzeros", &qzeros}, {"scales", &scales},
+                          {"a_perm", optional_tensor(a_perm)},
+                          {"group_index", optional_tensor(group_index)}});
     Guard guard(qweight.device());
     check_layout(op, B::kBackend, layout, bits);
     GPTQ_CHECK_TYPE(dtype == at::kHalf || dtype == at::kBFloat16, op,
@@ -137,6 +145,9 @@ struct OpImpls {
 
   // Kernel-row reorder in place (layout 1); gptq_shuffle's row part.
   static void shuffle_rows(at::Tensor q_weight, const at::Tensor& q_perm, int64_t bit) {
+    // An empty q_perm (no act-order) may live anywhere: it is never read.
+    check_one_device("gptq_shuffle",
+                     {{"q_weight", &q_weight}, {"q_perm", q_perm.numel() ? &q_perm : nullptr}});
     Guard guard(q_weight.device());
     auto perm = plan_shuffle(q_weight, q_perm, bit);
     if (perm) q_weight.copy_(B::permute_rows(q_weight, *perm, bit));

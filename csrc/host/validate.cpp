@@ -156,6 +156,20 @@ void check_out(const char* op, const at::Tensor& out, const at::Tensor& a, int64
                    " but a is on ", a.device());
 }
 
+void check_one_device(const char* op, std::initializer_list<NamedTensor> tensors) {
+  const NamedTensor* first = nullptr;
+  for (const NamedTensor& t : tensors) {
+    if (!t.tensor || !t.tensor->defined()) continue;
+    if (!first) {
+      first = &t;
+      continue;
+    }
+    GPTQ_CHECK_VALUE(t.tensor->device() == first->tensor->device(), op, ": ", t.name,
+                     " is on ", t.tensor->device(), " but ", first->name, " is on ",
+                     first->tensor->device(), "; all tensor arguments must be on one device");
+  }
+}
+
 void check_status(const char* op, gptq_status status, const gptq_problem* p) {
   if (status == GPTQ_OK) return;
   const char* why = "GPU launch failed";

@@ -4,6 +4,8 @@
 
 #include <ATen/ATen.h>
 
+#include <initializer_list>
+
 #include "../gptq_kernels.h"
 
 namespace gptq_mi100 {
@@ -36,6 +38,17 @@ gptq_problem make_problem(const char* op, const at::Tensor& a, const at::Tensor&
                           int64_t group_size, bool v2_zeros,
                           const ArgNames& names = kGemmArgNames);
 void check_out(const char* op, const at::Tensor& out, const at::Tensor& a, int64_t n);
+
+// Every tensor argument on one device (null or undefined ones skipped); ops check this
+// before making a device guard, which would refuse a CPU tensor naming no argument.
+struct NamedTensor {
+  const char* name;
+  const at::Tensor* tensor;
+};
+void check_one_device(const char* op, std::initializer_list<NamedTensor> tensors);
+inline const at::Tensor* optional_tensor(const c10::optional<at::Tensor>& t) {
+  return t.has_value() ? &*t : nullptr;
+}
 // A launcher's status -> exception (no-op for GPTQ_OK).
 void check_status(const char* op, gptq_status status, const gptq_problem* p);
 
