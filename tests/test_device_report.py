@@ -74,3 +74,83 @@ def test_report_passes_clean_output_and_fails_each_planted_problem(tmp_path):
         r = run_report(tmp_path, isa, scratch, spill)
         assert r.returncode == 1, why
         assert why in (r.stdout + r.stderr), (why, r.stdout + r.stderr)
+
+
+# ---- gfx908 decode target (issue 10): gptq_transposed_kernel<bits, act, M_TILE <= 8> ----
+
+def tp_mangled(bits, act, mt):
+    return f"_Z22gptq_transposed_kernelILi{bits}ELi{act}ELi{mt}EEv7tp_args"
+
+
+def tp_remarks(name, vgpr=50, agpr=0, lds=8192, vspill=0, scratch=0):
+    lines = [f"Function Name: {name}", "SGPRs: 88", f"VGPRs: {vgpr}", f"AGPRs: {agpr}",
+             f"ScratchSize [bytes/lane]: {scratch}", "Occupancy [waves/SIMD]: 4",
+             "SGPRs Spill: 0", f"VGPRs Spill: {vspill}", f"LDS Size [bytes/block]: {lds}"]
+    return "\n".join(f"gptq_transposed.cu:1:1: remark: {l} [-Rpass-analysis=kernel-resource-usage]"
+                     for l in lines)
+
+
+def tp_isa(name, body):
+    return f"{name}:  ; @{name}\n" + "".join(f"\t{i}\n" for i in body) + ".Lfunc_end0:\n"
+
+
+GOOD_F16 = ["global_load_dwordx4 v[9:12], v[1:2], off", "v_dot2c_f32_f16_e32 v1, v2, v3",
+            "v_fma_f32 v1, v2, v3, v1"]
+GOOD_BF16 = ["global_load_dwordx4 v[9:12], v[1:2], off", "v_fma_mix_f32 v33, v49, v33, 0",
+             "v_fmac_f32_e32 v8, v33, v29"]
+
+
+def run_decode(tmp_path, kernels, extra=()):
+    """kernels: [(bits, act, mt, remark kwargs, isa body)]; one gemm kernel keeps the global
+    dot2 check satisfied."""
+    rem = [remarks()] + [tp_remarks(tp_mangled(b, a, mt), **kw) for b, a, mt, kw, _ in kernels]
+    isa = ["  v_dot2c_f32_f16_e32 v1, v2, v3\n"] + [tp_isa(tp_mangled(b, a, mt), body)
+                                                     for b, a, mt, _, body in kernels]
+    (tmp_path / "remarks").write_text("\n".join(rem))
+    (tmp_path / "isa").write_text("".join(isa))
+    (tmp_path / "ptxas").write_text(ptxas())
+    return subprocess.run(
+        [sys.executable, os.path.join(ROOT, "tools", "device_report.py"),
+         "--hip-remarks", str(tmp_path / "remarks"), "--hip-isa", str(tmp_path / "isa"),
+         "--ptxas", str(tmp_path / "ptxas"), "--out", str(tmp_path / "report.md"), *extra],
+        capture_output=True, text=True)
+
+
+def test_split_isa_separates_kernels():
+    isa = tp_isa("_Za", ["v_mov_b32 v0, 0 ; comment"]) + "\t.section .AMDGPU\n" + tp_isa("_Zb", ["s_endpgm"])
+    assert device_report.split_isa(isa) == {"_Za": ["v_mov_b32 v0, 0"], "_Zb": ["s_endpgm"]}
+
+
+def test_decode_target_passes_and_fails_each_planted_problem(tmp_path):
+    ok = run_decode(tmp_path, [(4, 0, 8, {}, GOOD_F16), (4, 1, 8, {}, GOOD_BF16),
+                               (4, 0, 16, {"vgpr": 128, "lds": 24576}, GOOD_F16)])  # M_TILE 16: not checked
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "2 of 2 `gptq_transposed_kernel` instantiations" in (tmp_path / "report.md").read_text()
+    no_x4 = [i for i in GOOD_F16 if "dwordx4" not in i] + ["global_load_dwordx2 v[1:2], v[3:4], off"]
+    for act, kw, body, why in [
+        (0, {"vgpr": 65}, GOOD_F16, "65 VGPRs"),
+        (0, {"agpr": 4}, GOOD_F16, "AGPRs"),
+        (0, {"vspill": 4, "agpr": 4}, GOOD_F16, "spills 4 VGPRs"),
+        (0, {"scratch": 16}, GOOD_F16, "scratch 16"),
+        (0, {"lds": 16388}, GOOD_F16, "LDS 16388"),
+        (0, {}, no_x4, "dwordx4"),
+        (0, {}, [i for i in GOOD_F16 if "dot2" not in i], "v_dot2"),
+        (1, {}, [i for i in GOOD_BF16 if "f32" not in i], "fp32 FMA"),
+        (0, {}, GOOD_F16 + ["v_pk_fma_f16 v1, v2, v3, v1"], "fp16 accumulation: v_pk_fma_f16"),
+        (1, {}, GOOD_BF16 + ["v_fma_mixlo_f16 v1, v2, v3, v1"], "fp16 accumulation"),
+    ]:
+        r = run_decode(tmp_path, [(2, act, 4, kw, body)])
+        assert r.returncode == 1, why
+        out = r.stdout + r.stderr
+        assert f"gptq_transposed_kernel<2, {act}, 4>" in out and why in out, (why, out)
+
+
+def test_decode_target_flag_requires_every_tile(tmp_path):
+    r = run_decode(tmp_path, [(4, 0, 1, {}, GOOD_F16)], extra=["--decode-target"])
+    assert r.returncode == 1
+    assert "gptq_transposed_kernel<2, 1, 8> is not compiled" in r.stdout + r.stderr
+    assert "gptq_transposed_kernel<4, 0, 1> is not compiled" not in r.stdout + r.stderr
+    every = [(b, a, mt, {}, GOOD_F16 if a == 0 else GOOD_BF16)
+             for b in (2, 4, 8) for a in (0, 1) for mt in (1, 2, 4, 8)]
+    r = run_decode(tmp_path, every, extra=["--decode-target"])
+    assert r.returncode == 0, r.stdout + r.stderr

@@ -11,7 +11,11 @@
 # 3. tools/device_report.py turns both into benchmarks/results/gfx908_resources.md.
 # 4. Fails if the regenerated report differs from the committed one, if any kernel
 #    spills (gfx908 scratch > 0, sm_90 spill stores/loads > 0), if the gfx908 ISA has
-#    v_dot2(c)_f32_f16 with clamp, lacks v_dot2(c)_f32_f16, or references __ockl_fdot2.
+#    v_dot2(c)_f32_f16 with clamp, lacks v_dot2(c)_f32_f16, or references __ockl_fdot2,
+#    or if a gfx908 decode kernel misses the issue-10 target: every
+#    gptq_transposed_kernel<bits 2/4/8, act 0/1, M_TILE 1/2/4/8> compiled, <= 64 VGPRs,
+#    no AGPRs, no VGPR/SGPR spills, no scratch, <= 16 KiB LDS, global/buffer_load_dwordx4
+#    in its ISA, and fp32 accumulation (v_dot2(c)_f32_f16 for fp16, fp32 FMA for bf16).
 # Warnings are errors here (-Werror): the kernel file is meant to compile cleanly.
 set -euo pipefail
 
@@ -23,7 +27,7 @@ update=0
 for arg in "$@"; do
   case "$arg" in
     --update) update=1 ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "check_device_code: unknown argument '$arg' (use --update)" >&2; exit 2 ;;
   esac
 done
@@ -95,7 +99,7 @@ nvcc_version="$("$NVCC" --version | sed -n 's/.*\(release [0-9.]*, V[0-9.]*\).*/
 status=0
 python3 tools/device_report.py \
   --hip-remarks "$work/hip_remarks.txt" --hip-isa "$work/all.gfx908.s" \
-  --ptxas "$work/ptxas.txt" --out "$work/report.md" \
+  --ptxas "$work/ptxas.txt" --out "$work/report.md" --decode-target \
   --hip-version "hipcc (HIP $hip_version, $clang_version)" --nvcc-version "nvcc ($nvcc_version)" \
   --hip-flags "$hip_flags" --nvcc-flags "$nvcc_flags" || status=1
 

@@ -5,9 +5,16 @@ Reads the hipcc -Rpass-analysis=kernel-resource-usage remarks, the gfx908 ISA an
 nvcc -Xptxas -v output, and writes a deterministic markdown report (sorted, no
 timestamps, no paths). Also checks what CI must enforce and prints each failure.
 
-usage: device_report.py --hip-remarks F --hip-isa F --ptxas F --out F
+usage: device_report.py --hip-remarks F --hip-isa F --ptxas F --out F [--decode-target]
                         [--hip-version S] [--nvcc-version S] [--hip-flags S] [--nvcc-flags S]
-exit status: 0 ok, 1 a check failed (spill, clamp on dot2, dot2 missing, __ockl_fdot2).
+exit status: 0 ok, 1 a check failed (spill, clamp on dot2, dot2 missing, __ockl_fdot2,
+a decode kernel off the gfx908 target below).
+
+gfx908 decode target (issue 10): every gptq_transposed_kernel<bits, act, M_TILE> with
+M_TILE <= 8 has <= 64 VGPRs (4 waves/SIMD), no AGPRs, no VGPR/SGPR spills, no scratch,
+<= 16 KiB LDS (4 blocks of 256 per CU), 16-byte weight loads (global/buffer_load_dwordx4)
+and fp32 accumulation (act 0: v_dot2(c)_f32_f16; act 1: fp32 FMA; never an fp16 FMA).
+--decode-target also fails when one of bits 2/4/8 x act 0/1 x M_TILE 1/2/4/8 is missing.
 """
 import argparse
 import re
@@ -115,6 +122,76 @@ def isa_checks(isa):
     return dot2, clamp, ockl
 
 
+def split_isa(isa):
+    """Mangled kernel name -> its ISA lines (from its label to .Lfunc_endN)."""
+    funcs, cur = {}, None
+    for line in isa.splitlines():
+        m = re.match(r"^(_Z\w+):", line)
+        if m:
+            cur = m.group(1)
+            funcs[cur] = []
+        elif re.match(r"^\.Lfunc_end\d+:", line):
+            cur = None
+        elif cur is not None:
+            funcs[cur].append(line.split(";")[0].strip())
+    return funcs
+
+
+DECODE_KERNEL = re.compile(r"^gptq_transposed_kernel<(\d+), (\d+), (\d+)>$")
+DECODE_TILES = [(b, a, mt) for b in (2, 4, 8) for a in (0, 1) for mt in (1, 2, 4, 8)]
+MAX_VGPR, MAX_LDS = 64, 16384
+LOAD_X4 = re.compile(r"^(global|buffer)_load_dwordx4\b")
+DOT2 = re.compile(r"^v_dot2c?_f32_f16(_e32|_e64|_vop3|_sdwa|_dpp)?\b")
+FMA_F32 = re.compile(r"^v_(fma|fmac|mac)_f32(_e32|_e64)?\b|^v_fma_mix_f32\b")
+FMA_F16 = re.compile(r"^v_(pk_)?(fma|fmac|mac|mad)_f16\b|^v_(fma|mad)_mix(lo|hi)_f16\b")
+
+
+def decode_target_failures(hip, funcs, require_all):
+    """(failures, kernels checked, kernels meeting it) of the gfx908 decode target.
+    hip: short name -> resources; funcs: short name -> ISA lines."""
+    failures, seen, ok = [], set(), 0
+    for k, v in sorted(hip.items(), key=lambda kv: sort_key(kv[0])):
+        m = DECODE_KERNEL.match(k)
+        if not m or int(m.group(3)) > 8:
+            continue
+        bits, act, mt = (int(x) for x in m.groups())
+        seen.add((bits, act, mt))
+        why = []
+        if v.get("vgpr", MAX_VGPR + 1) > MAX_VGPR:
+            why.append(f"{v.get('vgpr', '?')} VGPRs > {MAX_VGPR} (fewer than 4 waves/SIMD)")
+        if v.get("agpr", 1) != 0:
+            why.append(f"{v.get('agpr', '?')} AGPRs (VGPRs moved to AGPRs)")
+        if v.get("vgpr_spill", 1) != 0 or v.get("sgpr_spill", 1) != 0:
+            why.append(f"spills {v.get('vgpr_spill', '?')} VGPRs, {v.get('sgpr_spill', '?')} SGPRs")
+        if v.get("scratch", 1) != 0:
+            why.append(f"scratch {v.get('scratch', '?')} B/lane")
+        if v.get("lds", MAX_LDS + 1) > MAX_LDS:
+            why.append(f"LDS {v.get('lds', '?')} B > {MAX_LDS} (fewer than 4 blocks/CU)")
+        code = funcs.get(k)
+        if code is None:
+            why.append("no ISA found")
+        else:
+            if not any(LOAD_X4.match(i) for i in code):
+                why.append("no global/buffer_load_dwordx4 (16-byte weight loads)")
+            if act == 0 and not any(DOT2.match(i) for i in code):
+                why.append("no v_dot2(c)_f32_f16 (fp16 pairs, fp32 accumulation)")
+            if act == 1 and not any(FMA_F32.match(i) for i in code):
+                why.append("no fp32 FMA (v_fma/fmac/mac_f32, v_fma_mix_f32)")
+            f16 = sorted({i.split()[0] for i in code if FMA_F16.match(i)})
+            if f16:
+                why.append("fp16 accumulation: " + ", ".join(f16))
+        if why:
+            failures.append(f"gfx908 decode target (issue 10): {k}: " + "; ".join(why))
+        else:
+            ok += 1
+    if require_all:
+        for b, a, mt in DECODE_TILES:
+            if (b, a, mt) not in seen:
+                failures.append(f"gfx908 decode target (issue 10): gptq_transposed_kernel<{b}, {a}, {mt}> "
+                                "is not compiled")
+    return failures, len(seen), ok
+
+
 def sort_key(name):
     # numeric-aware: gptq_gemm_kernel<4, 0, 8> sorts by the template numbers
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
@@ -130,16 +207,21 @@ def main():
     ap.add_argument("--nvcc-version", default="")
     ap.add_argument("--hip-flags", default="")
     ap.add_argument("--nvcc-flags", default="")
+    ap.add_argument("--decode-target", action="store_true",
+                    help="also fail when a gfx908 decode tile (bits 2/4/8, act 0/1, M_TILE <= 8) is missing")
     args = ap.parse_args()
     args.hip_flags = " ".join(args.hip_flags.split())
     args.nvcc_flags = " ".join(args.nvcc_flags.split())
 
     hip = parse_hip_remarks(open(args.hip_remarks).read())
     ptx = parse_ptxas(open(args.ptxas).read())
-    dot2, clamp, ockl = isa_checks(open(args.hip_isa).read())
-    names = demangle(list(hip) + list(ptx))
+    isa = open(args.hip_isa).read()
+    dot2, clamp, ockl = isa_checks(isa)
+    funcs = split_isa(isa)
+    names = demangle(list(hip) + list(ptx) + list(funcs))
     hip = {names[k]: v for k, v in hip.items()}
     ptx = {names[k]: v for k, v in ptx.items()}
+    funcs = {names[k]: v for k, v in funcs.items()}
 
     failures = []
     if not hip:
@@ -160,6 +242,8 @@ def main():
         failures.append(f"gfx908 ISA has {clamp} v_dot2(c)_f32_f16 with clamp (results clamped to [0,1])")
     if ockl > 0:
         failures.append(f"gfx908 ISA references __ockl_fdot2 {ockl} times (its clamp flag is ignored)")
+    decode_failures, decode_checked, decode_ok = decode_target_failures(hip, funcs, args.decode_target)
+    failures += decode_failures
 
     lines = [
         "# Device code resources: csrc/gpu/gptq_gpu.cu",
@@ -171,6 +255,9 @@ def main():
         f"- sm_90: {args.nvcc_version} `{args.nvcc_flags} -arch=sm_90 -Xptxas -v`",
         f"- gfx908 ISA: {dot2} v_dot2(c)_f32_f16, {clamp} with clamp, "
         f"{ockl} __ockl_fdot2 references",
+        f"- gfx908 decode target (issue 10: <= {MAX_VGPR} VGPRs, no AGPRs, spills or scratch, "
+        f"<= {MAX_LDS} B LDS, dwordx4 weight loads, fp32 accumulation): "
+        f"{decode_ok} of {decode_checked} `gptq_transposed_kernel` instantiations with M_TILE <= 8 meet it",
         "",
         "Template arguments: gemm <bits, act (0 fp16, 1 bf16), M_TILE>; reduce <act>; "
         "dequant <bits, act>; permute <bits>.",

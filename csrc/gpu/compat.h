@@ -102,6 +102,18 @@ static inline gptq_error_t gptq_sm_count(int device, int* out) {
 #define GPTQ_LAUNCH_BOUNDS(threads, min_blocks) __launch_bounds__((threads), (min_blocks))
 #endif
 
+/* ---- wave-uniform values ----------------------------------------------------------- */
+/* gptq_wave_uniform(x): x, which the caller knows is equal in every lane of the wave
+ * (e.g. threadIdx.x / 64 with 64-lane slots). gfx908: readfirstlane puts it in an SGPR,
+ * so loop counters, group indices and row offsets derived from it stay scalar (the
+ * compiler cannot prove threadIdx.x / 64 uniform, and would hold them in VGPRs, one per
+ * lane). NVIDIA has no scalar register file: identity. */
+#if GPTQ_HIP
+__device__ __forceinline__ int gptq_wave_uniform(int x) { return __builtin_amdgcn_readfirstlane(x); }
+#else
+__device__ __forceinline__ int gptq_wave_uniform(int x) { return x; }
+#endif
+
 /* ---- bit casts ------------------------------------------------------------------- */
 /* memcpy is the aliasing-safe bit cast; both compilers lower it to a register move. */
 __device__ __forceinline__ __half2 gptq_h2_from_bits(uint32_t u) {

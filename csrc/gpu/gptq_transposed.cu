@@ -20,10 +20,13 @@
  *
  * Bytes in flight: each thread keeps two 16-byte loads outstanding (current and next
  * tile). sm_90: 2048 threads/SM x 32 B = 64 KiB per SM, above the ~25 KiB that 4.2 TB/s
- * x ~0.8 us latency needs per SM of an H200. gfx908: the instantiations used for M <= 8
- * are capped at 64 VGPRs (4 waves/SIMD = 16 waves/CU = 1024 lanes x 32 B = 32 KiB per CU)
- * against ~8 KiB per CU for 1.2 TB/s x ~700 cycles over 120 CUs: latency is covered by
- * occupancy, not by deep unrolling. (Reasoned for gfx908, not measured.)
+ * x ~0.8 us latency needs per SM of an H200. gfx908: every row tile fits 64 VGPRs and
+ * 16 KiB of LDS (one buffer for activations and reduction), so >= 4 blocks = 16 waves
+ * per CU are resident (4-6 waves/SIMD at M <= 8, resource report); even counting only
+ * the next tile's chunk, 1024 lanes x 16 B = 16 KiB per CU are in flight against ~8 KiB
+ * per CU for 1.2 TB/s x ~700 cycles over 120 CUs. The steps of a tile run as a rolled
+ * loop there: latency is covered by occupancy, not by unrolling. (Reasoned for gfx908,
+ * not measured.)
  *
  * The layout's chunk is also an MFMA 16x16x16 B operand per step (lane = chunk) and an
  * mma m16n8k16 B fragment pair (see layouts.py): the matrix-instruction kernel reads
@@ -42,13 +45,15 @@ static constexpr int kTpSlots = kTpThreads / 64; /* tiles in flight per block */
 static constexpr int kTpActElems = 4096;         /* MT x K-range activations staged per block */
 static constexpr int kTpMaxM = 16;               /* rows per pass; larger M loops passes */
 /* Resident blocks of 256 per SM/CU the register budget must allow (launch bounds).
- * gfx908: 4 = 4 waves/SIMD (<= 64 VGPRs), reached without scratch for M <= 2 at 4/8 bits;
- * larger tiles take 2 (<= 128 VGPRs) or 1, where 64 would spill (resource report).
- * sm_90: 4 (<= 64 registers) up to M = 2, then 2-3 (ptxas spills at 64). */
-static constexpr int kTpMinBlocks(int mt, int bits) {
-  return GPTQ_TARGET_AMD ? ((mt <= 2 && bits >= 4) ? 4 : mt >= 16 ? 1 : 2)
-                         : (mt >= 8 ? 2 : mt >= 4 ? 3 : 4);
-}
+ * gfx908: 4 = 4 waves/SIMD (<= 64 VGPRs) at every row tile, without spills (the step
+ * loops below stay rolled there; resource report). sm_90: 4 (<= 64 registers) up to
+ * M = 2, then 2-3 (ptxas spills at 64). */
+static constexpr int kTpMinBlocks(int mt) { return GPTQ_TARGET_AMD ? 4 : (mt >= 8 ? 2 : mt >= 4 ? 3 : 4); }
+/* Unroll the 16-row steps of a tile: sm_90 yes (its registers fit a tile). gfx908 no: an
+ * unrolled tile lets the compiler hoist every step's LDS loads and group reloads ahead of
+ * the math (95-127 VGPRs + AGPR spills at M <= 8); rolled, one step's activations are
+ * live (<= 64 VGPRs: 4 waves/SIMD hide the latency instead). */
+static constexpr bool kTpUnrollSteps = !GPTQ_TARGET_AMD;
 /* Split-K aims at this many blocks per SM/CU (sm_90: 8 x 256 = 2048 threads). */
 static constexpr int kTpBlocksPerSm = GPTQ_TARGET_AMD ? 4 : 8;
 
@@ -100,6 +105,19 @@ __device__ __forceinline__ float tp_dot(__half2 w, float2 wf, uint32_t a, float 
 __device__ __forceinline__ float tp_dot(__half2 w, float2 wf, float2 a, float acc) {
   (void)w;
   return fmaf(wf.y, a.y, fmaf(wf.x, a.x, acc));
+}
+
+/* Activation pairs i and i + 1 (i even) in one LDS load: 8 bytes (fp16 pairs) or 16
+ * (fp32 pairs), one instruction with an immediate row offset instead of two. */
+__device__ __forceinline__ void tp_load_pairs(const uint32_t* s, uint32_t& a0, uint32_t& a1) {
+  const uint2 v = *reinterpret_cast<const uint2*>(s);
+  a0 = v.x;
+  a1 = v.y;
+}
+__device__ __forceinline__ void tp_load_pairs(const float2* s, float2& a0, float2& a1) {
+  const float4 v = *reinterpret_cast<const float4*>(s);
+  a0 = make_float2(v.x, v.y);
+  a1 = make_float2(v.z, v.w);
 }
 
 /* Stage activations a[m0 + m, r0 + 2i .. 2i + 1] (a_perm gathered) as pairs into
@@ -154,35 +172,62 @@ __device__ __forceinline__ bool tp_arrive_last(unsigned* counter, int splits, in
   return true;
 }
 
+/* Zero pair and scale of group g for column col of a strip: the group's row is a
+ * per-block (scalar) pointer, the column a small per-lane offset, so no 64-bit address
+ * is held per lane across the tile loop (gfx908: 2 VGPRs each). 16 columns x 2/4/8 bits
+ * are whole zero words, and a column's bits never straddle a word. */
 template <int BITS>
-__device__ __forceinline__ uint32_t tp_zero_pair(const int32_t* qzeros, int64_t zwords, int64_t g,
-                                                  int64_t col, int zero_offset) {
-  const int64_t bit = col * BITS; /* 2/4/8 bits never straddle a word */
-  const uint32_t z = ((uint32_t)qzeros[g * zwords + (bit >> 5)] >> (bit & 31)) & ((1u << BITS) - 1u);
-  /* 1024 + z in both halves; exact for z <= 256 (8-bit v1 zero 255 + 1) */
-  return 0x64006400u + (z + (uint32_t)zero_offset) * 0x00010001u;
-}
+struct tp_group_ref {
+  const int32_t* zeros;   /* qzeros + the strip's first word */
+  const uint16_t* scales; /* scales + the strip's first column */
+  int64_t zwords, n;
+  uint32_t zbyte, sbyte; /* the column's byte offsets in a row */
+  int zshift, zero_offset, scale_bf16;
+  __device__ __forceinline__ tp_group_ref(const tp_args& p, int64_t col0, int c)
+      : zeros(p.qzeros + col0 * BITS / 32), scales(p.scales + col0), zwords(p.n * BITS / 32), n(p.n),
+        zbyte((uint32_t)(c * BITS / 32) * 4u), sbyte((uint32_t)c * 2u), zshift(c * BITS % 32),
+        zero_offset(p.zero_offset), scale_bf16(p.scale_bf16) {}
+  /* 1024 + z in both fp16 halves; exact for z <= 256 (8-bit v1 zero 255 + 1) */
+  __device__ __forceinline__ uint32_t zero(int g) const {
+    const char* row = reinterpret_cast<const char*>(zeros + (int64_t)g * zwords);
+    const uint32_t z = (*reinterpret_cast<const uint32_t*>(row + zbyte) >> zshift) & ((1u << BITS) - 1u);
+    return 0x64006400u + (z + (uint32_t)zero_offset) * 0x00010001u;
+  }
+  __device__ __forceinline__ float scale(int g) const {
+    const char* row = reinterpret_cast<const char*>(scales + (int64_t)g * n);
+    return load_scale(reinterpret_cast<const uint16_t*>(row + sbyte), 0, scale_bf16);
+  }
+};
 
 template <int BITS, int ACT, int MT>
-__global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kTpMinBlocks(MT, BITS)) void gptq_transposed_kernel(tp_args p) {
+__global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kTpMinBlocks(MT)) void gptq_transposed_kernel(tp_args p) {
   typedef typename tp_act<ACT>::pair_t pair_t;
   constexpr int TK = 512 / BITS;     /* rows per tile */
-  constexpr int STEPS = TK / 16;     /* 16-row steps per tile */
   constexpr int PPW = 16 / BITS;     /* pairs per 32-bit word */
+  constexpr int SPW = PPW / 2;       /* 16-row steps per word */
+  constexpr int WORD_UNROLL = kTpUnrollSteps ? 4 : 1, STEP_UNROLL = kTpUnrollSteps ? SPW : 1;
   constexpr uint32_t kPairMask = ((1u << BITS) - 1u) * 0x00010001u;
   constexpr int ACT_PAIRS = kTpActElems / 2;
+  constexpr int STRIDE = ACT_PAIRS / MT; /* pairs per staged row: >= a split's K / 2 */
+  constexpr int RED = 16 * MT * 16;      /* [slot * 4 + q][m][col] */
+  constexpr int ACT_BYTES = ACT_PAIRS * (int)sizeof(pair_t);
+  constexpr int SMEM = ACT_BYTES > RED * 4 ? ACT_BYTES : RED * 4;
 
-  __shared__ pair_t s_act[ACT_PAIRS];      /* [MT][krange / 2] */
-  __shared__ float s_red[16 * MT * 16];    /* [slot * 4 + q][m][col] */
-  __shared__ int s_last;
+  /* One LDS buffer: activations, then (after a barrier) the block reduction, then the
+   * split-K flag (written after the barrier that ends the reduction's reads). Separate
+   * arrays would add MT KiB + 4 B per block: over 16 KiB, gfx908 (64 KiB LDS per CU)
+   * would fit 3 blocks, not 4. */
+  __shared__ uint4 s_mem[SMEM / 16];
+  pair_t* s_act = reinterpret_cast<pair_t*>(s_mem);
+  float* s_red = reinterpret_cast<float*>(s_mem);
+  int* s_last = reinterpret_cast<int*>(s_mem);
 
   const int t = threadIdx.x;
-  const int slot = t >> 6, lane = t & 63, q = lane >> 4, col = lane & 15;
+  const int slot = gptq_wave_uniform(t >> 6), lane = t & 63, q = lane >> 4, col = lane & 15;
   const int64_t strip = blockIdx.x, split = blockIdx.y;
   const int64_t col0 = strip * 16;
   const int width = (int)(p.n - col0 < 16 ? p.n - col0 : 16);
   const bool active = col < width;
-  const int64_t ncol = col0 + col;
   const int64_t words_per_col = p.k * BITS / 32;
   const int tiles = (int)(p.k / TK);
   const int kt0 = (int)split * p.tiles_per_split;
@@ -190,24 +235,27 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kTpMinBlocks(MT, BITS)) void gptq_tran
   const int krange = (kt1 - kt0) * TK;
   const int64_t rows = p.m - p.m0 < MT ? p.m - p.m0 : MT;
 
-  /* chunk q * width + col of tile kt: strip base + kt * 16 * width + 4 * chunk words */
-  const uint4* wbase = reinterpret_cast<const uint4*>(p.qweight + col0 * words_per_col) +
-                       (q * width + col);
-  const int64_t tile_stride = 4 * (int64_t)width; /* uint4 per tile */
+  /* chunk q * width + col of tile kt: 16-byte unit kt * 4 * width + q * width + col of
+   * the strip (< K * bits / 8 < 2^31); per lane only the 32-bit wlane is held */
+  const uint4* wstrip = reinterpret_cast<const uint4*>(p.qweight + col0 * words_per_col);
+  const int wlane = q * width + col, tile_stride = 4 * width;
+  auto chunk = [&](int tile) {
+    return gptq_ld_v4(reinterpret_cast<const int32_t*>(wstrip + (tile * tile_stride + wlane)));
+  };
 
   int kt = kt0 + slot;
   uint4 cur = make_uint4(0u, 0u, 0u, 0u);
-  if (active && kt < kt1) cur = wbase[kt * tile_stride];
+  if (active && kt < kt1) cur = chunk(kt);
 
   const int half = krange / 2;
-  tp_stage_act<kTpActElems / 2 / kTpThreads, ACT>(s_act, half, p, (int64_t)kt0 * TK, half, (int)rows, MT);
+  tp_stage_act<kTpActElems / 2 / kTpThreads, ACT>(s_act, STRIDE, p, (int64_t)kt0 * TK, half, (int)rows, MT);
   __syncthreads();
 
   float acc[MT];
 #pragma unroll
   for (int m = 0; m < MT; ++m) acc[m] = 0.0f;
 
-  const int64_t zwords = p.n * BITS / 32;
+  const tp_group_ref<BITS> gr(p, col0, col);
   const int gs = (int)p.group_size; /* rows fit in int32 (K < 2^31) */
   /* zero pair and scale of the first group of a tile, loaded one tile ahead with the
    * weights; groups shorter than a tile load the rest on demand (whole 16-row steps) */
@@ -215,45 +263,59 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kTpMinBlocks(MT, BITS)) void gptq_tran
   uint32_t zh = 0, nzh = 0;
   float sc = 0.0f, nsc = 0.0f;
   if (active && kt < kt1) {
-    zh = tp_zero_pair<BITS>(p.qzeros, zwords, g, ncol, p.zero_offset);
-    sc = load_scale(p.scales, (int64_t)g * p.n + ncol, p.scale_bf16);
+    zh = gr.zero(g);
+    sc = gr.scale(g);
   }
+  /* the thread's activation pairs of step 0: row 4 q of its tile in the split */
+  const pair_t* a_lane = s_act + 2 * q;
   for (; kt < kt1; kt += kTpSlots) {
     uint4 nxt = cur;
     const int next_g = (kt + kTpSlots) * TK / gs;
     if (active && kt + kTpSlots < kt1) {
-      nxt = wbase[(kt + kTpSlots) * tile_stride];
-      nzh = tp_zero_pair<BITS>(p.qzeros, zwords, next_g, ncol, p.zero_offset);
-      nsc = load_scale(p.scales, (int64_t)next_g * p.n + ncol, p.scale_bf16);
+      nxt = chunk(kt + kTpSlots);
+      nzh = gr.zero(next_g);
+      nsc = gr.scale(next_g);
     }
     if (active) {
-      const uint32_t wv[4] = {cur.x, cur.y, cur.z, cur.w};
+      /* w: the word in use, shifted down one step (2 pairs) at a time, then the next
+       * word rotates in: constant register names for a rolled loop (gfx908 has no
+       * cheap indexed register read) */
+      uint32_t w = cur.x, w1 = cur.y, w2 = cur.z, w3 = cur.w;
       const int row0 = kt * TK;
       int g_end = (g + 1) * gs;
-      const int krel = (kt - kt0) * TK + 4 * q; /* row of pair h = 0, step 0, in the split */
+      const pair_t* a_step = a_lane + (kt - kt0) * (TK / 2);
+#pragma unroll WORD_UNROLL
+      for (int wi = 0; wi < 4; ++wi) {
+#pragma unroll STEP_UNROLL
+        for (int s = 0; s < SPW; ++s) {
+          const int st = wi * SPW + s;
+          if (row0 + 16 * st >= g_end) { /* groups are whole steps (group_size % 16 == 0) */
+            ++g;
+            g_end += gs;
+            zh = gr.zero(g);
+            sc = gr.scale(g);
+          }
+          /* pairs 2 st and 2 st + 1 (bits 0 and BITS of w) as exact (q - z) fp16 pairs */
+          const __half2 e0 = __hsub2(gptq_h2_from_bits((w & kPairMask) | 0x64006400u), gptq_h2_from_bits(zh));
+          const __half2 e1 = __hsub2(gptq_h2_from_bits(((w >> BITS) & kPairMask) | 0x64006400u),
+                                     gptq_h2_from_bits(zh));
+          const float2 ef0 = __half22float2(e0), ef1 = __half22float2(e1);
+          /* the step's activation loads first (all in flight), then per row: pair 0,
+           * pair 1, x scale */
+          pair_t a0[MT], a1[MT];
 #pragma unroll
-      for (int st = 0; st < STEPS; ++st) {
-        if (row0 + 16 * st >= g_end) { /* groups are whole steps (group_size % 16 == 0) */
-          ++g;
-          g_end += gs;
-          zh = tp_zero_pair<BITS>(p.qzeros, zwords, g, ncol, p.zero_offset);
-          sc = load_scale(p.scales, (int64_t)g * p.n + ncol, p.scale_bf16);
+          for (int m = 0; m < MT; ++m) tp_load_pairs(a_step + m * STRIDE, a0[m], a1[m]);
+#pragma unroll
+          for (int m = 0; m < MT; ++m) {
+            const float part = tp_dot(e1, ef1, a1[m], tp_dot(e0, ef0, a0[m], 0.0f));
+            acc[m] = fmaf(part, sc, acc[m]);
+          }
+          w >>= 2 * BITS;
+          a_step += 8;
         }
-        float part[MT];
-#pragma unroll
-        for (int m = 0; m < MT; ++m) part[m] = 0.0f;
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          const int pt = 2 * st + h;
-          const uint32_t f = ((wv[pt / PPW] >> (BITS * (pt % PPW))) & kPairMask) | 0x64006400u;
-          const __half2 w = __hsub2(gptq_h2_from_bits(f), gptq_h2_from_bits(zh));
-          const float2 wf = __half22float2(w);
-          const int pair = (krel + 16 * st + 2 * h) >> 1;
-#pragma unroll
-          for (int m = 0; m < MT; ++m) part[m] = tp_dot(w, wf, s_act[m * half + pair], part[m]);
-        }
-#pragma unroll
-        for (int m = 0; m < MT; ++m) acc[m] = fmaf(part[m], sc, acc[m]);
+        w = w1;
+        w1 = w2;
+        w2 = w3;
       }
     }
     cur = nxt;
@@ -263,6 +325,7 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kTpMinBlocks(MT, BITS)) void gptq_tran
   }
 
   /* Block reduction: 16 partials per (row, column) in fixed (slot, q) order. */
+  __syncthreads(); /* s_red overlays s_act */
 #pragma unroll
   for (int m = 0; m < MT; ++m) s_red[((slot * 4 + q) * MT + m) * 16 + col] = acc[m];
   __syncthreads();
@@ -280,7 +343,7 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kTpMinBlocks(MT, BITS)) void gptq_tran
     return;
   }
   if (writer) p.ws[(split * p.m + orow) * p.n + on] = sum;
-  if (!tp_arrive_last(&p.counters[strip], p.splits, &s_last)) return;
+  if (!tp_arrive_last(&p.counters[strip], p.splits, s_last)) return;
   if (writer) {
     float total = 0.0f;
     for (int sp = 0; sp < p.splits; ++sp) total += gptq_load_coherent(&p.ws[(sp * p.m + orow) * p.n + on]);
@@ -644,13 +707,6 @@ static unsigned* tp_counter_region(void* stream) {
   return last_region;
 }
 
-/* Largest row tile compiled per (bits, activation): wider tiles of 2-bit weights and of
- * 4-bit weights with bf16 activations (fp32 pairs) spill to scratch on gfx908. */
-static int tp_max_mt(int bits, int act) {
-  if (bits == 2) return act == kTpBF16 ? 2 : 4;
-  return (bits == 4 && act == kTpBF16) ? 4 : 16;
-}
-
 typedef void (*tp_kernel_fn)(tp_args);
 
 static tp_kernel_fn tp_pick(int bits, int act, int mt) {
@@ -658,12 +714,9 @@ static tp_kernel_fn tp_pick(int bits, int act, int mt) {
   if (bits == B && act == A && mt == M) return gptq_transposed_kernel<B, A, M>;
 #define GPTQ_TP_CASES(B, A) \
   GPTQ_TP_CASE(B, A, 1) GPTQ_TP_CASE(B, A, 2) GPTQ_TP_CASE(B, A, 4) GPTQ_TP_CASE(B, A, 8) GPTQ_TP_CASE(B, A, 16)
-  GPTQ_TP_CASES(4, kTpF16)
-  GPTQ_TP_CASE(4, kTpBF16, 1) GPTQ_TP_CASE(4, kTpBF16, 2) GPTQ_TP_CASE(4, kTpBF16, 4)
-  GPTQ_TP_CASES(8, kTpF16)
-  GPTQ_TP_CASES(8, kTpBF16)
-  GPTQ_TP_CASE(2, kTpF16, 1) GPTQ_TP_CASE(2, kTpF16, 2) GPTQ_TP_CASE(2, kTpF16, 4)
-  GPTQ_TP_CASE(2, kTpBF16, 1) GPTQ_TP_CASE(2, kTpBF16, 2)
+  GPTQ_TP_CASES(2, kTpF16) GPTQ_TP_CASES(2, kTpBF16)
+  GPTQ_TP_CASES(4, kTpF16) GPTQ_TP_CASES(4, kTpBF16)
+  GPTQ_TP_CASES(8, kTpF16) GPTQ_TP_CASES(8, kTpBF16)
 #undef GPTQ_TP_CASES
 #undef GPTQ_TP_CASE
   return nullptr;
@@ -727,9 +780,7 @@ static tp_plan tp_make_plan(const gptq_problem* p, gptq_gpu_kernel kernel, int s
 #endif
   (void)kernel;
   const int64_t m = p->m < kTpMaxM ? p->m : kTpMaxM;
-  pl.mt = m <= 1 ? 1 : m <= 2 ? 2 : m <= 4 ? 4 : m <= 8 ? 8 : 16;
-  const int max_mt = tp_max_mt(p->bits, act);
-  if (pl.mt > max_mt) pl.mt = max_mt; /* more rows: passes of max_mt (each re-reads W) */
+  pl.mt = m <= 1 ? 1 : m <= 2 ? 2 : m <= 4 ? 4 : m <= 8 ? 8 : 16; /* more rows: passes of 16 */
   pl.fn = tp_pick(p->bits, act, pl.mt);
   pl.grid_x = tp_ceil_div(p->n, 16);
   /* LDS holds mt x split rows of activations; fill the GPU with strips x splits blocks */
