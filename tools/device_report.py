@@ -197,6 +197,38 @@ def sort_key(name):
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
 
 
+def gfx908_dispatch(hip):
+    """Which kernel `auto` uses at each M on gfx908, from the row limits in the source
+    (kCfgGfx908 in csrc/gpu/gptq_gpu.cu: the large-M threshold is limit + 1) and the
+    `gptq_transposed_kernel` row tiles the build holds. Reasoned, not measured."""
+    import pathlib
+    src = (pathlib.Path(__file__).resolve().parent.parent / "csrc/gpu/gptq_gpu.cu").read_text()
+    m = re.search(r"kCfgGfx908\s*=\s*\{([^}]*)\}", src)
+    fields = [int(x) for x in m.group(1).split(",")] if m else []
+    if len(fields) != 7:
+        return ["- (kCfgGfx908 not found in csrc/gpu/gptq_gpu.cu: dispatch not reported)"]
+    limit, limit8 = fields[5], fields[6]
+    tiles = sorted({int(t.group(1)) for k in hip
+                    for t in [re.match(r"gptq_transposed_kernel<\d+, \d+, (\d+)>", k)] if t})
+    top = tiles[-1] if tiles else 0
+    return [
+        "## Which kernel `auto` uses on gfx908 (reasoned, not measured)",
+        "",
+        "Nothing here has run on an MI100: the choice follows benchmarks/NOTES.md entries 8-9 "
+        "(byte and issue arithmetic), and the load-time self-check (gptq_mi100/selfcheck.py) "
+        "keeps any kernel that is wrong on the user's GPU out of `auto`.",
+        "",
+        "| bits | layout | M | kernel |",
+        "|---|---|---|---|",
+        f"| 2, 4 | 2 (tiled) | 1 .. {limit} | `gptq_transposed_kernel`, row tile = M rounded up "
+        f"to one of {', '.join(map(str, tiles))}; past {top} rows, passes of {top} |",
+        f"| 8 | 2 (tiled) | 1 .. {limit8} | the same |",
+        f"| 2, 4 / 8 | 2 | >= {limit + 1} / >= {limit8 + 1} | `dequant_matmul` (dequantize, then torch's GEMM) |",
+        f"| 3 | 1 (checkpoint) | 1 .. {limit} / >= {limit + 1} | `gptq_gemm_kernel` (exllama) / `dequant_matmul` |",
+        "",
+    ]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--hip-remarks", required=True)
@@ -272,6 +304,7 @@ def main():
         "| VGPR spills (to AGPR) | SGPR spills |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
+    lines[lines.index("## gfx908 (MI100)"):lines.index("## gfx908 (MI100)")] = gfx908_dispatch(hip)
     for k in sorted(hip, key=sort_key):
         v = hip[k]
         lines.append(f"| `{k}` | {v.get('vgpr', '?')} | {v.get('sgpr', '?')} | {v.get('agpr', '?')} | "

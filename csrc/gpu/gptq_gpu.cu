@@ -42,7 +42,9 @@ struct gptq_arch_cfg {
   int max_q_gemm_rows_8bit; /* same for 8-bit weights */
 };
 
-/* gfx908 (not measured on MI100). 256 threads = 4 waves = one wave per SIMD of a CU;
+/* gfx908 (not measured on MI100). The row limits 64 / 32 (large-M threshold 65 / 33) now
+ * bound the default `transposed` on layout 2 (reasoned, benchmarks/NOTES.md entries 8-9).
+ * 256 threads = 4 waves = one wave per SIMD of a CU;
  * K tile 256 and the row limits 64 / 32 are the earlier MI100 effort's tuning of the
  * exllama kernel (BLOCK_KN_SIZE, MAX_Q_GEMM_ROWS, MAX_Q_GEMM_ROWS_8BIT). Launch bounds
  * (256, 2) instead of that effort's (256, 1): with 1 the compiler takes 150-250 VGPRs
