@@ -20,7 +20,8 @@ PyMODINIT_FUNC PyInit__C(void) {
 TORCH_LIBRARY(gptq_mi100, m) {
   // Prepared-weight GEMM. a [M, K] fp16/bf16; qweight int32 [K*bits/32, N] in `layout`
   // (1 checkpoint packing in kernel-row order, 2 tiled); a_perm / group_index int32 [K]
-  // (csrc/gptq_kernels.h). kernel: a name from kernel_names(), None = process default.
+  // (csrc/gptq_kernels.h). kernel: a name from kernel_names(), optionally with tiles
+  // ("vectorized:load=8,mt=4", kernel_registry.h), None = process default.
   m.def(
       "gemm(Tensor a, Tensor qweight, Tensor qzeros, Tensor scales, Tensor? a_perm, "
       "Tensor? group_index, int bits, int group_size, bool v2_zeros, int layout, "
@@ -66,6 +67,11 @@ TORCH_LIBRARY(gptq_mi100, m) {
   m.def("set_kernel_excluded(str device_type, str kernel, bool excluded) -> ()",
         &gptq_mi100::set_kernel_excluded_op);
   m.def("excluded_kernels(str device_type) -> str[]", &gptq_mi100::excluded_kernels);
+  m.def("check_kernel_spec(str device_type, str spec) -> ()", &gptq_mi100::check_kernel_spec);
+  // Tuned table (gptq_mi100/tuner.py): rows "bits;k;n;m_lo;m_hi;kernel_spec" that auto
+  // follows first; set at load / prepare time, never per call. [] clears.
+  m.def("set_tuned_table(str device_type, str[] rows) -> ()", &gptq_mi100::set_tuned_table);
+  m.def("tuned_table(str device_type) -> str[]", &gptq_mi100::tuned_table);
   // Test-only: the named kernel gets a wrong zero offset ("" clears).
   m.def("_inject_fault(str kernel) -> ()", &gptq_mi100::inject_fault);
 }

@@ -367,9 +367,12 @@ def _fake_layout_and_kernel(op, device, layout, bits, kernel=None):
         return
     types = [device.type] if device.type in ("cpu", "cuda") else ["cpu", "cuda"]
     valid = {name for t in types for name in _ops.kernel_names(t)}
-    if kernel not in valid:
+    if kernel.split(":", 1)[0] not in valid:
         raise ValueError(f"{op}: kernel must be one of {', '.join(sorted(valid))}, got "
                          f"{kernel!r}")
+    if kernel != "auto":  # tiles: the real op's own check
+        _ops.check_kernel_spec(next(t for t in types if kernel.split(":", 1)[0] in
+                                    _ops.kernel_names(t)), kernel)
 
 
 @torch.library.register_fake("gptq_mi100::gemm")

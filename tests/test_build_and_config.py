@@ -66,7 +66,8 @@ def run_python(code, **env):
 def test_invalid_kernel_env_is_an_error_listing_valid_ones():
     r = run_python("import gptq_mi100", GPTQ_MI100_KERNEL="fastest")
     assert r.returncode != 0
-    assert ("GPTQ_MI100_KERNEL must be one of auto, cpu_c, exllama, transposed_mma, transposed, dequant_matmul"
+    assert ("GPTQ_MI100_KERNEL must be one of auto, cpu_c, exllama, transposed_mma, transposed, "
+            "vectorized, coalesced, warp_shuffle, dequant_matmul"
             in r.stderr)
 
 
@@ -104,8 +105,9 @@ def test_kernel_registry_is_the_one_source_of_names():
         assert names[0] == "auto"
         assert names[1:] == tuple(r.name for r in rows if r.in_build and device_type in r.devices)
     names = [r.name for r in kernels.kernel_table()]
-    assert names == ["cpu_c", "exllama", "transposed_mma", "transposed", "dequant_matmul"]
-    for row in kernels.kernel_table("cuda")[2:4]:
+    assert names == ["cpu_c", "exllama", "transposed_mma", "transposed", "vectorized",
+                     "coalesced", "warp_shuffle", "dequant_matmul"]
+    for row in kernels.kernel_table("cuda")[2:7]:
         assert row.layouts == (2,) and row.bits == (2, 4, 8)
 
 

@@ -15,6 +15,13 @@ M_TILE <= 8 has <= 64 VGPRs (4 waves/SIMD), no AGPRs, no VGPR/SGPR spills, no sc
 <= 16 KiB LDS (4 blocks of 256 per CU), 16-byte weight loads (global/buffer_load_dwordx4)
 and fp32 accumulation (act 0: v_dot2(c)_f32_f16; act 1: fp32 FMA; never an fp16 FMA).
 --decode-target also fails when one of bits 2/4/8 x act 0/1 x M_TILE 1/2/4/8 is missing.
+
+Variants of issue 12 (gptq_transposed_kernel<bits, act, M_TILE, FEED>, FEED 1 vectorized
+load=8, 2 coalesced, 3 warp_shuffle): every bits 2/4/8 x act 0/1 x M_TILE 1/2/4/8 compiled
+for gfx908, and its ISA shows the variant: 8-byte weight loads (global/buffer_load_dwordx2,
+no dwordx4) for vectorized, 16-byte loads staged through LDS (ds_write_b128 and
+ds_read_b128) for coalesced, cross-lane operations (ds_bpermute_b32, ds_swizzle or DPP) for
+warp_shuffle.
 """
 import argparse
 import re
@@ -137,7 +144,13 @@ def split_isa(isa):
     return funcs
 
 
-DECODE_KERNEL = re.compile(r"^gptq_transposed_kernel<(\d+), (\d+), (\d+)>$")
+DECODE_KERNEL = re.compile(r"^gptq_transposed_kernel<(\d+), (\d+), (\d+), 0>$")
+VARIANT_KERNEL = re.compile(r"^gptq_transposed_kernel<(\d+), (\d+), (\d+), ([123])>$")
+VARIANT_NAMES = {1: "vectorized (load=8)", 2: "coalesced", 3: "warp_shuffle"}
+LOAD_X2 = re.compile(r"^(global|buffer)_load_dwordx2\b")
+LDS_W128 = re.compile(r"^ds_write_b128\b")
+LDS_R128 = re.compile(r"^ds_read_b128\b")
+CROSS_LANE = re.compile(r"^(ds_bpermute_b32|ds_swizzle_b32)\b|\b(quad_perm|row_shl|row_shr|row_ror|row_bcast|row_mirror|row_half_mirror)\b")
 DECODE_TILES = [(b, a, mt) for b in (2, 4, 8) for a in (0, 1) for mt in (1, 2, 4, 8)]
 MAX_VGPR, MAX_LDS = 64, 16384
 LOAD_X4 = re.compile(r"^(global|buffer)_load_dwordx4\b")
@@ -192,6 +205,40 @@ def decode_target_failures(hip, funcs, require_all):
     return failures, len(seen), ok
 
 
+def variant_failures(hip, funcs):
+    """(failures, {feed: (compiled, showing the variant)}) of the issue-12 ISA checks."""
+    failures, counts = [], {}
+    seen = set()
+    for k in sorted(hip, key=sort_key):
+        m = VARIANT_KERNEL.match(k)
+        if not m:
+            continue
+        bits, act, mt, feed = (int(x) for x in m.groups())
+        seen.add((bits, act, mt, feed))
+        code = funcs.get(k) or []
+        if feed == 1:
+            why = [] if any(LOAD_X2.match(i) for i in code) else ["no dwordx2 weight loads"]
+            if any(LOAD_X4.match(i) for i in code):
+                why.append("dwordx4 loads (the two 8-byte loads were merged)")
+        elif feed == 2:
+            why = [] if any(LOAD_X4.match(i) for i in code) else ["no dwordx4 window loads"]
+            if not (any(LDS_W128.match(i) for i in code) and any(LDS_R128.match(i) for i in code)):
+                why.append("no ds_write_b128 / ds_read_b128 (weights not staged through LDS)")
+        else:
+            why = [] if any(CROSS_LANE.search(i) for i in code) else [
+                "no ds_bpermute / ds_swizzle / DPP (shuffles not cross-lane)"]
+        done, good = counts.get(feed, (0, 0))
+        counts[feed] = (done + 1, good + (0 if why else 1))
+        if why:
+            failures.append(f"gfx908 variant (issue 12) {k}: " + "; ".join(why))
+    for feed in VARIANT_NAMES:
+        for b, a, mt in DECODE_TILES:
+            if (b, a, mt, feed) not in seen:
+                failures.append(f"gfx908 variant (issue 12): gptq_transposed_kernel<{b}, {a}, {mt}, {feed}> "
+                                "is not compiled")
+    return failures, counts
+
+
 def sort_key(name):
     # numeric-aware: gptq_gemm_kernel<4, 0, 8> sorts by the template numbers
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
@@ -209,7 +256,7 @@ def gfx908_dispatch(hip):
         return ["- (kCfgGfx908 not found in csrc/gpu/gptq_gpu.cu: dispatch not reported)"]
     limit, limit8 = fields[5], fields[6]
     tiles = sorted({int(t.group(1)) for k in hip
-                    for t in [re.match(r"gptq_transposed_kernel<\d+, \d+, (\d+)>", k)] if t})
+                    for t in [re.match(r"gptq_transposed_kernel<\d+, \d+, (\d+), 0>", k)] if t})
     top = tiles[-1] if tiles else 0
     return [
         "## Which kernel `auto` uses on gfx908 (reasoned, not measured)",
@@ -225,6 +272,10 @@ def gfx908_dispatch(hip):
         f"| 8 | 2 (tiled) | 1 .. {limit8} | the same |",
         f"| 2, 4 / 8 | 2 | >= {limit + 1} / >= {limit8 + 1} | `dequant_matmul` (dequantize, then torch's GEMM) |",
         f"| 3 | 1 (checkpoint) | 1 .. {limit} / >= {limit + 1} | `gptq_gemm_kernel` (exllama) / `dequant_matmul` |",
+        "",
+        "The issue-12 variants (`vectorized`, `coalesced`, `warp_shuffle`: FEED 1-3) serve no M "
+        "by default: `auto` reaches them through a table the tuner measured on the user's GPU "
+        "(`python -m gptq_mi100 tune`), or by name.",
         "",
     ]
 
@@ -276,6 +327,8 @@ def main():
         failures.append(f"gfx908 ISA references __ockl_fdot2 {ockl} times (its clamp flag is ignored)")
     decode_failures, decode_checked, decode_ok = decode_target_failures(hip, funcs, args.decode_target)
     failures += decode_failures
+    var_failures, var_counts = variant_failures(hip, funcs)
+    failures += var_failures
 
     lines = [
         "# Device code resources: csrc/gpu/gptq_gpu.cu",
@@ -290,9 +343,16 @@ def main():
         f"- gfx908 decode target (issue 10: <= {MAX_VGPR} VGPRs, no AGPRs, spills or scratch, "
         f"<= {MAX_LDS} B LDS, dwordx4 weight loads, fp32 accumulation): "
         f"{decode_ok} of {decode_checked} `gptq_transposed_kernel` instantiations with M_TILE <= 8 meet it",
+        "- issue-12 variants, compiled / showing the variant in their gfx908 ISA: "
+        + ", ".join(f"{VARIANT_NAMES[f]} {var_counts.get(f, (0, 0))[0]} / {var_counts.get(f, (0, 0))[1]}"
+                    for f in VARIANT_NAMES),
+        f"- kernels in the module: {len(hip)} in the gfx908 code object, {len(ptx)} for sm_90 "
+        "(one MI100 report saw small dispatches slow by 1.1-2.0 us as a code object grew; "
+        "unverified here)",
         "",
-        "Template arguments: gemm <bits, act (0 fp16, 1 bf16), M_TILE>; reduce <act>; "
-        "dequant <bits, act>; permute <bits>.",
+        "Template arguments: gemm <bits, act (0 fp16, 1 bf16), M_TILE>; transposed "
+        "<bits, act, M_TILE, FEED (0 transposed / vectorized load=16, 1 vectorized load=8, "
+        "2 coalesced, 3 warp_shuffle)>; reduce <act>; dequant <bits, act>; permute <bits>.",
         "",
         "## gfx908 (MI100)",
         "",

@@ -81,7 +81,7 @@ struct CpuBackend {
   struct Guard {
     explicit Guard(const at::Device&) {}
   };
-  static void run(KernelId, const gptq_problem& p, int64_t, const at::Tensor& like) {
+  static void run(const KernelChoice&, const gptq_problem& p, int64_t, const at::Tensor& like) {
     run_cpu_gemm(p, like);  // the registry lists one native CPU kernel, on layout 1
   }
   static at::Tensor dequantize(const gptq_problem& p, int64_t, at::ScalarType dtype,

@@ -271,11 +271,39 @@ __device__ __forceinline__ float gptq_load_coherent(const float* p) {
   return *(const volatile float*)p;
 }
 
+/* ---- cross-lane -------------------------------------------------------------------- */
+/* gptq_shfl_xor(v, mask): v of lane ^ mask (mask < 32: inside a warp32 and a wave64 alike).
+ * gptq_shfl_group(v, src, width): v of lane src within each aligned group of `width` lanes
+ * (width <= 32). Every lane of the wave must call them (NVIDIA's full mask). gfx908: HIP's
+ * __shfl family lowers to ds_bpermute_b32 (the LDS crossbar, no LDS allocation); NVIDIA:
+ * SHFL. */
+#if GPTQ_HIP
+__device__ __forceinline__ float gptq_shfl_xor(float v, int mask) { return __shfl_xor(v, mask); }
+__device__ __forceinline__ uint32_t gptq_shfl_group(uint32_t v, int src, int width) {
+  return (uint32_t)__shfl((int)v, src, width);
+}
+#else
+__device__ __forceinline__ float gptq_shfl_xor(float v, int mask) {
+  return __shfl_xor_sync(0xffffffffu, v, mask);
+}
+__device__ __forceinline__ uint32_t gptq_shfl_group(uint32_t v, int src, int width) {
+  return __shfl_sync(0xffffffffu, v, src, width);
+}
+#endif
+
 /* ---- memory ---------------------------------------------------------------------- */
 /* 16-byte global load (4 adjacent int32 columns): one dwordx4 / LDG.128 per lane, so a
  * wave reads contiguous bytes. p must be 16-byte aligned. */
 __device__ __forceinline__ uint4 gptq_ld_v4(const int32_t* p) {
   return *reinterpret_cast<const uint4*>(p);
+}
+/* The same 16 bytes as two 8-byte loads (dwordx2 / LDG.64), kept apart by an empty asm with
+ * a memory clobber: both compilers would otherwise merge adjacent loads into one. */
+__device__ __forceinline__ uint4 gptq_ld_2x_v2(const int32_t* p) {
+  const uint2 lo = *reinterpret_cast<const uint2*>(p);
+  asm volatile("" ::: "memory");
+  const uint2 hi = *reinterpret_cast<const uint2*>(p + 2);
+  return make_uint4(lo.x, lo.y, hi.x, hi.y);
 }
 
 #endif /* GPTQ_MI100_GPU_COMPAT_H */

@@ -676,19 +676,20 @@ static gemm_kernel_fn pick_gemm(int bits, int act, int m_tile) {
 
 extern "C" {
 
-size_t gptq_gpu_gemm_workspace_bytes(const gptq_problem* p, gptq_gpu_kernel kernel) {
+size_t gptq_gpu_gemm_workspace_bytes(const gptq_problem* p, gptq_gpu_kernel kernel,
+                                     const gptq_gpu_tile* tile) {
   if (p && kernel != GPTQ_GPU_KERNEL_EXLLAMA)
-    return gptq_gpu_transposed_workspace_bytes(p, kernel, current_sm_count());
+    return gptq_gpu_transposed_workspace_bytes(p, kernel, tile, current_sm_count());
   if (!p || kernel != GPTQ_GPU_KERNEL_EXLLAMA || p->m <= 0) return 0;
   if (gpu_shape_preconditions(p) != GPTQ_OK) return 0;
   return plan_gemm(p).ws_bytes;
 }
 
-gptq_status gptq_gpu_gemm(const gptq_problem* p, gptq_gpu_kernel kernel, void* workspace,
-                          size_t workspace_bytes, void* stream) {
+gptq_status gptq_gpu_gemm(const gptq_problem* p, gptq_gpu_kernel kernel, const gptq_gpu_tile* tile,
+                          void* workspace, size_t workspace_bytes, void* stream) {
   if (!p) return GPTQ_ERR_SHAPE;
-  if (kernel == GPTQ_GPU_KERNEL_TRANSPOSED || kernel == GPTQ_GPU_KERNEL_TRANSPOSED_MMA)
-    return gptq_gpu_transposed_gemm(p, kernel, current_sm_count(), workspace, workspace_bytes, stream);
+  if (kernel != GPTQ_GPU_KERNEL_EXLLAMA)
+    return gptq_gpu_transposed_gemm(p, kernel, tile, current_sm_count(), workspace, workspace_bytes, stream);
   if (kernel != GPTQ_GPU_KERNEL_EXLLAMA) return GPTQ_ERR_NO_KERNEL;
   if (p->m == 0) return GPTQ_OK; /* nothing to compute or launch */
   gptq_status st = gptq_check_problem(p);

@@ -20,15 +20,32 @@ extern "C" {
 typedef enum gptq_gpu_kernel {
   GPTQ_GPU_KERNEL_EXLLAMA = 0,
   GPTQ_GPU_KERNEL_TRANSPOSED = 1,
-  GPTQ_GPU_KERNEL_TRANSPOSED_MMA = 2
+  GPTQ_GPU_KERNEL_TRANSPOSED_MMA = 2,
+  /* The planned variants of TRANSPOSED (issue 12), same layout and building blocks:
+   * VECTORIZED loads weights at a chosen width (tile.load_bytes 8 or 16), COALESCED stages
+   * each block's weight tiles through LDS, WARP_SHUFFLE broadcasts activations and reduces
+   * partial sums across lanes with shuffles instead of LDS. */
+  GPTQ_GPU_KERNEL_VECTORIZED = 3,
+  GPTQ_GPU_KERNEL_COALESCED = 4,
+  GPTQ_GPU_KERNEL_WARP_SHUFFLE = 5
 } gptq_gpu_kernel;
 
-/* Bytes of fp32 workspace the caller must provide (torch-allocated) for this problem. */
-size_t gptq_gpu_gemm_workspace_bytes(const gptq_problem* p, gptq_gpu_kernel kernel);
+/* Tile choices of a layout-2 launch; 0 leaves a field to the launcher's own plan. The
+ * tuner (gptq_mi100/tuner.py) measures them; the host registry validates them. */
+typedef struct gptq_gpu_tile {
+  int row_tile;   /* activation rows per weight pass (a compiled row tile; more rows: passes) */
+  int splits;     /* K splits (grid.y), at least what LDS needs, at most one per weight tile */
+  int load_bytes; /* VECTORIZED: bytes per lane per weight load, 8 or 16 */
+} gptq_gpu_tile;
 
-/* c = a @ W for p->m rows. workspace: >= gptq_gpu_gemm_workspace_bytes bytes. */
-gptq_status gptq_gpu_gemm(const gptq_problem* p, gptq_gpu_kernel kernel, void* workspace,
-                          size_t workspace_bytes, void* stream);
+/* Bytes of fp32 workspace the caller must provide (torch-allocated) for this problem. */
+size_t gptq_gpu_gemm_workspace_bytes(const gptq_problem* p, gptq_gpu_kernel kernel,
+                                     const gptq_gpu_tile* tile);
+
+/* c = a @ W for p->m rows. workspace: >= gptq_gpu_gemm_workspace_bytes bytes. tile: NULL
+ * or the launch's tile choices (exllama ignores it). */
+gptq_status gptq_gpu_gemm(const gptq_problem* p, gptq_gpu_kernel kernel, const gptq_gpu_tile* tile,
+                          void* workspace, size_t workspace_bytes, void* stream);
 
 /* W in original K order into p->c ([k, n], dtype p->a_dtype, row stride p->ldc), from a
  * qweight in `layout` (GPTQ_LAYOUT_CHECKPOINT or GPTQ_LAYOUT_TILED). */
@@ -42,9 +59,13 @@ gptq_status gptq_gpu_dequantize(const gptq_problem* p, int layout, void* stream)
 const char* gptq_gpu_transposed_unsupported(const gptq_problem* p, gptq_gpu_kernel kernel);
 /* 1 when this build compiled TRANSPOSED_MMA (NVIDIA builds), else 0. */
 int gptq_gpu_transposed_mma_compiled(void);
-size_t gptq_gpu_transposed_workspace_bytes(const gptq_problem* p, gptq_gpu_kernel kernel, int sm_count);
-gptq_status gptq_gpu_transposed_gemm(const gptq_problem* p, gptq_gpu_kernel kernel, int sm_count,
-                                     void* workspace, size_t workspace_bytes, void* stream);
+size_t gptq_gpu_transposed_workspace_bytes(const gptq_problem* p, gptq_gpu_kernel kernel,
+                                           const gptq_gpu_tile* tile, int sm_count);
+gptq_status gptq_gpu_transposed_gemm(const gptq_problem* p, gptq_gpu_kernel kernel,
+                                     const gptq_gpu_tile* tile, int sm_count, void* workspace,
+                                     size_t workspace_bytes, void* stream);
+/* Why `tile` is not valid for that kernel (NULL when it is): its row tiles and fields. */
+const char* gptq_gpu_tile_unsupported(gptq_gpu_kernel kernel, const gptq_gpu_tile* tile);
 gptq_status gptq_gpu_transposed_dequantize(const gptq_problem* p, void* stream);
 
 /* dst row r = src row perm[r] in unpacked K space (perm validated by the caller). */

@@ -199,25 +199,49 @@ struct tp_group_ref {
   }
 };
 
-template <int BITS, int ACT, int MT>
-__global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kTpMinBlocks(MT)) void gptq_transposed_kernel(tp_args p) {
+/* How a kernel of the family feeds the shared tile math (the registry's `transposed` and
+ * its issue-12 variants; csrc/gpu/gptq_gpu.h):
+ *   kFeedLdg16    transposed, vectorized:load=16: one 16-byte load per lane per tile
+ *   kFeedLdg8     vectorized:load=8: the same chunk as two 8-byte loads
+ *   kFeedLds      coalesced: thread t loads 16-byte unit t of the block's 4-tile window (a
+ *                 strip's tiles are contiguous), stores it to LDS; lanes read their chunk
+ *   kFeedShuffle  warp_shuffle: no activation LDS; lane (q, c) holds activation pairs
+ *                 u = c + 16 h (u = 2 step + j) of its tile rows and the 16 lanes of a q
+ *                 group broadcast them per step by shuffles; partial sums over q by
+ *                 shuffle xor, only the per-wave sums pass through LDS */
+enum { kFeedLdg16 = 0, kFeedLdg8 = 1, kFeedLds = 2, kFeedShuffle = 3 };
+/* warp_shuffle holds 2 x (2 steps / 16) x MT activation registers (next tile in flight):
+ * on gfx908 M tiles >= 4 take 2 blocks per CU (<= 128 VGPRs) instead of spilling at 64. */
+static constexpr int kTpMinBlocksFeed(int mt, int feed) {
+  return (GPTQ_TARGET_AMD && feed == kFeedShuffle && mt >= 4) ? 2 : kTpMinBlocks(mt);
+}
+
+template <int BITS, int ACT, int MT, int FEED>
+__global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kTpMinBlocksFeed(MT, FEED)) void gptq_transposed_kernel(tp_args p) {
   typedef typename tp_act<ACT>::pair_t pair_t;
+  constexpr bool kShuffle = FEED == kFeedShuffle, kStaged = FEED == kFeedLds;
   constexpr int TK = 512 / BITS;     /* rows per tile */
+  constexpr int STEPS = TK / 16;     /* 16-row steps per tile */
   constexpr int PPW = 16 / BITS;     /* pairs per 32-bit word */
   constexpr int SPW = PPW / 2;       /* 16-row steps per word */
   constexpr int WORD_UNROLL = kTpUnrollSteps ? 4 : 1, STEP_UNROLL = kTpUnrollSteps ? SPW : 1;
   constexpr uint32_t kPairMask = ((1u << BITS) - 1u) * 0x00010001u;
   constexpr int ACT_PAIRS = kTpActElems / 2;
   constexpr int STRIDE = ACT_PAIRS / MT; /* pairs per staged row: >= a split's K / 2 */
-  constexpr int RED = 16 * MT * 16;      /* [slot * 4 + q][m][col] */
-  constexpr int ACT_BYTES = ACT_PAIRS * (int)sizeof(pair_t);
+  /* partials per (row, column) that reach LDS: 16 = [slot * 4 + q]; shuffles: 8 = [slot * 2 +
+   * q / 2] (a wave64 fills half: its xor-32 shuffle already summed q / 2) */
+  constexpr int RED = (kShuffle ? 8 : 16) * MT * 16;
+  constexpr int ACT_BYTES = kShuffle ? 0 : ACT_PAIRS * (int)sizeof(pair_t);
   constexpr int SMEM = ACT_BYTES > RED * 4 ? ACT_BYTES : RED * 4;
+  constexpr int HOLD = kShuffle ? (2 * STEPS + 15) / 16 : 1; /* activation pairs per lane per row */
+  static_assert(HOLD <= 2, "a lane holds at most two pairs per row (2-bit tiles)");
 
   /* One LDS buffer: activations, then (after a barrier) the block reduction, then the
    * split-K flag (written after the barrier that ends the reduction's reads). Separate
    * arrays would add MT KiB + 4 B per block: over 16 KiB, gfx908 (64 KiB LDS per CU)
    * would fit 3 blocks, not 4. */
   __shared__ uint4 s_mem[SMEM / 16];
+  __shared__ uint4 s_w[kStaged ? kTpThreads : 1]; /* coalesced: the block's 4-tile window */
   pair_t* s_act = reinterpret_cast<pair_t*>(s_mem);
   float* s_red = reinterpret_cast<float*>(s_mem);
   int* s_last = reinterpret_cast<int*>(s_mem);
@@ -240,16 +264,57 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kTpMinBlocks(MT)) void gptq_transposed
   const uint4* wstrip = reinterpret_cast<const uint4*>(p.qweight + col0 * words_per_col);
   const int wlane = q * width + col, tile_stride = 4 * width;
   auto chunk = [&](int tile) {
-    return gptq_ld_v4(reinterpret_cast<const int32_t*>(wstrip + (tile * tile_stride + wlane)));
+    const int32_t* src = reinterpret_cast<const int32_t*>(wstrip + (tile * tile_stride + wlane));
+    return FEED == kFeedLdg8 ? gptq_ld_2x_v2(src) : gptq_ld_v4(src);
+  };
+  /* coalesced: unit t of the window of tiles base .. base + 3 (contiguous in the strip) */
+  auto window_unit = [&](int base) {
+    const int n_tiles = kt1 - base < kTpSlots ? kt1 - base : kTpSlots;
+    uint4 v = make_uint4(0u, 0u, 0u, 0u);
+    if (t < n_tiles * tile_stride)
+      v = gptq_ld_v4(reinterpret_cast<const int32_t*>(wstrip + ((int64_t)base * tile_stride + t)));
+    return v;
+  };
+  /* warp_shuffle: this lane's activation pairs of a tile, rows tile * TK + 16 st + 4 q + 2 j
+   * (+1) for u = 2 st + j = col + 16 h; every lane loads (all are shuffle sources) */
+  auto load_held = [&](int tile, uint32_t (&dst)[HOLD][MT]) {
+#pragma unroll
+    for (int h = 0; h < HOLD; ++h) {
+      const int u = col + 16 * h;
+      const bool valid = tile < kt1 && u < 2 * STEPS;
+      int64_t s0 = 0, s1 = 0;
+      if (valid) {
+        const int64_t r = (int64_t)tile * TK + 16 * (u >> 1) + 4 * q + 2 * (u & 1);
+        s0 = r;
+        s1 = r + 1;
+        if (p.a_perm) {
+          s0 = clamp_index(p.a_perm[r], p.k, p.errors, true);
+          s1 = clamp_index(p.a_perm[r + 1], p.k, p.errors, true);
+        }
+      }
+#pragma unroll
+      for (int m = 0; m < MT; ++m) {
+        dst[h][m] = 0u;
+        if (valid && m < rows) {
+          const uint16_t* arow = p.a + (p.m0 + m) * p.lda;
+          dst[h][m] = (uint32_t)arow[s0] | ((uint32_t)arow[s1] << 16);
+        }
+      }
+    }
   };
 
   int kt = kt0 + slot;
-  uint4 cur = make_uint4(0u, 0u, 0u, 0u);
-  if (active && kt < kt1) cur = chunk(kt);
-
-  const int half = krange / 2;
-  tp_stage_act<kTpActElems / 2 / kTpThreads, ACT>(s_act, STRIDE, p, (int64_t)kt0 * TK, half, (int)rows, MT);
-  __syncthreads();
+  uint4 cur = make_uint4(0u, 0u, 0u, 0u), staged = cur;
+  uint32_t held[HOLD][MT];
+  if constexpr (kStaged) staged = window_unit(kt0);
+  else if (active && kt < kt1) cur = chunk(kt);
+  if constexpr (kShuffle) {
+    load_held(kt, held);
+  } else {
+    tp_stage_act<kTpActElems / 2 / kTpThreads, ACT>(s_act, STRIDE, p, (int64_t)kt0 * TK, krange / 2,
+                                                    (int)rows, MT);
+    __syncthreads();
+  }
 
   float acc[MT];
 #pragma unroll
@@ -268,73 +333,151 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kTpMinBlocks(MT)) void gptq_transposed
   }
   /* the thread's activation pairs of step 0: row 4 q of its tile in the split */
   const pair_t* a_lane = s_act + 2 * q;
-  for (; kt < kt1; kt += kTpSlots) {
-    uint4 nxt = cur;
-    const int next_g = (kt + kTpSlots) * TK / gs;
-    if (active && kt + kTpSlots < kt1) {
-      nxt = chunk(kt + kTpSlots);
-      nzh = gr.zero(next_g);
-      nsc = gr.scale(next_g);
-    }
-    if (active) {
-      /* w: the word in use, shifted down one step (2 pairs) at a time, then the next
-       * word rotates in: constant register names for a rolled loop (gfx908 has no
-       * cheap indexed register read) */
-      uint32_t w = cur.x, w1 = cur.y, w2 = cur.z, w3 = cur.w;
-      const int row0 = kt * TK;
-      int g_end = (g + 1) * gs;
-      const pair_t* a_step = a_lane + (kt - kt0) * (TK / 2);
+
+  /* One tile: 16-row steps of (q - z) pairs x activation pairs into acc. */
+  auto tile_math = [&](const uint4& wv) {
+    /* w: the word in use, shifted down one step (2 pairs) at a time, then the next word
+     * rotates in: constant register names for a rolled loop (gfx908 has no cheap indexed
+     * register read) */
+    uint32_t w = wv.x, w1 = wv.y, w2 = wv.z, w3 = wv.w;
+    const int row0 = kt * TK;
+    int g_end = (g + 1) * gs;
+    const pair_t* a_step = a_lane + (kt - kt0) * (TK / 2);
 #pragma unroll WORD_UNROLL
-      for (int wi = 0; wi < 4; ++wi) {
+    for (int wi = 0; wi < 4; ++wi) {
 #pragma unroll STEP_UNROLL
-        for (int s = 0; s < SPW; ++s) {
-          const int st = wi * SPW + s;
-          if (row0 + 16 * st >= g_end) { /* groups are whole steps (group_size % 16 == 0) */
-            ++g;
-            g_end += gs;
+      for (int s = 0; s < SPW; ++s) {
+        const int st = wi * SPW + s;
+        if (row0 + 16 * st >= g_end) { /* groups are whole steps (group_size % 16 == 0) */
+          ++g;
+          g_end += gs;
+          if (active) {
             zh = gr.zero(g);
             sc = gr.scale(g);
           }
-          /* pairs 2 st and 2 st + 1 (bits 0 and BITS of w) as exact (q - z) fp16 pairs */
-          const __half2 e0 = __hsub2(gptq_h2_from_bits((w & kPairMask) | 0x64006400u), gptq_h2_from_bits(zh));
-          const __half2 e1 = __hsub2(gptq_h2_from_bits(((w >> BITS) & kPairMask) | 0x64006400u),
-                                     gptq_h2_from_bits(zh));
-          const float2 ef0 = __half22float2(e0), ef1 = __half22float2(e1);
-          /* the step's activation loads first (all in flight), then per row: pair 0,
-           * pair 1, x scale */
-          pair_t a0[MT], a1[MT];
-#pragma unroll
-          for (int m = 0; m < MT; ++m) tp_load_pairs(a_step + m * STRIDE, a0[m], a1[m]);
+        }
+        /* pairs 2 st and 2 st + 1 (bits 0 and BITS of w) as exact (q - z) fp16 pairs */
+        const __half2 e0 = __hsub2(gptq_h2_from_bits((w & kPairMask) | 0x64006400u), gptq_h2_from_bits(zh));
+        const __half2 e1 = __hsub2(gptq_h2_from_bits(((w >> BITS) & kPairMask) | 0x64006400u),
+                                   gptq_h2_from_bits(zh));
+        const float2 ef0 = __half22float2(e0), ef1 = __half22float2(e1);
+        /* the step's activations first (all in flight), then per row: pair 0, pair 1,
+         * x scale */
+        pair_t a0[MT], a1[MT];
+        if constexpr (kShuffle) {
+          /* pairs 2 st, 2 st + 1 of the q group sit in its lanes (2 st) % 16, + 1 */
+          const bool upper = HOLD == 2 && st >= 8;
 #pragma unroll
           for (int m = 0; m < MT; ++m) {
-            const float part = tp_dot(e1, ef1, a1[m], tp_dot(e0, ef0, a0[m], 0.0f));
-            acc[m] = fmaf(part, sc, acc[m]);
+            const uint32_t v = upper ? held[HOLD - 1][m] : held[0][m];
+            const uint32_t x0 = gptq_shfl_group(v, (2 * st) & 15, 16);
+            const uint32_t x1 = gptq_shfl_group(v, (2 * st + 1) & 15, 16);
+            tp_store_pair(a0[m], (uint16_t)(x0 & 0xffffu), (uint16_t)(x0 >> 16), ACT == kTpBF16);
+            tp_store_pair(a1[m], (uint16_t)(x1 & 0xffffu), (uint16_t)(x1 >> 16), ACT == kTpBF16);
           }
-          w >>= 2 * BITS;
-          a_step += 8;
+        } else {
+#pragma unroll
+          for (int m = 0; m < MT; ++m) tp_load_pairs(a_step + m * STRIDE, a0[m], a1[m]);
         }
-        w = w1;
-        w1 = w2;
-        w2 = w3;
+#pragma unroll
+        for (int m = 0; m < MT; ++m) {
+          const float part = tp_dot(e1, ef1, a1[m], tp_dot(e0, ef0, a0[m], 0.0f));
+          acc[m] = fmaf(part, sc, acc[m]);
+        }
+        w >>= 2 * BITS;
+        a_step += 8;
       }
+      w = w1;
+      w1 = w2;
+      w2 = w3;
     }
-    cur = nxt;
-    g = next_g;
+  };
+  /* zero pair and scale of the slot's next tile, ahead of its use */
+  auto prefetch_group = [&](int next) {
+    if (active && next < kt1) {
+      nzh = gr.zero(next * TK / gs);
+      nsc = gr.scale(next * TK / gs);
+    }
+  };
+  auto advance_group = [&](int next) {
+    g = next * TK / gs;
     zh = nzh;
     sc = nsc;
+  };
+
+  if constexpr (kStaged) {
+    /* block-uniform trip count: every thread meets the barriers */
+    for (int base = kt0; base < kt1; base += kTpSlots) {
+      kt = base + slot;
+      __syncthreads(); /* the previous window's reads are done */
+      s_w[t] = staged;
+      __syncthreads();
+      if (base + kTpSlots < kt1) staged = window_unit(base + kTpSlots);
+      prefetch_group(kt + kTpSlots);
+      if (active && kt < kt1) tile_math(s_w[slot * tile_stride + wlane]);
+      advance_group(kt + kTpSlots);
+    }
+  } else {
+    /* trip count uniform per slot (whole waves): shuffles see every lane */
+    for (; kt < kt1; kt += kTpSlots) {
+      uint4 nxt = cur;
+      if (active && kt + kTpSlots < kt1) nxt = chunk(kt + kTpSlots);
+      prefetch_group(kt + kTpSlots);
+      if constexpr (kShuffle) {
+        uint32_t nheld[HOLD][MT];
+        load_held(kt + kTpSlots, nheld);
+        tile_math(cur); /* inactive lanes too: their sums are never stored */
+#pragma unroll
+        for (int h = 0; h < HOLD; ++h)
+#pragma unroll
+          for (int m = 0; m < MT; ++m) held[h][m] = nheld[h][m];
+      } else if (active) {
+        tile_math(cur);
+      }
+      cur = nxt;
+      advance_group(kt + kTpSlots);
+    }
   }
 
-  /* Block reduction: 16 partials per (row, column) in fixed (slot, q) order. */
-  __syncthreads(); /* s_red overlays s_act */
-#pragma unroll
-  for (int m = 0; m < MT; ++m) s_red[((slot * 4 + q) * MT + m) * 16 + col] = acc[m];
-  __syncthreads();
   const int om = t >> 4, oc = t & 15; /* output (row, column) of this thread */
   const bool writer = om < rows && oc < width;
   float sum = 0.0f;
-  if (writer) {
+  if constexpr (kShuffle) {
+    /* q pairs (0, 1) and (2, 3) summed across lanes; a wave64 also sums the two pairs.
+     * Either way each output adds (q01 + q23) per slot, slots in order: one result on
+     * both wave sizes. */
 #pragma unroll
-    for (int i = 0; i < 16; ++i) sum += s_red[(i * MT + om) * 16 + oc];
+    for (int m = 0; m < MT; ++m) {
+      float v = acc[m];
+      v += gptq_shfl_xor(v, 16);
+#if GPTQ_WAVE_SIZE >= 64
+      v += gptq_shfl_xor(v, 32);
+      if (q == 0) s_red[((slot * 2) * MT + m) * 16 + col] = v;
+#else
+      if ((q & 1) == 0) s_red[((slot * 2 + (q >> 1)) * MT + m) * 16 + col] = v;
+#endif
+    }
+    __syncthreads();
+    if (writer) {
+#pragma unroll
+      for (int sl = 0; sl < kTpSlots; ++sl) {
+#if GPTQ_WAVE_SIZE >= 64
+        sum += s_red[((sl * 2) * MT + om) * 16 + oc];
+#else
+        sum += s_red[((sl * 2) * MT + om) * 16 + oc] + s_red[((sl * 2 + 1) * MT + om) * 16 + oc];
+#endif
+      }
+    }
+  } else {
+    /* Block reduction: 16 partials per (row, column) in fixed (slot, q) order. */
+    __syncthreads(); /* s_red overlays s_act */
+#pragma unroll
+    for (int m = 0; m < MT; ++m) s_red[((slot * 4 + q) * MT + m) * 16 + col] = acc[m];
+    __syncthreads();
+    if (writer) {
+#pragma unroll
+      for (int i = 0; i < 16; ++i) sum += s_red[(i * MT + om) * 16 + oc];
+    }
   }
   const int64_t orow = p.m0 + om, on = col0 + oc;
   if (p.splits == 1) {
@@ -709,17 +852,37 @@ static unsigned* tp_counter_region(void* stream) {
 
 typedef void (*tp_kernel_fn)(tp_args);
 
-static tp_kernel_fn tp_pick(int bits, int act, int mt) {
-#define GPTQ_TP_CASE(B, A, M) \
-  if (bits == B && act == A && mt == M) return gptq_transposed_kernel<B, A, M>;
-#define GPTQ_TP_CASES(B, A) \
-  GPTQ_TP_CASE(B, A, 1) GPTQ_TP_CASE(B, A, 2) GPTQ_TP_CASE(B, A, 4) GPTQ_TP_CASE(B, A, 8) GPTQ_TP_CASE(B, A, 16)
+/* Row tiles compiled per feed: transposed every one up to kTpMaxM; the variants up to 8
+ * (decode sizes; the module stays lean: 24 instantiations per variant). */
+static bool tp_row_tile_compiled(int feed, int mt) {
+  return (mt == 1 || mt == 2 || mt == 4 || mt == 8) || (feed == kFeedLdg16 && mt == 16);
+}
+
+static tp_kernel_fn tp_pick(int bits, int act, int mt, int feed) {
+#define GPTQ_TP_CASE(B, A, M, F) \
+  if (bits == B && act == A && mt == M && feed == F) return gptq_transposed_kernel<B, A, M, F>;
+#define GPTQ_TP_FEED(B, A, F) \
+  GPTQ_TP_CASE(B, A, 1, F) GPTQ_TP_CASE(B, A, 2, F) GPTQ_TP_CASE(B, A, 4, F) GPTQ_TP_CASE(B, A, 8, F)
+#define GPTQ_TP_CASES(B, A)                                                                 \
+  GPTQ_TP_FEED(B, A, kFeedLdg16) GPTQ_TP_CASE(B, A, 16, kFeedLdg16) GPTQ_TP_FEED(B, A, kFeedLdg8) \
+  GPTQ_TP_FEED(B, A, kFeedLds) GPTQ_TP_FEED(B, A, kFeedShuffle)
   GPTQ_TP_CASES(2, kTpF16) GPTQ_TP_CASES(2, kTpBF16)
   GPTQ_TP_CASES(4, kTpF16) GPTQ_TP_CASES(4, kTpBF16)
   GPTQ_TP_CASES(8, kTpF16) GPTQ_TP_CASES(8, kTpBF16)
 #undef GPTQ_TP_CASES
+#undef GPTQ_TP_FEED
 #undef GPTQ_TP_CASE
   return nullptr;
+}
+
+/* The feed of a vector-family kernel (load=16 makes `vectorized` the `transposed` code). */
+static int tp_feed(gptq_gpu_kernel kernel, const gptq_gpu_tile* tile) {
+  switch (kernel) {
+    case GPTQ_GPU_KERNEL_VECTORIZED: return tile && tile->load_bytes == 16 ? kFeedLdg16 : kFeedLdg8;
+    case GPTQ_GPU_KERNEL_COALESCED: return kFeedLds;
+    case GPTQ_GPU_KERNEL_WARP_SHUFFLE: return kFeedShuffle;
+    default: return kFeedLdg16;
+  }
 }
 
 #if GPTQ_HAS_MMA_16816
@@ -756,15 +919,17 @@ static void tp_split(tp_plan* pl, const gptq_problem* p, int64_t tiles, int64_t 
   pl->ws_bytes = pl->splits > 1 ? (size_t)pl->splits * (size_t)p->m * (size_t)p->n * sizeof(float) : 0;
 }
 
-static tp_plan tp_make_plan(const gptq_problem* p, gptq_gpu_kernel kernel, int sm_count) {
+static tp_plan tp_make_plan(const gptq_problem* p, gptq_gpu_kernel kernel, const gptq_gpu_tile* tile,
+                           int sm_count) {
   tp_plan pl;
   const int act = p->a_dtype == GPTQ_BF16 ? kTpBF16 : kTpF16;
   const int tk = 512 / p->bits;
   const int64_t tiles = p->k / tk;
+  const int want_mt = tile ? tile->row_tile : 0, want_splits = tile ? tile->splits : 0;
 #if GPTQ_HAS_MMA_16816
   if (kernel == GPTQ_GPU_KERNEL_TRANSPOSED_MMA) {
     /* M <= 8 costs one mma per step whatever M is; 9..16 two; more rows: passes of 16 */
-    pl.mt = p->m <= 8 ? 8 : 16;
+    pl.mt = want_mt ? want_mt : p->m <= 8 ? 8 : 16;
     const int64_t rows = p->m < pl.mt ? p->m : pl.mt;
     pl.fn = tp_mma_pick(p->bits, act, pl.mt);
     pl.grid_x = tp_ceil_div(tp_ceil_div(p->n, 16), kMmaWarps);
@@ -773,19 +938,22 @@ static tp_plan tp_make_plan(const gptq_problem* p, gptq_gpu_kernel kernel, int s
     static int resident[2][2][9]; /* [act][mt / 8 - 1][bits], 0 = not asked yet */
     int& r = resident[act][pl.mt / 8 - 1][p->bits];
     if (!r && pl.fn) r = gptq_resident_blocks(pl.fn, kTpThreads);
-    const int64_t fill = (int64_t)sm_count * (r > 0 ? r : 1) / pl.grid_x;
+    const int64_t fill = want_splits ? want_splits : (int64_t)sm_count * (r > 0 ? r : 1) / pl.grid_x;
     tp_split(&pl, p, tiles, kMmaActElems / (rows * tk), fill);
     return pl;
   }
 #endif
-  (void)kernel;
-  const int64_t m = p->m < kTpMaxM ? p->m : kTpMaxM;
-  pl.mt = m <= 1 ? 1 : m <= 2 ? 2 : m <= 4 ? 4 : m <= 8 ? 8 : 16; /* more rows: passes of 16 */
-  pl.fn = tp_pick(p->bits, act, pl.mt);
+  const int feed = tp_feed(kernel, tile);
+  const int max_mt = feed == kFeedLdg16 ? kTpMaxM : 8;
+  const int64_t m = p->m < max_mt ? p->m : max_mt;
+  pl.mt = want_mt ? want_mt : m <= 1 ? 1 : m <= 2 ? 2 : m <= 4 ? 4 : m <= 8 ? 8 : 16; /* more rows: passes */
+  pl.fn = tp_pick(p->bits, act, pl.mt, feed);
   pl.grid_x = tp_ceil_div(p->n, 16);
-  /* LDS holds mt x split rows of activations; fill the GPU with strips x splits blocks */
-  tp_split(&pl, p, tiles, (kTpActElems / pl.mt) / tk,
-           tp_ceil_div((int64_t)sm_count * kTpBlocksPerSm, pl.grid_x));
+  /* LDS holds mt x split rows of activations (warp_shuffle keeps them in registers: any
+   * split); fill the GPU with strips x splits blocks */
+  const int64_t cap = feed == kFeedShuffle ? tiles : (kTpActElems / pl.mt) / tk;
+  tp_split(&pl, p, tiles, cap,
+           want_splits ? want_splits : tp_ceil_div((int64_t)sm_count * kTpBlocksPerSm, pl.grid_x));
   return pl;
 }
 
@@ -800,6 +968,25 @@ static const char* tp_layout_unsupported(const gptq_problem* p) {
 }
 
 int gptq_gpu_transposed_mma_compiled(void) { return GPTQ_HAS_MMA_16816; }
+
+const char* gptq_gpu_tile_unsupported(gptq_gpu_kernel kernel, const gptq_gpu_tile* tile) {
+  if (!tile) return nullptr;
+  if (kernel == GPTQ_GPU_KERNEL_EXLLAMA && (tile->row_tile || tile->splits || tile->load_bytes))
+    return "exllama takes no tile parameters";
+  if (tile->row_tile < 0 || tile->splits < 0 || tile->load_bytes < 0) return "tile values must be positive";
+  if (tile->splits > 65535) return "splits must be at most 65535 (grid.y)";
+  if (kernel == GPTQ_GPU_KERNEL_VECTORIZED) {
+    if (tile->load_bytes && tile->load_bytes != 8 && tile->load_bytes != 16) return "load must be 8 or 16 (bytes per lane)";
+  } else if (tile->load_bytes) {
+    return "only `vectorized` takes load";
+  }
+  if (!tile->row_tile) return nullptr;
+  if (kernel == GPTQ_GPU_KERNEL_TRANSPOSED_MMA)
+    return tile->row_tile == 8 || tile->row_tile == 16 ? nullptr : "mt must be 8 or 16";
+  if (!tp_row_tile_compiled(tp_feed(kernel, tile), tile->row_tile))
+    return kernel == GPTQ_GPU_KERNEL_TRANSPOSED ? "mt must be 1, 2, 4, 8 or 16" : "mt must be 1, 2, 4 or 8";
+  return nullptr;
+}
 
 const char* gptq_gpu_transposed_unsupported(const gptq_problem* p, gptq_gpu_kernel kernel) {
   if (!p) return "no problem";
@@ -847,19 +1034,23 @@ static tp_args tp_make_args(const gptq_problem* p) {
   return a;
 }
 
-size_t gptq_gpu_transposed_workspace_bytes(const gptq_problem* p, gptq_gpu_kernel kernel, int sm_count) {
+size_t gptq_gpu_transposed_workspace_bytes(const gptq_problem* p, gptq_gpu_kernel kernel,
+                                           const gptq_gpu_tile* tile, int sm_count) {
   if (!p || p->m <= 0 || tp_preconditions(p, &kernel) != GPTQ_OK) return 0;
-  return tp_make_plan(p, kernel, sm_count).ws_bytes;
+  if (gptq_gpu_tile_unsupported(kernel, tile)) return 0;
+  return tp_make_plan(p, kernel, tile, sm_count).ws_bytes;
 }
 
-gptq_status gptq_gpu_transposed_gemm(const gptq_problem* p, gptq_gpu_kernel kernel, int sm_count,
-                                     void* workspace, size_t workspace_bytes, void* stream) {
+gptq_status gptq_gpu_transposed_gemm(const gptq_problem* p, gptq_gpu_kernel kernel,
+                                     const gptq_gpu_tile* tile, int sm_count, void* workspace,
+                                     size_t workspace_bytes, void* stream) {
   if (!p) return GPTQ_ERR_SHAPE;
   if (p->m == 0) return GPTQ_OK;
   gptq_status st = tp_preconditions(p, &kernel);
   if (st != GPTQ_OK) return st;
+  if (gptq_gpu_tile_unsupported(kernel, tile)) return GPTQ_ERR_SHAPE;
   if (!p->a || p->lda < p->k) return GPTQ_ERR_SHAPE;
-  const tp_plan pl = tp_make_plan(p, kernel, sm_count);
+  const tp_plan pl = tp_make_plan(p, kernel, tile, sm_count);
   if (!pl.fn) return GPTQ_ERR_NO_KERNEL;
   tp_args a = tp_make_args(p);
   a.splits = pl.splits;

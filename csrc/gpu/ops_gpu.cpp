@@ -14,16 +14,30 @@
 namespace gptq_mi100 {
 namespace {
 
+// Registry id -> the launcher's kernel enum (the native GPU kernels only).
+gptq_gpu_kernel launcher_kernel(KernelId id) {
+  switch (id) {
+    case KernelId::TransposedMma: return GPTQ_GPU_KERNEL_TRANSPOSED_MMA;
+    case KernelId::Transposed: return GPTQ_GPU_KERNEL_TRANSPOSED;
+    case KernelId::Vectorized: return GPTQ_GPU_KERNEL_VECTORIZED;
+    case KernelId::Coalesced: return GPTQ_GPU_KERNEL_COALESCED;
+    case KernelId::WarpShuffle: return GPTQ_GPU_KERNEL_WARP_SHUFFLE;
+    default: return GPTQ_GPU_KERNEL_EXLLAMA;
+  }
+}
+
 void* current_stream() { return at::cuda::getCurrentCUDAStream().stream(); }
 
-void run_gpu_gemm(gptq_gpu_kernel kernel, const gptq_problem& p, const at::Tensor& like) {
+void run_gpu_gemm(gptq_gpu_kernel kernel, const TileChoice& t, const gptq_problem& p,
+                  const at::Tensor& like) {
   gptq_problem q = p;
   q.index_errors = gptq_gpu_index_error_counter();
-  const size_t bytes = gptq_gpu_gemm_workspace_bytes(&q, kernel);
+  const gptq_gpu_tile tile{t.mt, t.splits, t.load};
+  const size_t bytes = gptq_gpu_gemm_workspace_bytes(&q, kernel, &tile);
   // Split-K partials: a torch allocation (caching allocator, graph-private in capture).
   at::Tensor workspace;
   if (bytes) workspace = at::empty({static_cast<int64_t>(bytes)}, like.options().dtype(at::kByte));
-  check_status("gemm", gptq_gpu_gemm(&q, kernel,
+  check_status("gemm", gptq_gpu_gemm(&q, kernel, &tile,
                                      bytes ? workspace.data_ptr() : nullptr, bytes,
                                      current_stream()),
                &q);
@@ -60,11 +74,8 @@ struct GpuBackend {
   static constexpr BackendKind kBackend = BackendKind::Gpu;
   static constexpr bool kLargeMInFp32 = false;
   using Guard = c10::cuda::CUDAGuard;
-  static void run(KernelId id, const gptq_problem& p, int64_t, const at::Tensor& like) {
-    run_gpu_gemm(id == KernelId::Transposed      ? GPTQ_GPU_KERNEL_TRANSPOSED
-                 : id == KernelId::TransposedMma ? GPTQ_GPU_KERNEL_TRANSPOSED_MMA
-                                                 : GPTQ_GPU_KERNEL_EXLLAMA,
-                 p, like);
+  static void run(const KernelChoice& c, const gptq_problem& p, int64_t, const at::Tensor& like) {
+    run_gpu_gemm(launcher_kernel(c.entry->id), c.tile, p, like);
   }
   static at::Tensor dequantize(const gptq_problem& p, int64_t layout, at::ScalarType dtype,
                                const at::Tensor& like) {

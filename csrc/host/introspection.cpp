@@ -3,6 +3,7 @@
 
 #include <array>
 #include <atomic>
+#include <cstdlib>
 
 #include "errors.h"
 #include "validate.h"
@@ -72,9 +73,13 @@ std::vector<std::string> kernel_table_rows(const std::string& device_type) {
   for (const auto& e : kernel_table()) {
     std::string backends = (e.backends & 1u) ? "cpu" : "";
     if (e.backends & 2u) backends += backends.empty() ? "cuda" : ",cuda";
-    rows.push_back(msg(e.name, ";", backends, ";", join_bits(backend == BackendKind::Cpu ? e.cpu_layouts : e.layouts), ";", join_bits(e.bits),
-                       ";", kRange[static_cast<int>(e.auto_range)], ";",
-                       kernel_in_build(e, backend) ? "1" : "0", ";", e.summary));
+    std::string tiles = e.tiles;  // ';' separates the row's fields
+    for (auto& ch : tiles)
+      if (ch == ';') ch = '|';
+    rows.push_back(msg(e.name, ";", backends, ";",
+                       join_bits(backend == BackendKind::Cpu ? e.cpu_layouts : e.layouts), ";",
+                       join_bits(e.bits), ";", kRange[static_cast<int>(e.auto_range)], ";",
+                       kernel_in_build(e, backend) ? "1" : "0", ";", tiles, ";", e.summary));
   }
   return rows;
 }
@@ -130,6 +135,51 @@ std::vector<std::string> excluded_kernels(const std::string& device_type) {
   std::vector<std::string> v;
   for (const auto& e : kernel_table())
     if (kernel_excluded(backend, e.id)) v.push_back(e.name);
+  return v;
+}
+
+void check_kernel_spec(const std::string& device_type, const std::string& spec) {
+  const BackendKind backend = parse_device_type("check_kernel_spec", device_type);
+  if (spec == "auto") return;
+  const KernelChoice c = parse_kernel_spec("gemm", spec);
+  std::string names;
+  for (const auto& n : kernel_names_for(backend)) names += (names.empty() ? "" : ", ") + n;
+  bool known = false;
+  for (const auto& n : kernel_names_for(backend)) known = known || (c.entry && n == c.entry->name);
+  GPTQ_CHECK_VALUE(known, "gemm: kernel must be one of ", names, " for ", device_type,
+                   " tensors, got '", spec, "' (a name, optionally with tiles: name:key=value,...)");
+}
+
+void set_tuned_table(const std::string& device_type, const std::vector<std::string>& rows) {
+  const BackendKind backend = parse_device_type("set_tuned_table", device_type);
+  std::vector<TunedRow> parsed;
+  for (const auto& line : rows) {
+    TunedRow r{};
+    int64_t* fields[] = {&r.bits, &r.k, &r.n, &r.m_lo, &r.m_hi};
+    size_t pos = 0;
+    bool ok = true;
+    for (int64_t* f : fields) {
+      const size_t end = line.find(';', pos);
+      ok = ok && end != std::string::npos;
+      if (!ok) break;
+      const std::string text = line.substr(pos, end - pos);
+      char* stop = nullptr;
+      *f = std::strtoll(text.c_str(), &stop, 10);
+      ok = !text.empty() && *stop == '\0';
+      pos = end + 1;
+    }
+    GPTQ_CHECK_VALUE(ok && pos < line.size(), "set_tuned_table: a row must be "
+                     "'bits;k;n;m_lo;m_hi;kernel_spec', got '", line, "'");
+    r.spec = line.substr(pos);
+    parsed.push_back(r);
+  }
+  set_tuned_rows(backend, parsed);
+}
+
+std::vector<std::string> tuned_table(const std::string& device_type) {
+  std::vector<std::string> v;
+  for (const auto& r : tuned_rows(parse_device_type("tuned_table", device_type)))
+    v.push_back(msg(r.bits, ";", r.k, ";", r.n, ";", r.m_lo, ";", r.m_hi, ";", r.spec));
   return v;
 }
 

@@ -3,6 +3,8 @@
 
 #include <atomic>
 #include <cstdlib>
+#include <memory>
+#include <mutex>
 
 #include "errors.h"
 #include "validate.h"
@@ -30,19 +32,29 @@ const char* any_problem(const gptq_problem&) { return nullptr; }
 
 // The kernels state their own requirements (csrc/gpu/gptq_transposed.cu).
 #ifdef GPTQ_MI100_WITH_GPU
-const char* transposed_can_implement(const gptq_problem& p) {
-  return gptq_gpu_transposed_unsupported(&p, GPTQ_GPU_KERNEL_TRANSPOSED);
+template <gptq_gpu_kernel K>
+const char* layout2_can_implement(const gptq_problem& p) {
+  return gptq_gpu_transposed_unsupported(&p, K);
 }
-const char* transposed_mma_can_implement(const gptq_problem& p) {
-  return gptq_gpu_transposed_unsupported(&p, GPTQ_GPU_KERNEL_TRANSPOSED_MMA);
+template <gptq_gpu_kernel K>
+const char* layout2_tile_unsupported(const TileChoice& t) {
+  gptq_gpu_tile g{t.mt, t.splits, t.load};
+  return gptq_gpu_tile_unsupported(K, &g);
 }
 // mma.sync exists in NVIDIA builds only (compat.h); a HIP build does not list the kernel.
 bool transposed_mma_compiled() { return gptq_gpu_transposed_mma_compiled() != 0; }
+#define GPTQ_LAYOUT2(K) &layout2_can_implement<K>
+#define GPTQ_LAYOUT2_TILES(K) &layout2_tile_unsupported<K>
 #else
 bool transposed_mma_compiled() { return false; }
-const char* transposed_can_implement(const gptq_problem&) { return "not in this build"; }
-const char* transposed_mma_can_implement(const gptq_problem&) { return "not in this build"; }
+const char* not_in_build(const gptq_problem&) { return "not in this build"; }
+const char* tiles_not_in_build(const TileChoice&) { return "not in this build"; }
+#define GPTQ_LAYOUT2(K) &not_in_build
+#define GPTQ_LAYOUT2_TILES(K) &tiles_not_in_build
 #endif
+
+// Tile values the tuner tries; the launchers accept any value their checks allow.
+#define GPTQ_SPLITS "splits=1,2,4,8,16,32"
 
 const std::vector<KernelEntry> kTable = {
     {"cpu_c", KernelId::CpuC, kCpu, 0, kLayoutCheckpoint, kAllBits, AutoRange::BelowLargeM,
@@ -54,11 +66,31 @@ const std::vector<KernelEntry> kTable = {
      AutoRange::BelowLargeM,
      "GPU decode kernel on the tiled layout with the inner product on NVIDIA tensor cores "
      "(mma.sync): one weight pass, M <= 8 at the cost of M = 1",
-     &transposed_mma_can_implement, &transposed_mma_compiled},
+     GPTQ_LAYOUT2(GPTQ_GPU_KERNEL_TRANSPOSED_MMA), &transposed_mma_compiled,
+     "mt=8,16;" GPTQ_SPLITS, GPTQ_LAYOUT2_TILES(GPTQ_GPU_KERNEL_TRANSPOSED_MMA)},
     {"transposed", KernelId::Transposed, kGpu, kLayoutTiled, 0, kTiledBits, AutoRange::BelowLargeM,
      "GPU decode kernel on the tiled layout: one weight pass for every M, in-launch "
      "split-K reduction, inner product on the vector units (v_dot2 on gfx908)",
-     &transposed_can_implement},
+     GPTQ_LAYOUT2(GPTQ_GPU_KERNEL_TRANSPOSED), nullptr, "mt=1,2,4,8,16;" GPTQ_SPLITS,
+     GPTQ_LAYOUT2_TILES(GPTQ_GPU_KERNEL_TRANSPOSED)},
+    // The planned variants of `transposed` (issue 12): after it, so auto reaches them only
+    // through the tuned table (or when the ones before are excluded or cannot run).
+    {"vectorized", KernelId::Vectorized, kGpu, kLayoutTiled, 0, kTiledBits, AutoRange::BelowLargeM,
+     "transposed with weight loads of a chosen width per lane (load=8: two 64-bit loads, "
+     "load=16: one 128-bit load)",
+     GPTQ_LAYOUT2(GPTQ_GPU_KERNEL_VECTORIZED), nullptr, "load=8,16;mt=1,2,4,8;" GPTQ_SPLITS,
+     GPTQ_LAYOUT2_TILES(GPTQ_GPU_KERNEL_VECTORIZED)},
+    {"coalesced", KernelId::Coalesced, kGpu, kLayoutTiled, 0, kTiledBits, AutoRange::BelowLargeM,
+     "transposed with each block's weight tiles staged through shared memory (LDS) by "
+     "wave-contiguous loads, then read by the lanes that multiply them",
+     GPTQ_LAYOUT2(GPTQ_GPU_KERNEL_COALESCED), nullptr, "mt=1,2,4,8;" GPTQ_SPLITS,
+     GPTQ_LAYOUT2_TILES(GPTQ_GPU_KERNEL_COALESCED)},
+    {"warp_shuffle", KernelId::WarpShuffle, kGpu, kLayoutTiled, 0, kTiledBits,
+     AutoRange::BelowLargeM,
+     "transposed with activations broadcast and partial sums reduced by cross-lane "
+     "shuffles (ds_bpermute on gfx908) instead of shared memory",
+     GPTQ_LAYOUT2(GPTQ_GPU_KERNEL_WARP_SHUFFLE), nullptr, "mt=1,2,4,8;" GPTQ_SPLITS,
+     GPTQ_LAYOUT2_TILES(GPTQ_GPU_KERNEL_WARP_SHUFFLE)},
     {"dequant_matmul", KernelId::DequantMatmul, kCpu | kGpu, kLayoutCheckpoint | kLayoutTiled,
      kLayoutCheckpoint, kAllBits, AutoRange::FromLargeM, "dequantize to the activation dtype, then torch's matmul",
      &any_problem},
@@ -81,7 +113,90 @@ std::vector<std::string> all_names() {
 std::atomic<unsigned> g_excluded[2] = {{0u}, {0u}};  // bit (1 << KernelId) per backend
 std::atomic<int> g_fault{static_cast<int>(KernelId::Count)};
 
+// Per backend, replaced whole at load / prepare time, read per call without a lock held
+// across the read (std::atomic_load of the snapshot).
+struct ParsedRow {
+  TunedRow row;
+  KernelChoice choice;
+};
+using TunedSnapshot = std::shared_ptr<const std::vector<ParsedRow>>;
+TunedSnapshot g_tuned[2];
+
+// The keys an entry's tile string names ("mt=1,2;splits=1" -> mt, splits).
+std::vector<std::string> tile_keys(const KernelEntry& e) {
+  std::vector<std::string> keys;
+  std::string t = e.tiles;
+  size_t pos = 0;
+  while (pos < t.size()) {
+    size_t end = t.find(';', pos);
+    if (end == std::string::npos) end = t.size();
+    keys.push_back(t.substr(pos, t.find('=', pos) - pos));
+    pos = end + 1;
+  }
+  return keys;
+}
+
 }  // namespace
+
+KernelChoice parse_kernel_spec(const char* op, const std::string& spec) {
+  const size_t colon = spec.find(':');
+  const std::string name = spec.substr(0, colon);
+  KernelChoice c{find_kernel(name), TileChoice{}};
+  if (!c.entry || colon == std::string::npos) return c;
+  const auto keys = tile_keys(*c.entry);
+  GPTQ_CHECK_VALUE(!keys.empty(), op, ": kernel '", name, "' takes no tile parameters, got '",
+                   spec, "'");
+  std::string rest = spec.substr(colon + 1);
+  size_t pos = 0;
+  GPTQ_CHECK_VALUE(!rest.empty(), op, ": kernel spec '", spec, "' has no tile after ':'");
+  while (pos <= rest.size()) {
+    size_t end = rest.find(',', pos);
+    if (end == std::string::npos) end = rest.size();
+    const std::string item = rest.substr(pos, end - pos);
+    const size_t eq = item.find('=');
+    const std::string key = item.substr(0, eq);
+    bool known = false;
+    for (const auto& k : keys) known = known || k == key;
+    GPTQ_CHECK_VALUE(eq != std::string::npos && known, op, ": kernel '", name,
+                     "' takes tile parameters ", c.entry->tiles, " (key=value, comma-separated), got '",
+                     item, "' in '", spec, "'");
+    const std::string text = item.substr(eq + 1);
+    char* stop = nullptr;
+    const long v = std::strtol(text.c_str(), &stop, 10);
+    GPTQ_CHECK_VALUE(!text.empty() && *stop == '\0' && v >= 1 && v <= 65535, op, ": tile ", key,
+                     " of kernel '", name, "' must be a positive integer, got '", text, "'");
+    (key == "mt" ? c.tile.mt : key == "splits" ? c.tile.splits : c.tile.load) = static_cast<int>(v);
+    pos = end + 1;
+  }
+  const char* why = c.entry->tile_unsupported ? c.entry->tile_unsupported(c.tile) : nullptr;
+  GPTQ_CHECK_VALUE(why == nullptr, op, ": kernel spec '", spec, "': ", why ? why : "");
+  return c;
+}
+
+void set_tuned_rows(BackendKind backend, const std::vector<TunedRow>& rows) {
+  auto parsed = std::make_shared<std::vector<ParsedRow>>();
+  for (const auto& r : rows) {
+    GPTQ_CHECK_VALUE(r.bits == 2 || r.bits == 3 || r.bits == 4 || r.bits == 8,
+                     "set_tuned_table: bits must be 2, 3, 4 or 8, got ", r.bits);
+    GPTQ_CHECK_VALUE(r.k > 0 && r.n > 0 && r.m_lo >= 1 && r.m_hi >= r.m_lo,
+                     "set_tuned_table: need k, n > 0 and 1 <= m_lo <= m_hi, got k=", r.k, " n=",
+                     r.n, " m_lo=", r.m_lo, " m_hi=", r.m_hi);
+    const KernelChoice c = parse_kernel_spec("set_tuned_table", r.spec);
+    GPTQ_CHECK_VALUE(c.entry && bit_set(c.entry->backends, static_cast<int>(backend)),
+                     "set_tuned_table: '", r.spec, "' names no ", device_type_name(backend),
+                     " kernel");
+    parsed->push_back({r, c});
+  }
+  std::atomic_store(&g_tuned[static_cast<int>(backend)], TunedSnapshot(std::move(parsed)));
+}
+
+std::vector<TunedRow> tuned_rows(BackendKind backend) {
+  std::vector<TunedRow> v;
+  const TunedSnapshot snap = std::atomic_load(&g_tuned[static_cast<int>(backend)]);
+  if (snap)
+    for (const auto& r : *snap) v.push_back(r.row);
+  return v;
+}
 
 const std::vector<KernelEntry>& kernel_table() { return kTable; }
 
@@ -157,7 +272,10 @@ const std::string& process_default_kernel() {
     const auto all = all_names();
     for (const auto& n : all)
       if (n == v) return v;
-    GPTQ_CHECK_VALUE(false, "GPTQ_MI100_KERNEL must be one of ", join(all), ", got '", v, "'");
+    GPTQ_CHECK_VALUE(parse_kernel_spec("GPTQ_MI100_KERNEL", v).entry != nullptr,
+                     "GPTQ_MI100_KERNEL must be one of ", join(all),
+                     " (optionally with tiles, name:key=value,...), got '", v, "'");
+    return v;
   }();
   return name;
 }
@@ -217,50 +335,62 @@ void check_layout(const char* op, BackendKind backend, int64_t layout, int64_t b
                    "reads layout ", layout, " (", layout_name(layout), ")");
 }
 
-const KernelEntry& choose_kernel(const char* op, const c10::optional<c10::string_view>& requested,
-                                 BackendKind backend, int64_t layout, const gptq_problem& p) {
+// Whether `auto` may run entry e on p in `layout` (build, self-check, layout, bits, shape).
+static bool auto_can_run(const KernelEntry& e, BackendKind backend, int64_t layout,
+                         const gptq_problem& p) {
+  return kernel_in_build(e, backend) && !kernel_excluded(backend, e.id) &&
+         reads_layout(e, backend, layout) && bit_set(e.bits, p.bits) && e.can_implement(p) == nullptr;
+}
+
+KernelChoice choose_kernel(const char* op, const c10::optional<c10::string_view>& requested,
+                           BackendKind backend, int64_t layout, const gptq_problem& p) {
   const auto valid = kernel_names_for(backend);
-  std::string name = requested.has_value() ? std::string(*requested) : process_default_kernel();
+  std::string spec = requested.has_value() ? std::string(*requested) : process_default_kernel();
+  const std::string name = spec.substr(0, spec.find(':'));
   bool known = false;
   for (const auto& v : valid) known = known || v == name;
-  if (!requested.has_value() && !known) name = "auto";  // a default for the other device
-  GPTQ_CHECK_VALUE(known || name == "auto", op, ": kernel must be one of ", join(valid), " for ",
-                   device_type_name(backend), " tensors, got '", name, "'");
+  if (!requested.has_value() && !known) spec = "auto";  // a default for the other device
+  GPTQ_CHECK_VALUE(known || spec == "auto", op, ": kernel must be one of ", join(valid), " for ",
+                   device_type_name(backend), " tensors, got '",
+                   spec, "' (a name, optionally with tiles: name:key=value,...)");
 
-  if (name != "auto") {
-    for (const auto& e : kTable) {
-      if (name != e.name) continue;
-      const int64_t reads = first_layout(e, backend);
-      GPTQ_CHECK_VALUE(reads_layout(e, backend, layout), op, ": kernel '", e.name,
-                       "' reads layout ", reads, " (", layout_name(reads),
-                       ") but the weight is in layout ", layout, " (", layout_name(layout),
-                       "); prepare it with layout=", reads, " or choose another kernel");
-      GPTQ_CHECK_VALUE(bit_set(e.bits, p.bits), op, ": kernel '", e.name,
-                       "' does not cover bits=", p.bits);
-      GPTQ_CHECK_VALUE(!kernel_excluded(backend, e.id), op, ": kernel '", e.name,
-                       "' gave wrong results in this process's load-time self-check on ",
-                       device_type_name(backend), " and is disabled; run `python -m ",
-                       "gptq_mi100 selftest` and report its table");
-      const char* why = e.can_implement(p);
-      GPTQ_CHECK_VALUE(why == nullptr, op, ": kernel '", e.name, "' cannot run this problem: ",
-                       why ? why : "");
-      return e;
-    }
+  if (spec != "auto") {
+    const KernelChoice c = parse_kernel_spec(op, spec);
+    const KernelEntry& e = *c.entry;
+    const int64_t reads = first_layout(e, backend);
+    GPTQ_CHECK_VALUE(reads_layout(e, backend, layout), op, ": kernel '", e.name,
+                     "' reads layout ", reads, " (", layout_name(reads),
+                     ") but the weight is in layout ", layout, " (", layout_name(layout),
+                     "); prepare it with layout=", reads, " or choose another kernel");
+    GPTQ_CHECK_VALUE(bit_set(e.bits, p.bits), op, ": kernel '", e.name,
+                     "' does not cover bits=", p.bits);
+    GPTQ_CHECK_VALUE(!kernel_excluded(backend, e.id), op, ": kernel '", e.name,
+                     "' gave wrong results in this process's load-time self-check on ",
+                     device_type_name(backend), " and is disabled; run `python -m ",
+                     "gptq_mi100 selftest` and report its table");
+    const char* why = e.can_implement(p);
+    GPTQ_CHECK_VALUE(why == nullptr, op, ": kernel '", e.name, "' cannot run this problem: ",
+                     why ? why : "");
+    return c;
   }
+  // The tuned table first (rows were validated when installed).
+  const TunedSnapshot tuned = std::atomic_load(&g_tuned[static_cast<int>(backend)]);
+  if (tuned)
+    for (const auto& r : *tuned)
+      if (r.row.bits == p.bits && r.row.k == p.k && r.row.n == p.n && r.row.m_lo <= p.m &&
+          p.m <= r.row.m_hi && auto_can_run(*r.choice.entry, backend, layout, p))
+        return r.choice;
   const AutoRange range = p.m >= large_m_threshold(backend, p.bits) ? AutoRange::FromLargeM
                                                                      : AutoRange::BelowLargeM;
   const KernelEntry* fallback = nullptr;
   for (const auto& e : kTable) {
-    if (!kernel_in_build(e, backend) || kernel_excluded(backend, e.id) ||
-        !reads_layout(e, backend, layout) || !bit_set(e.bits, p.bits) ||
-        e.can_implement(p) != nullptr)
-      continue;
-    if (e.auto_range == range) return e;
+    if (!auto_can_run(e, backend, layout, p)) continue;
+    if (e.auto_range == range) return {&e, TileChoice{}};
     if (!fallback) fallback = &e;
   }
   GPTQ_CHECK(fallback != nullptr, op, ": no ", device_type_name(backend), " kernel reads layout ",
              layout, " at bits=", p.bits, " (or every one failed the load-time self-check)");
-  return *fallback;
+  return {fallback, TileChoice{}};
 }
 
 }  // namespace gptq_mi100

@@ -21,13 +21,24 @@ enum class KernelId : int {
   Exllama = 1,
   TransposedMma = 2,
   Transposed = 3,
-  DequantMatmul = 4,
-  Count = 5
+  Vectorized = 4,
+  Coalesced = 5,
+  WarpShuffle = 6,
+  DequantMatmul = 7,
+  Count = 8
 };
 
 // Which M "auto" sends to a kernel: native kernels below the large-M threshold,
 // dequantize + matmul at or above it.
 enum class AutoRange : int { BelowLargeM = 0, FromLargeM = 1, Never = 2 };
+
+// Tile choices of one call, from a kernel spec "name:mt=4,splits=8,load=8" (0 = the
+// launcher's own plan). GPU launchers take them as gptq_gpu_tile (csrc/gpu/gptq_gpu.h).
+struct TileChoice {
+  int mt = 0;      // activation rows per weight pass
+  int splits = 0;  // K splits of the launch
+  int load = 0;    // bytes per lane per weight load (vectorized)
+};
 
 struct KernelEntry {
   const char* name;
@@ -42,7 +53,32 @@ struct KernelEntry {
   const char* (*can_implement)(const gptq_problem& p);
   // Whether this build compiled the kernel (nullptr: whenever its backend is built).
   bool (*compiled)() = nullptr;
+  // Tile keys it takes, each with the values the tuner tries ("mt=1,2;splits=1,2,4"); ""
+  // for none. A spec may give any value its kernel accepts (tile_unsupported).
+  const char* tiles = "";
+  // nullptr when the kernel accepts the tile, else the reason.
+  const char* (*tile_unsupported)(const TileChoice& t) = nullptr;
 };
+
+// A kernel with its tile choices.
+struct KernelChoice {
+  const KernelEntry* entry;
+  TileChoice tile;
+};
+
+// "name" or "name:key=value,...": the entry and validated tiles (ValueError naming `op`,
+// the kernel and what is allowed). Unknown names: nullptr entry, for the caller's message.
+KernelChoice parse_kernel_spec(const char* op, const std::string& spec);
+
+// Tuned table (gptq_mi100/tuner.py, installed at load / prepare time, read per call): under
+// "auto", the first row matching (bits, K, N, m_lo <= M <= m_hi) whose kernel can run the
+// problem on the weight's layout wins over the built-in rule.
+struct TunedRow {
+  int64_t bits, k, n, m_lo, m_hi;
+  std::string spec;
+};
+void set_tuned_rows(BackendKind backend, const std::vector<TunedRow>& rows);  // validates
+std::vector<TunedRow> tuned_rows(BackendKind backend);
 
 const std::vector<KernelEntry>& kernel_table();  // in KernelId order
 const KernelEntry& kernel_entry(KernelId id);
@@ -75,9 +111,9 @@ KernelId fault_kernel();
 // The entry of that name (nullptr if none).
 const KernelEntry* find_kernel(const std::string& name);
 
-// requested: a kernel name, or nullopt for the process default (a default naming
+// requested: a kernel spec, or nullopt for the process default (a default naming
 // another backend's kernel means auto). Explicit choices that cannot run p raise.
-const KernelEntry& choose_kernel(const char* op, const c10::optional<c10::string_view>& requested,
+KernelChoice choose_kernel(const char* op, const c10::optional<c10::string_view>& requested,
                                  BackendKind backend, int64_t layout, const gptq_problem& p);
 
 }  // namespace gptq_mi100

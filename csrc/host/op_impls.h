@@ -5,7 +5,7 @@
 //   kBackend                             BackendKind
 //   kLargeMInFp32                        dequant_matmul multiplies in fp32 (CPU) or not
 //   Guard(device)                        device guard type (no-op on CPU)
-//   run(id, p, layout, like)             run native kernel `id` on p (p.c set)
+//   run(choice, p, layout, like)         run the chosen native kernel on p (p.c set)
 //   dequantize(p, layout, dtype, like)   W [K, N] in checkpoint K order
 //   permute_rows(qweight, perm, bits)    new qweight with kernel rows perm[r]
 //   add_index_errors(count)              add a 0-dim int64 tensor to the device's clamped-
@@ -51,7 +51,8 @@ struct OpImpls {
     check_layout(op, B::kBackend, layout, bits);
     gptq_problem p = make_problem(op, a, qweight, qzeros, scales, a_perm, group_index, bits,
                                   group_size, v2_zeros, names);
-    const KernelEntry& chosen = choose_kernel(op, kernel, B::kBackend, layout, p);
+    const KernelChoice choice = choose_kernel(op, kernel, B::kBackend, layout, p);
+    const KernelEntry& chosen = *choice.entry;
     if (out.defined())
       check_out(op, out, a, p.n);
     else
@@ -62,7 +63,7 @@ struct OpImpls {
     count_kernel(chosen.id);
     if (fault_kernel() == chosen.id) p.zero_offset += 1;  // self-check test hook (_inject_fault)
     if (chosen.id != KernelId::DequantMatmul) {
-      B::run(chosen.id, p, layout, a);
+      B::run(choice, p, layout, a);
       return out;
     }
     // W in kernel row order times the activations gathered through a_perm (clamped and

@@ -1,0 +1,176 @@
+"""Kernel specs ("name:key=value,...") and the tuned table that `auto` follows first.
+
+CPU: parsing, validation, the table's install / replace / clear, auto following it. GPU: every
+tile value of every kernel that takes tiles, against the fp32 reference on a ragged shape with
+a poisoned output (the variants of issue 12 under every tile the tuner may choose)."""
+
+import pytest
+import torch
+
+import gptq_mi100
+from gptq_mi100 import kernels, ops, quantize, reference
+from conftest import assert_gemm_close, seed_of
+
+_ops = torch.ops.gptq_mi100
+
+
+@pytest.fixture
+def clean_table():
+    saved = {d: kernels.tuned_table(d) for d in ("cpu", "cuda")}
+    yield
+    for d, rows in saved.items():
+        kernels.set_tuned_table(d, rows)
+
+
+def cpu_case(k=256, n=264, bits=4, seed=None):
+    t = quantize.random_gptq(k, n, bits, 64, symmetric=False, act_order=False, v2_zeros=False, seed=seed or seed_of("specs", k, n, bits))
+    w = ops.prepare(t.qweight, t.qzeros, t.scales, bits=bits, group_size=64)
+    return t, w
+
+
+@pytest.mark.parametrize("spec, match", [
+    ("cpu_c:mt=4", "takes no tile parameters"),
+    ("dequant_matmul:splits=2", "takes no tile parameters"),
+    ("cpu_c:", "takes no tile parameters"),
+    ("fastest:mt=1", "kernel must be one of"),
+])
+def test_bad_specs_on_cpu_name_the_kernel(spec, match):
+    t, w = cpu_case()
+    a = torch.randn(2, 256).half()
+    with pytest.raises(ValueError, match=match):
+        ops.gemm(a, w, kernel=spec)
+    with pytest.raises(ValueError, match=match):
+        with gptq_mi100.use_kernel(spec):
+            pass
+
+
+def test_spec_tiles_are_validated_against_the_kernel():
+    """Key and value checks come from the registry, whatever the build holds."""
+    for spec, match in [("transposed:mt=3", "mt must be|not in this build"),
+                        ("transposed:tile=4", "takes tile parameters"),
+                        ("transposed:mt", "takes tile parameters"),
+                        ("transposed:mt=0", "positive integer"),
+                        ("transposed:mt=x", "positive integer"),
+                        ("warp_shuffle:load=8", "takes tile parameters mt="),
+                        ("vectorized:load=4", "load must be 8 or 16|not in this build"),
+                        ("coalesced:mt=16", "mt must be 1, 2, 4 or 8|not in this build")]:
+        with pytest.raises(ValueError, match=match):
+            kernels.set_tuned_table("cuda", [kernels.TunedRow(4, 256, 256, 1, 1, spec)])
+
+
+def test_kernel_table_lists_tiles():
+    rows = {r.name: r for r in kernels.kernel_table("cuda")}
+    assert rows["vectorized"].tiles["load"] == (8, 16)
+    assert rows["transposed"].tiles["mt"] == (1, 2, 4, 8, 16)
+    for name in ("coalesced", "warp_shuffle", "vectorized"):
+        assert rows[name].tiles["mt"] == (1, 2, 4, 8) and rows[name].layouts == (2,)
+        assert rows[name].auto_range == "below_large_m"
+    assert rows["exllama"].tiles == {} and rows["dequant_matmul"].tiles == {}
+    assert kernels.kernel_spec("vectorized", mt=4, load=8) == "vectorized:load=8,mt=4"
+    assert kernels.kernel_spec("cpu_c") == "cpu_c"
+
+
+def test_tuned_table_roundtrip_replace_and_clear(clean_table):
+    rows = [kernels.TunedRow(4, 256, 264, 1, 4, "dequant_matmul"),
+            kernels.TunedRow(8, 512, 512, 5, 64, "cpu_c")]
+    kernels.set_tuned_table("cpu", rows)
+    assert kernels.tuned_table("cpu") == rows
+    # an invalid row rejects the whole new table and keeps the installed one
+    for bad, match in [(kernels.TunedRow(5, 256, 264, 1, 4, "cpu_c"), "bits"),
+                       (kernels.TunedRow(4, 256, 264, 4, 1, "cpu_c"), "m_lo"),
+                       (kernels.TunedRow(4, 0, 264, 1, 4, "cpu_c"), "k, n > 0"),
+                       (kernels.TunedRow(4, 256, 264, 1, 4, "exllama"), "names no cpu kernel"),
+                       (kernels.TunedRow(4, 256, 264, 1, 4, "nope"), "names no cpu kernel")]:
+        with pytest.raises(ValueError, match=match):
+            kernels.set_tuned_table("cpu", rows + [bad])
+        assert kernels.tuned_table("cpu") == rows
+    with pytest.raises(ValueError, match="bits;k;n;m_lo;m_hi;kernel_spec"):
+        _ops.set_tuned_table("cpu", ["4;256;264;1;cpu_c"])
+    kernels.set_tuned_table("cpu", [])
+    assert kernels.tuned_table("cpu") == []
+
+
+def test_auto_follows_the_tuned_table_on_cpu(clean_table):
+    t, w = cpu_case()
+    w_ref = reference.dequantize_reference(t.qweight, t.qzeros, t.scales, None, 4, False)
+    kernels.set_tuned_table("cpu", [kernels.TunedRow(4, 256, 264, 2, 3, "dequant_matmul"),
+                                    kernels.TunedRow(4, 256, 999, 1, 64, "dequant_matmul")])
+    for m, want in [(1, "cpu_c"), (2, "dequant_matmul"), (3, "dequant_matmul"), (4, "cpu_c")]:
+        a = torch.randn(m, 256, generator=torch.Generator().manual_seed(m)).half()
+        ops.reset_path_counts()
+        out = ops.gemm(a, w)
+        counts = ops.path_counts()
+        assert counts[want] == 1 and sum(counts.values()) == 1, (m, counts)
+        assert_gemm_close(out, a, w_ref, a.float() @ w_ref, f"tuned m={m}")
+    # an explicit kernel and a use_kernel block still win over the table
+    a = torch.randn(2, 256).half()
+    ops.reset_path_counts()
+    ops.gemm(a, w, kernel="cpu_c")
+    with gptq_mi100.use_kernel("cpu_c"):
+        ops.gemm(a, w)
+    assert ops.path_counts()["cpu_c"] == 2
+
+
+def test_tuned_row_of_an_excluded_kernel_is_skipped(clean_table):
+    """The self-check's exclusion beats the table: auto falls back to its built-in rule."""
+    t, w = cpu_case()
+    kernels.set_tuned_table("cpu", [kernels.TunedRow(4, 256, 264, 1, 8, "dequant_matmul")])
+    _ops.set_kernel_excluded("cpu", "dequant_matmul", True)
+    try:
+        ops.reset_path_counts()
+        ops.gemm(torch.randn(1, 256).half(), w)
+        assert ops.path_counts()["cpu_c"] == 1
+    finally:
+        _ops.set_kernel_excluded("cpu", "dequant_matmul", False)
+
+
+def test_fake_kernel_checks_specs_like_the_real_op():
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    t, w = cpu_case()
+    with FakeTensorMode() as mode:
+        a = mode.from_tensor(torch.randn(2, 256).half())
+        qw, qz, sc = (mode.from_tensor(x) for x in (w.qweight, w.qzeros, w.scales))
+        out = _ops.gemm(a, qw, qz, sc, None, None, 4, 64, False, w.layout, "cpu_c")
+        assert out.shape == (2, 264)
+        with pytest.raises(ValueError, match="takes no tile parameters"):
+            _ops.gemm(a, qw, qz, sc, None, None, 4, 64, False, w.layout, "cpu_c:mt=2")
+
+
+# ---- GPU: every tile value of every kernel that takes tiles --------------------------------
+
+def _tile_specs(device_type):
+    specs = []
+    for info in kernels.kernel_table(device_type):
+        if not info.in_build or not info.tiles:
+            continue
+        for key, values in info.tiles.items():
+            specs += [kernels.kernel_spec(info.name, **{key: v}) for v in values]
+        if "load" in info.tiles:  # load crossed with the row tiles (two feeds)
+            specs += [kernels.kernel_spec(info.name, load=ld, mt=mt)
+                      for ld in info.tiles["load"] for mt in info.tiles["mt"]]
+    return specs
+
+
+@pytest.mark.parametrize("bits", [2, 4, 8])
+def test_every_tile_matches_the_reference(device, bits):
+    if device.type != "cuda":
+        pytest.skip("tiles are GPU launch choices")
+    k, n = 1024, 264 if bits != 2 else 272
+    seed = seed_of("tiles", bits)
+    t = quantize.random_gptq(k, n, bits, 128, symmetric=False, act_order=True, v2_zeros=False, seed=seed)
+    w_ref = reference.dequantize_reference(t.qweight, t.qzeros, t.scales, t.g_idx, bits, False)
+    w = ops.prepare(t.qweight.to(device), t.qzeros.to(device), t.scales.to(device),
+                    t.g_idx.to(device), bits=bits, group_size=128, layout=2)
+    specs = [s for s in _tile_specs("cuda") if w.layout in
+             {i.name: i.layouts for i in kernels.kernel_table("cuda")}[s.split(":")[0]]]
+    assert specs
+    for m in (1, 3, 8, 13):
+        for dtype in (torch.float16, torch.bfloat16):
+            a = torch.randn(m, k, generator=torch.Generator().manual_seed(seed + m)).to(dtype)
+            ref = a.float() @ w_ref
+            for spec in specs:
+                out = torch.full((m, n), float("nan"), dtype=dtype, device=device)
+                ops.gemm(a.to(device), w, kernel=spec, out=out)
+                assert_gemm_close(out, a, w_ref, ref, f"{spec} m={m} {dtype}")
+                again = ops.gemm(a.to(device), w, kernel=spec)
+                assert torch.equal(again, out), f"{spec} m={m}: not reproducible"
