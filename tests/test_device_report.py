@@ -78,8 +78,8 @@ def test_report_passes_clean_output_and_fails_each_planted_problem(tmp_path):
 
 # ---- gfx908 decode target (issue 10): gptq_transposed_kernel<bits, act, M_TILE <= 8> ----
 
-def tp_mangled(bits, act, mt):
-    return f"_Z22gptq_transposed_kernelILi{bits}ELi{act}ELi{mt}EEv7tp_args"
+def tp_mangled(bits, act, mt, feed=0):
+    return f"_Z22gptq_transposed_kernelILi{bits}ELi{act}ELi{mt}ELi{feed}EEv7tp_args"
 
 
 def tp_remarks(name, vgpr=50, agpr=0, lds=8192, vspill=0, scratch=0):
@@ -101,11 +101,12 @@ GOOD_BF16 = ["global_load_dwordx4 v[9:12], v[1:2], off", "v_fma_mix_f32 v33, v49
 
 
 def run_decode(tmp_path, kernels, extra=()):
-    """kernels: [(bits, act, mt, remark kwargs, isa body)]; one gemm kernel keeps the global
-    dot2 check satisfied."""
-    rem = [remarks()] + [tp_remarks(tp_mangled(b, a, mt), **kw) for b, a, mt, kw, _ in kernels]
-    isa = ["  v_dot2c_f32_f16_e32 v1, v2, v3\n"] + [tp_isa(tp_mangled(b, a, mt), body)
-                                                     for b, a, mt, _, body in kernels]
+    """kernels: [(bits, act, mt, remark kwargs, isa body)] or with a 6th item, the FEED; one
+    gemm kernel keeps the global dot2 check satisfied."""
+    kernels = [k if len(k) == 6 else (*k, 0) for k in kernels]
+    rem = [remarks()] + [tp_remarks(tp_mangled(b, a, mt, f), **kw) for b, a, mt, kw, _, f in kernels]
+    isa = ["  v_dot2c_f32_f16_e32 v1, v2, v3\n"] + [tp_isa(tp_mangled(b, a, mt, f), body)
+                                                     for b, a, mt, _, body, f in kernels]
     (tmp_path / "remarks").write_text("\n".join(rem))
     (tmp_path / "isa").write_text("".join(isa))
     (tmp_path / "ptxas").write_text(ptxas())
@@ -142,7 +143,7 @@ def test_decode_target_passes_and_fails_each_planted_problem(tmp_path):
         r = run_decode(tmp_path, [(2, act, 4, kw, body)])
         assert r.returncode == 1, why
         out = r.stdout + r.stderr
-        assert f"gptq_transposed_kernel<2, {act}, 4>" in out and why in out, (why, out)
+        assert f"gptq_transposed_kernel<2, {act}, 4, 0>" in out and why in out, (why, out)
 
 
 def test_decode_target_flag_requires_every_tile(tmp_path):
@@ -150,7 +151,40 @@ def test_decode_target_flag_requires_every_tile(tmp_path):
     assert r.returncode == 1
     assert "gptq_transposed_kernel<2, 1, 8> is not compiled" in r.stdout + r.stderr
     assert "gptq_transposed_kernel<4, 0, 1> is not compiled" not in r.stdout + r.stderr
+    assert "gptq_transposed_kernel<4, 0, 1, 3> is not compiled" in r.stdout + r.stderr
     every = [(b, a, mt, {}, GOOD_F16 if a == 0 else GOOD_BF16)
              for b in (2, 4, 8) for a in (0, 1) for mt in (1, 2, 4, 8)]
+    every += [(b, a, mt, {}, VARIANT_ISA[f], f) for b in (2, 4, 8) for a in (0, 1)
+              for mt in (1, 2, 4, 8) for f in (1, 2, 3)]
     r = run_decode(tmp_path, every, extra=["--decode-target"])
     assert r.returncode == 0, r.stdout + r.stderr
+    assert "vectorized (load=8) 24 / 24, coalesced 24 / 24, warp_shuffle 24 / 24" in \
+        (tmp_path / "report.md").read_text()
+
+
+# ---- issue-12 variants: each one's ISA shows what makes it that variant ----
+
+VARIANT_ISA = {
+    1: ["global_load_dwordx2 v[1:2], v[3:4], off", "global_load_dwordx2 v[5:6], v[3:4], off offset:8"],
+    2: ["global_load_dwordx4 v[9:12], v[1:2], off", "ds_write_b128 v0, v[9:12]", "ds_read_b128 v[9:12], v1"],
+    3: ["global_load_dwordx4 v[9:12], v[1:2], off", "ds_bpermute_b32 v1, v2, v3"],
+}
+
+
+def test_variant_isa_checks_pass_and_fail_each_planted_problem(tmp_path):
+    ok = run_decode(tmp_path, [(4, 0, 8, {}, VARIANT_ISA[f], f) for f in (1, 2, 3)])
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    for feed, body, why in [
+        (1, VARIANT_ISA[1] + ["global_load_dwordx4 v[9:12], v[1:2], off"], "were merged"),
+        (1, ["global_load_dwordx4 v[9:12], v[1:2], off"], "no dwordx2"),
+        (2, [i for i in VARIANT_ISA[2] if "ds_read" not in i], "not staged through LDS"),
+        (2, [i for i in VARIANT_ISA[2] if "global" not in i], "no dwordx4 window loads"),
+        (3, VARIANT_ISA[3][:1] + ["ds_read_b64 v[1:2], v3"], "shuffles not cross-lane"),
+    ]:
+        r = run_decode(tmp_path, [(2, 0, 4, {}, body, feed)])
+        out = r.stdout + r.stderr
+        assert r.returncode == 1 and f"gptq_transposed_kernel<2, 0, 4, {feed}>" in out and why in out, \
+            (why, out)
+    dpp = run_decode(tmp_path, [(2, 0, 4, {}, VARIANT_ISA[3][:1] +
+                                 ["v_add_f32_dpp v1, v2, v3 row_shr:1 row_mask:0xf"], 3)])
+    assert dpp.returncode == 0, dpp.stdout + dpp.stderr
