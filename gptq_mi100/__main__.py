@@ -4,6 +4,10 @@
 (gptq_mi100/selfcheck.py) over every bit width, group size, act-order and activation dtype on
 the device, prints the table and exits non-zero if a kernel is wrong.
 
+`python -m gptq_mi100 tune [--shapes NAME | --config PATH --tp N | --shape K,N ...]` measures
+every kernel and tile choice on the device for those layer shapes and M = 1..64, writes the
+winners to the tuned table that `auto` follows (gptq_mi100/tuner.py) and prints it.
+
 Builds the extension in place if it is missing (pip install --no-build-isolation -e .),
 runs one GEMM per available kernel on a Qwen3-32B TP=4 down_proj-shaped layer, checks it
 against the fp32 reference, and prints the time per call and the weight bandwidth as a
@@ -141,11 +145,94 @@ def run_selftest(args):
                          "please report this table")
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """User errors: one line and exit status 2, no usage block."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: {message}\n")
+
+
+def _int_list(text):
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
+
+
+def _k_n(text):
+    values = _int_list(text)
+    if len(values) != 2:
+        raise argparse.ArgumentTypeError(f"expected K,N (in_features,out_features), got {text!r}")
+    return values
+
+
+def run_tune(argv):
+    ensure_built()
+    import torch
+    from gptq_mi100 import ops, tuner
+    p = _OneLineParser(prog="python -m gptq_mi100 tune",
+                       description="Measure every kernel and tile choice on this device and "
+                                   "write the winners to the table auto follows.")
+    p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda if present")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--shapes", choices=sorted(tuner.PRESETS),
+                        help="a model's layer shapes (default qwen3-32b-tp4)")
+    source.add_argument("--config", metavar="PATH",
+                        help="a checkpoint's config.json (or its directory): qkv, o, gate_up, "
+                             "down as vLLM splits them over --tp ranks")
+    source.add_argument("--shape", type=_k_n, action="append", metavar="K,N",
+                        help="a layer's in_features,out_features (repeatable)")
+    p.add_argument("--tp", type=int, default=None, help="tensor-parallel size (with --config)")
+    p.add_argument("--m", type=_int_list, default=tuner.DEFAULT_MS, metavar="M,M,...",
+                   help="activation rows to measure (default 1,2,4,8,16,32,64)")
+    p.add_argument("--bits", type=int, choices=(2, 3, 4, 8), default=4)
+    p.add_argument("--group-size", type=int, default=128)
+    p.add_argument("--act-order", action="store_true")
+    p.add_argument("--out", metavar="PATH", help="table file to write (default: where this "
+                                                 "process reads it, see GPTQ_MI100_TUNE_FILE)")
+    args = p.parse_args(argv)
+    if args.tp is not None and args.config is None:
+        p.error("--tp goes with --config")
+    try:
+        if args.config is not None:
+            shapes = tuner.shapes_from_config(args.config, tp=1 if args.tp is None else args.tp)
+        elif args.shape:
+            shapes = args.shape
+        else:
+            config, tp = tuner.PRESETS[args.shapes or "qwen3-32b-tp4"]
+            shapes = tuner.shapes_from_config(config, tp)
+    except ValueError as e:
+        p.error(str(e))
+    if args.device == "cuda" and (not torch.cuda.is_available()
+                                  or "backend cpu" in ops.build_info()):
+        p.error("--device cuda, but this torch sees no CUDA/HIP GPU or gptq_mi100 was built "
+                f"without GPU support ({ops.build_info()}); use --device cpu")
+    gpu = torch.cuda.is_available() and "backend cpu" not in ops.build_info()
+    device = torch.device(args.device or ("cuda" if gpu else "cpu"))
+    try:
+        result = tuner.tune(shapes, args.m, device=device, bits=args.bits,
+                            group_size=args.group_size, act_order=args.act_order, path=args.out)
+    except ValueError as e:  # a shape, M or group size the format cannot have
+        p.error(str(e))
+    print(tuner.format_table(result.rows, result.measured))
+    for d in result.dropped:
+        print(f"dropped {d.spec} at {d.bits}-bit {d.k}x{d.n} M={d.m}: {d.reason}")
+    reads = ("auto follows it from the first prepare in each process"
+             if result.path == tuner.table_path(device)
+             else f"set GPTQ_MI100_TUNE_FILE={result.path} for auto to follow it")
+    print(f"{len(result.rows)} rows written to {result.path} in {result.seconds:.0f} s; {reads}")
+
+
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["tune"]:
+        return run_tune(argv[1:])
     p = argparse.ArgumentParser(prog="python -m gptq_mi100", description=__doc__.split("\n")[0])
-    p.add_argument("command", nargs="?", default="run", choices=("run", "selftest"),
+    p.add_argument("command", nargs="?", default="run", choices=("run", "selftest", "tune"),
                    help="run (default): time one GEMM per kernel; selftest: check every kernel "
-                        "auto may pick on the device against the reference, print the table")
+                        "auto may pick on the device against the reference, print the table; "
+                        "tune: measure kernels and tiles, write the table auto follows "
+                        "(`tune --help`)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if present)")
     p.add_argument("--k", type=int, default=6400)
     p.add_argument("--n", type=int, default=5120)
@@ -158,6 +245,8 @@ def main(argv=None):
     p.add_argument("--tokens", type=int, default=8,
                    help="--model: tokens per forward (the M of its GEMMs)")
     args = p.parse_args(argv)
+    if args.command == "tune":  # reached only when options came first
+        p.error("tune takes its own options after it: python -m gptq_mi100 tune [options]")
     ensure_built()
     if args.command == "selftest":
         return run_selftest(args)

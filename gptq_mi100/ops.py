@@ -137,6 +137,8 @@ def prepare(qweight, qzeros, scales, g_idx=None, *, bits, group_size, v2_zeros=F
         # are wrong on this GPU leave auto before the layout is chosen (selfcheck.py).
         from . import selfcheck
         selfcheck.ensure_checked(rows.device, bits, group_size, a_perm is not None)
+    from . import tuner  # load time, once per process: the tuned table auto follows first
+    tuner.ensure_applied(rows.device)
     if layout is None:
         layout = _default_layout(rows.device, bits, k, n, group_index)
     elif layout == LAYOUT_TILED and group_index is not None:
@@ -213,6 +215,8 @@ def _gptq_shuffle_impl(q_weight, q_perm, bit):
     if q_weight.device.type == "cuda":  # vLLM's load step: the self-check, as in prepare
         from . import selfcheck            # (the group size is not passed here: GPTQ's usual 128)
         selfcheck.ensure_checked(q_weight.device, bit, 128, q_perm.numel() > 0)
+    from . import tuner
+    tuner.ensure_applied(q_weight.device)
     if _ops.preferred_layout(_device_type(q_weight.device), bit, k, n) == LAYOUT_TILED:
         q_weight.copy_(layouts.to_tiled(q_weight, bit))
 

@@ -13,6 +13,10 @@ import torch
 
 from gptq_mi100 import reference
 
+# A user's tuned table (gptq_mi100/tuner.py) must not change what auto picks here: tests that
+# need one set GPTQ_MI100_TUNE_FILE themselves or call tuner.apply with a path.
+os.environ.setdefault("GPTQ_MI100_TUNE_FILE", "none")
+
 
 def _devices():
     sel = os.environ.get("GPTQ_MI100_TEST_DEVICE", "all").strip().lower()
