@@ -36,6 +36,7 @@ class KernelInfo(NamedTuple):
     auto_range: str            # "below_large_m" or "from_large_m"
     in_build: bool             # compiled into this build for that device
     tiles: Dict[str, Tuple[int, ...]]  # tile key -> the values the tuner tries ({}: none)
+    auto_min_m: int            # smallest M the built-in auto rule gives it on this build
     summary: str
 
 
@@ -47,11 +48,12 @@ def kernel_table(device_type: str = "cuda"):
     """Every registry entry, in preference order, as seen for `device_type`."""
     rows = []
     for line in _ops.kernel_table(device_type):
-        name, devices, layouts, bits, auto_range, in_build, tiles, summary = line.split(";", 7)
+        name, devices, layouts, bits, auto_range, in_build, tiles, min_m, summary = \
+            line.split(";", 8)
         tile_values = {key: _ints(values) for key, values in
                        (item.split("=", 1) for item in tiles.split("|") if item)}
         rows.append(KernelInfo(name, tuple(devices.split(",")), _ints(layouts), _ints(bits),
-                               auto_range, in_build == "1", tile_values, summary))
+                               auto_range, in_build == "1", tile_values, int(min_m), summary))
     return rows
 
 

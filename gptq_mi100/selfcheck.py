@@ -61,7 +61,8 @@ def _ms_for(info: kernels.KernelInfo, device_type: str, bits: int) -> Tuple[int,
     threshold = _ops.large_m_threshold(device_type, bits)
     if info.auto_range == "from_large_m":
         return (threshold,)
-    return tuple(sorted({1, min(5, threshold - 1)}))
+    # 16: a whole pass of the 16-row tiles (gfx908's MFMA), where the threshold allows it
+    return tuple(sorted({1, min(5, threshold - 1), min(16, threshold - 1)}))
 
 
 def _check_one(info, w, a, w_ref, ref) -> str:

@@ -104,8 +104,9 @@ def run_decode(tmp_path, kernels, extra=()):
     """kernels: [(bits, act, mt, remark kwargs, isa body)] or with a 6th item, the FEED; one
     gemm kernel keeps the global dot2 check satisfied."""
     kernels = [k if len(k) == 6 else (*k, 0) for k in kernels]
-    rem = [remarks()] + [tp_remarks(tp_mangled(b, a, mt, f), **kw) for b, a, mt, kw, _, f in kernels]
-    isa = ["  v_dot2c_f32_f16_e32 v1, v2, v3\n"] + [tp_isa(tp_mangled(b, a, mt, f), body)
+    name = lambda b, a, mt, f: mma_mangled(b, a, mt) if f == "mma" else tp_mangled(b, a, mt, f)  # noqa: E731
+    rem = [remarks()] + [tp_remarks(name(b, a, mt, f), **kw) for b, a, mt, kw, _, f in kernels]
+    isa = ["  v_dot2c_f32_f16_e32 v1, v2, v3\n"] + [tp_isa(name(b, a, mt, f), body)
                                                      for b, a, mt, _, body, f in kernels]
     (tmp_path / "remarks").write_text("\n".join(rem))
     (tmp_path / "isa").write_text("".join(isa))
@@ -156,6 +157,9 @@ def test_decode_target_flag_requires_every_tile(tmp_path):
              for b in (2, 4, 8) for a in (0, 1) for mt in (1, 2, 4, 8)]
     every += [(b, a, mt, {}, VARIANT_ISA[f], f) for b in (2, 4, 8) for a in (0, 1)
               for mt in (1, 2, 4, 8) for f in (1, 2, 3)]
+    every += [(b, a, 16, {}, [["v_mfma_f32_16x16x16f16 a[0:3], v[0:1], v[2:3], a[0:3]"],
+                              ["v_mfma_f32_16x16x8bf16 a[0:3], v0, v1, a[0:3]"]][a], "mma")
+              for b in (2, 4, 8) for a in (0, 1)]
     r = run_decode(tmp_path, every, extra=["--decode-target"])
     assert r.returncode == 0, r.stdout + r.stderr
     assert "vectorized (load=8) 24 / 24, coalesced 24 / 24, warp_shuffle 24 / 24" in \
@@ -188,3 +192,36 @@ def test_variant_isa_checks_pass_and_fail_each_planted_problem(tmp_path):
     dpp = run_decode(tmp_path, [(2, 0, 4, {}, VARIANT_ISA[3][:1] +
                                  ["v_add_f32_dpp v1, v2, v3 row_shr:1 row_mask:0xf"], 3)])
     assert dpp.returncode == 0, dpp.stdout + dpp.stderr
+
+
+# ---- issue 11: the gfx908 matrix kernel issues its MFMA ----
+
+def mma_mangled(bits, act, mt):
+    return f"_Z26gptq_transposed_mma_kernelILi{bits}ELi{act}ELi{mt}EEv7tp_args"
+
+
+def test_mfma_check_passes_and_fails(tmp_path):
+    def run(kernels, extra=()):
+        rem = [remarks()] + [tp_remarks(mma_mangled(b, a, 16), agpr=5) for b, a, _ in kernels]
+        isa = ["  v_dot2c_f32_f16_e32 v1, v2, v3\n"] + [tp_isa(mma_mangled(b, a, 16), body)
+                                                         for b, a, body in kernels]
+        (tmp_path / "remarks").write_text("\n".join(rem))
+        (tmp_path / "isa").write_text("".join(isa))
+        (tmp_path / "ptxas").write_text(ptxas())
+        return subprocess.run(
+            [sys.executable, os.path.join(ROOT, "tools", "device_report.py"),
+             "--hip-remarks", str(tmp_path / "remarks"), "--hip-isa", str(tmp_path / "isa"),
+             "--ptxas", str(tmp_path / "ptxas"), "--out", str(tmp_path / "report.md"), *extra],
+            capture_output=True, text=True)
+    f16 = ["v_mfma_f32_16x16x16f16 a[0:3], v[0:1], v[2:3], a[0:3]"]
+    bf16 = ["v_mfma_f32_16x16x8bf16 a[0:3], v0, v1, a[0:3]"]
+    ok = run([(4, 0, f16), (4, 1, bf16)])
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "2 of 2 `gptq_transposed_mma_kernel` instantiations" in (tmp_path / "report.md").read_text()
+    bad = run([(4, 0, ["v_fma_f32 v1, v2, v3, v1"]), (4, 1, f16)])
+    out = bad.stdout + bad.stderr
+    assert bad.returncode == 1
+    assert "gptq_transposed_mma_kernel<4, 0, 16>: no v_mfma_f32_16x16x16f16" in out
+    assert "gptq_transposed_mma_kernel<4, 1, 16>: no v_mfma_f32_16x16x8bf16" in out
+    missing = run([(4, 0, f16)], extra=["--decode-target"])
+    assert "gptq_transposed_mma_kernel<8, 1, 16> is not compiled" in missing.stdout + missing.stderr

@@ -312,7 +312,7 @@ def test_shapes_from_config(tmp_path):
 
 def test_candidates_are_bounded():
     info = KernelInfo("vectorized", ("cuda",), (2,), (2, 4, 8), "below_large_m", True,
-                      {"load": (8, 16), "mt": (1, 2, 4, 8), "splits": (1, 2, 4, 8, 16, 32)}, "")
+                      {"load": (8, 16), "mt": (1, 2, 4, 8), "splits": (1, 2, 4, 8, 16, 32)}, 1, "")
     assert tuner._first_specs(info, 1) == ["vectorized:load=8,mt=1", "vectorized:load=16,mt=1"]
     assert tuner._first_specs(info, 3) == [f"vectorized:load={b},mt={m}" for b in (8, 16)
                                            for m in (1, 2, 4)]
@@ -321,7 +321,7 @@ def test_candidates_are_bounded():
     # K = 2048 at 4 bits is 16 layout-2 tiles: 32 splits would be the 16-split launch
     assert tuner._with_splits("vectorized:load=8,mt=1", info, 2048, 4, 2) == [
         f"vectorized:load=8,mt=1,splits={s}" for s in (1, 2, 4, 8, 16)]
-    plain = KernelInfo("cpu_c", ("cpu",), (1,), (2, 3, 4, 8), "below_large_m", True, {}, "")
+    plain = KernelInfo("cpu_c", ("cpu",), (1,), (2, 3, 4, 8), "below_large_m", True, {}, 1, "")
     assert tuner._first_specs(plain, 64) == ["cpu_c"]
     assert [i.name for i in tuner._candidate_kernels("cpu", 4, 1)] == ["cpu_c", "dequant_matmul"]
     _ops.set_kernel_excluded("cpu", "cpu_c", True)

@@ -8,7 +8,12 @@ timestamps, no paths). Also checks what CI must enforce and prints each failure.
 usage: device_report.py --hip-remarks F --hip-isa F --ptxas F --out F [--decode-target]
                         [--hip-version S] [--nvcc-version S] [--hip-flags S] [--nvcc-flags S]
 exit status: 0 ok, 1 a check failed (spill, clamp on dot2, dot2 missing, __ockl_fdot2,
-a decode kernel off the gfx908 target below).
+a decode kernel off the gfx908 target below, a variant or matrix kernel missing its
+instructions).
+
+Matrix kernel of issue 11: every gptq_transposed_mma_kernel in the gfx908 code object issues
+v_mfma_f32_16x16x16f16 (fp16) or v_mfma_f32_16x16x8bf16 (bf16); with --decode-target every
+bits 2/4/8 x act 0/1 row tile 16 is compiled. AGPR use is reported.
 
 gfx908 decode target (issue 10): every gptq_transposed_kernel<bits, act, M_TILE> with
 M_TILE <= 8 has <= 64 VGPRs (4 waves/SIMD), no AGPRs, no VGPR/SGPR spills, no scratch,
@@ -147,6 +152,9 @@ def split_isa(isa):
 DECODE_KERNEL = re.compile(r"^gptq_transposed_kernel<(\d+), (\d+), (\d+), 0>$")
 VARIANT_KERNEL = re.compile(r"^gptq_transposed_kernel<(\d+), (\d+), (\d+), ([123])>$")
 VARIANT_NAMES = {1: "vectorized (load=8)", 2: "coalesced", 3: "warp_shuffle"}
+MMA_KERNEL = re.compile(r"^gptq_transposed_mma_kernel<(\d+), (\d+), (\d+)>$")
+MMA_TILES = [(b, a, 16) for b in (2, 4, 8) for a in (0, 1)]
+MFMA = {0: re.compile(r"^v_mfma_f32_16x16x16f16\b"), 1: re.compile(r"^v_mfma_f32_16x16x8bf16\b")}
 LOAD_X2 = re.compile(r"^(global|buffer)_load_dwordx2\b")
 LDS_W128 = re.compile(r"^ds_write_b128\b")
 LDS_R128 = re.compile(r"^ds_read_b128\b")
@@ -239,6 +247,27 @@ def variant_failures(hip, funcs, require_all):
     return failures, counts
 
 
+def mfma_failures(hip, funcs, require_all):
+    """(failures, checked, AGPRs per kernel) of issue 11's gfx908 criteria: each
+    gptq_transposed_mma_kernel has its MFMA (16x16x16f16 for fp16, 16x16x8bf16 for bf16) and no
+    scratch (the global check); with require_all every bits 2/4/8 x act 0/1 tile is compiled."""
+    failures, seen, agprs = [], set(), {}
+    for k in sorted(hip, key=sort_key):
+        m = MMA_KERNEL.match(k)
+        if not m:
+            continue
+        bits, act, mt = (int(x) for x in m.groups())
+        seen.add((bits, act, mt))
+        agprs[k] = hip[k].get("agpr", "?")
+        if not any(MFMA[act].match(i) for i in funcs.get(k) or []):
+            failures.append(f"gfx908 matrix kernel (issue 11) {k}: no {MFMA[act].pattern[1:-2]}")
+    for tile in MMA_TILES if require_all else ():
+        if tile not in seen:
+            failures.append("gfx908 matrix kernel (issue 11): gptq_transposed_mma_kernel<%d, %d, %d> "
+                            "is not compiled" % tile)
+    return failures, len(seen), agprs
+
+
 def sort_key(name):
     # numeric-aware: gptq_gemm_kernel<4, 0, 8> sorts by the template numbers
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
@@ -257,19 +286,28 @@ def gfx908_dispatch(hip):
     limit, limit8 = fields[5], fields[6]
     tiles = sorted({int(t.group(1)) for k in hip
                     for t in [re.match(r"gptq_transposed_kernel<\d+, \d+, (\d+), 0>", k)] if t})
-    top = tiles[-1] if tiles else 0
+    tp_src = (pathlib.Path(__file__).resolve().parent.parent / "csrc/gpu/gptq_transposed.cu").read_text()
+    mm = re.search(r"kMmaAutoMinMGfx908\s*=\s*(\d+)", tp_src)
+    mma_min = int(mm.group(1)) if mm else None
+    has_mma = any(MMA_KERNEL.match(k) for k in hip)
+    if mma_min is None or not has_mma:
+        return ["- (kMmaAutoMinMGfx908 or the gfx908 matrix kernel not found: dispatch not reported)"]
+    low = mma_min - 1
     return [
         "## Which kernel `auto` uses on gfx908 (reasoned, not measured)",
         "",
-        "Nothing here has run on an MI100: the choice follows benchmarks/NOTES.md entries 8-9 "
-        "(byte and issue arithmetic), and the load-time self-check (gptq_mi100/selfcheck.py) "
-        "keeps any kernel that is wrong on the user's GPU out of `auto`.",
+        "Nothing here has run on an MI100: the choice follows benchmarks/NOTES.md entries 8, 9 "
+        "and 11 (byte and issue arithmetic), and the load-time self-check (gptq_mi100/selfcheck.py) "
+        "keeps any kernel that is wrong on the user's GPU out of `auto`; a table from "
+        "`python -m gptq_mi100 tune` overrides it.",
         "",
         "| bits | layout | M | kernel |",
         "|---|---|---|---|",
-        f"| 2, 4 | 2 (tiled) | 1 .. {limit} | `gptq_transposed_kernel`, row tile = M rounded up "
-        f"to one of {', '.join(map(str, tiles))}; past {top} rows, passes of {top} |",
-        f"| 8 | 2 (tiled) | 1 .. {limit8} | the same |",
+        f"| 2, 4 / 8 | 2 (tiled) | 1 .. {low} | `gptq_transposed_kernel<.., FEED 0>` (`transposed`, v_dot2), "
+        f"row tile = M rounded up to one of {', '.join(map(str, tiles))} |",
+        f"| 2, 4 / 8 | 2 (tiled) | {mma_min} .. {limit} / {mma_min} .. {limit8} | "
+        "`gptq_transposed_mma_kernel` (`transposed_mma`, one v_mfma_f32_16x16x16f16 per 16-row step, "
+        "bf16: two 16x16x8bf16); passes of 16 rows |",
         f"| 2, 4 / 8 | 2 | >= {limit + 1} / >= {limit8 + 1} | `dequant_matmul` (dequantize, then torch's GEMM) |",
         f"| 3 | 1 (checkpoint) | 1 .. {limit} / >= {limit + 1} | `gptq_gemm_kernel` (exllama) / `dequant_matmul` |",
         "",
@@ -330,6 +368,8 @@ def main():
     failures += decode_failures
     var_failures, var_counts = variant_failures(hip, funcs, args.decode_target)
     failures += var_failures
+    mma_fail, mma_checked, mma_agprs = mfma_failures(hip, funcs, args.decode_target)
+    failures += mma_fail
 
     lines = [
         "# Device code resources: csrc/gpu/gptq_gpu.cu",
@@ -347,6 +387,10 @@ def main():
         "- issue-12 variants, compiled / showing the variant in their gfx908 ISA: "
         + ", ".join(f"{VARIANT_NAMES[f]} {var_counts.get(f, (0, 0))[0]} / {var_counts.get(f, (0, 0))[1]}"
                     for f in VARIANT_NAMES),
+        f"- issue-11 matrix kernel on gfx908: {mma_checked - len(mma_fail)} of {mma_checked} "
+        "`gptq_transposed_mma_kernel` instantiations issue v_mfma_f32_16x16x16f16 (fp16) / "
+        "v_mfma_f32_16x16x8bf16 (bf16); AGPRs used: "
+        + (", ".join(sorted({str(v) for v in mma_agprs.values()})) or "none"),
         f"- kernels in the module: {len(hip)} in the gfx908 code object, {len(ptx)} for sm_90 "
         "(one MI100 report saw small dispatches slow by 1.1-2.0 us as a code object grew; "
         "unverified here)",

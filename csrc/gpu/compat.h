@@ -188,21 +188,46 @@ __device__ __forceinline__ float gptq_dot2_f32(__half2 a, __half2 b, float acc) 
 #define GPTQ_DOT2_F16 0
 #endif
 
-/* ---- 16x8x16 matrix multiply-accumulate, fp32 accumulators (NVIDIA only) ---------- */
-/* mma.sync m16n8k16 (sm_80+): d += A (16x16, row-major) x B (16x8, col-major) with fp16
- * or bf16 inputs; products exact, sums in fp32. Per lane (g = lane / 4, t = lane % 4):
+/* ---- matrix multiply-accumulate on the tiled layout: one interface, two islands ----- */
+/* The tiled matrix kernel (gptq_transposed.cu) gives each wave one 16-column strip; per
+ * 16-row step it multiplies W^T (16 columns x 16 k, exact (q - z) pairs) by activations^T
+ * (16 k x GPTQ_MMA_ROWS rows) into fp32. The layout's 16-byte chunk (q, col) holds column
+ * col's k = 4q .. 4q + 3 of each step (k relabelled; A and B use the same labels), so both
+ * vendors' A fragments are the chunks a lane already holds:
+ *   GPTQ_MMA_CHUNKS         chunks of a tile per lane: 64 / wave size
+ *   gptq_mma_chunk_q/col    lane's chunk 0; chunk c has the same q, column + c x CHUNK_STEP
+ *                           (A registers a[c + GPTQ_MMA_CHUNKS * h] = chunk c's pair h: k 4q + 2h, +1)
+ *   B                       one 8-byte activation load per instruction: row = chunk 0's col,
+ *                           k = 4 x chunk 0's q
+ *   gptq_mma_d_col/row      D register i of the lane: (strip column, activation row)
+ *   gptq_mma_dscale_col     column of the lane's first D-column scale; GPTQ_MMA_DSCALES of them,
+ *                           DSCALE_STEP apart; gptq_mma_dscale_of(i): D register i's scale
+ *   gptq_mma_16(d, a, b)    d += A x B, fp16 or bf16 inputs, fp32 accumulators
+ * Everything above this interface (tiling, staging, group scales, split-K) is shared. */
+#if !GPTQ_HIP
+/* NVIDIA mma.sync m16n8k16 (sm_80+), lane (g = lane / 4, t = lane % 4):
  *   a[0] = A[g][2t, 2t+1]  a[1] = A[g+8][2t, 2t+1]  a[2] = A[g][2t+8, +9]  a[3] = A[g+8][2t+8, +9]
  *   b[0] = B[2t, 2t+1][g]  b[1] = B[2t+8, 2t+9][g]
  *   d[0], d[1] = D[g][2t, 2t+1]   d[2], d[3] = D[g+8][2t, 2t+1]
- * (low k in the low 16 bits). gfx908's twin is v_mfma_f32_16x16x16f16 (issue 11); no AMD
- * build compiles this island, the host pass only sees the declaration. */
-#if !GPTQ_HIP
-#define GPTQ_HAS_MMA_16816 1
+ * (low k in the low 16 bits): chunks (q = t, col = g) and (t, g + 8); hardware k 2t + 8h + e
+ * is our 4t + 2h + e. */
+#define GPTQ_HAS_MMA 1
+#define GPTQ_MMA_ROWS 8
+#define GPTQ_MMA_CHUNKS 2
+#define GPTQ_MMA_DSCALES 2 /* D columns g and g + 8: the chunk columns */
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
 #error "gptq_mi100's NVIDIA build needs sm_80 or newer (mma.sync m16n8k16 with bf16)"
 #endif
+#define GPTQ_MMA_CHUNK_STEP 8  /* chunk c's column: chunk 0's + 8 c */
+#define GPTQ_MMA_DSCALE_STEP 8 /* D-column scale s: the first's column + 8 s */
+__device__ __forceinline__ int gptq_mma_chunk_q(int lane) { return lane & 3; }
+__device__ __forceinline__ int gptq_mma_chunk_col(int lane) { return lane >> 2; }
+__device__ __forceinline__ int gptq_mma_d_col(int lane, int i) { return (lane >> 2) + 8 * (i >> 1); }
+__device__ __forceinline__ int gptq_mma_d_row(int lane, int i) { return 2 * (lane & 3) + (i & 1); }
+__device__ __forceinline__ int gptq_mma_dscale_col(int lane) { return lane >> 2; }
+__device__ __forceinline__ int gptq_mma_dscale_of(int i) { return i >> 1; }
 template <int BF16>
-__device__ __forceinline__ void gptq_mma_16816(float d[4], const uint32_t a[4], const uint32_t b[2]) {
+__device__ __forceinline__ void gptq_mma_16(float d[4], const uint32_t a[4], const uint32_t b[2]) {
   if (BF16)
     asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
         "{%8,%9}, {%0,%1,%2,%3};"
@@ -220,6 +245,11 @@ __device__ __forceinline__ uint32_t gptq_and_or(uint32_t x, uint32_t bits) {
   uint32_t r;
   asm("lop3.b32 %0, %1, %2, %3, 0xea;" : "=r"(r) : "r"(x), "n"(MASK), "r"(bits));
   return r;
+}
+/* Bytes (0, 2) and (1, 3) of w as fp16 pairs 1024 + byte: one byte permute each. */
+__device__ __forceinline__ void gptq_byte_pairs_f16(uint32_t w, uint32_t& f0, uint32_t& f1) {
+  f0 = __byte_perm(w, 0x64646464u, 0x4240);
+  f1 = __byte_perm(w, 0x64646464u, 0x4341);
 }
 /* blockIdx.x read again from its special register (asm volatile: not merged with the
  * first read), so an index is recomputed after a long loop instead of held (or spilled)
@@ -247,7 +277,80 @@ __device__ __forceinline__ uint32_t gptq_f16x2_to_bf16x2(uint32_t h) {
   return u;
 }
 #else
-#define GPTQ_HAS_MMA_16816 0
+/* gfx908 v_mfma_f32_16x16x16f16 (wave64; accumulators in AGPRs), lane l (q = l / 16):
+ *   A[i][k]: lane i + 16 (k / 4), half k % 4    -> lane (q, col) holds A[col][4q .. 4q + 3]
+ *   B[k][j]: lane j + 16 (k / 4), half k % 4    -> activation row l % 16, k 4q .. 4q + 3
+ *   D[i][j]: lane j + 16 (i / 4), register i % 4 -> column 4q + r, row l % 16
+ * bf16: v_mfma_f32_16x16x8bf16 (k = 8, two bf16 per lane) twice, pair 0 then pair 1 (the
+ * hardware's k 2q + e is our 4q + 2h + e; A and B agree). 16 rows per instruction. */
+#define GPTQ_HAS_MMA 1
+#define GPTQ_MMA_ROWS 16
+#define GPTQ_MMA_CHUNKS 1
+#define GPTQ_MMA_DSCALES 4 /* D columns 4q .. 4q + 3: not the lane's chunk column */
+#define GPTQ_MMA_CHUNK_STEP 0  /* one chunk per lane */
+#define GPTQ_MMA_DSCALE_STEP 1 /* D columns 4q + s */
+__device__ __forceinline__ int gptq_mma_chunk_q(int lane) { return (lane >> 4) & 3; }
+__device__ __forceinline__ int gptq_mma_chunk_col(int lane) { return lane & 15; }
+__device__ __forceinline__ int gptq_mma_d_col(int lane, int i) { return 4 * ((lane >> 4) & 3) + i; }
+__device__ __forceinline__ int gptq_mma_d_row(int lane, int) { return lane & 15; }
+__device__ __forceinline__ int gptq_mma_dscale_col(int lane) { return 4 * ((lane >> 4) & 3); }
+__device__ __forceinline__ int gptq_mma_dscale_of(int i) { return i; }
+#if defined(__HIP_DEVICE_COMPILE__) && !defined(__gfx908__) && !defined(__gfx90a__)
+#error "gptq_mi100's AMD build targets gfx908 (MFMA); add the arch's matrix island to compat.h"
+#endif
+typedef _Float16 gptq_v4f16 __attribute__((ext_vector_type(4)));
+typedef short gptq_v2i16 __attribute__((ext_vector_type(2)));
+typedef float gptq_v4f32 __attribute__((ext_vector_type(4)));
+template <int BF16>
+__device__ __forceinline__ void gptq_mma_16(float d[4], const uint32_t a[2], const uint32_t b[2]) {
+#if defined(__HIP_DEVICE_COMPILE__)
+  gptq_v4f32 acc = {d[0], d[1], d[2], d[3]};
+  if (BF16) {
+    gptq_v2i16 a0, a1, b0, b1;
+    __builtin_memcpy(&a0, &a[0], 4);
+    __builtin_memcpy(&a1, &a[1], 4);
+    __builtin_memcpy(&b0, &b[0], 4);
+    __builtin_memcpy(&b1, &b[1], 4);
+    acc = __builtin_amdgcn_mfma_f32_16x16x8bf16(a0, b0, acc, 0, 0, 0);
+    acc = __builtin_amdgcn_mfma_f32_16x16x8bf16(a1, b1, acc, 0, 0, 0);
+  } else {
+    gptq_v4f16 va, vb;
+    __builtin_memcpy(&va, a, 8);
+    __builtin_memcpy(&vb, b, 8);
+    acc = __builtin_amdgcn_mfma_f32_16x16x16f16(va, vb, acc, 0, 0, 0);
+  }
+  d[0] = acc[0];
+  d[1] = acc[1];
+  d[2] = acc[2];
+  d[3] = acc[3];
+#else
+  (void)d;
+  (void)a;
+  (void)b;
+#endif
+}
+/* (x & MASK) | bits: v_and_or_b32, one instruction on gfx9. */
+template <uint32_t MASK>
+__device__ __forceinline__ uint32_t gptq_and_or(uint32_t x, uint32_t bits) {
+  return (x & MASK) | bits;
+}
+__device__ __forceinline__ void gptq_byte_pairs_f16(uint32_t w, uint32_t& f0, uint32_t& f1) {
+  f0 = (w & 0x00ff00ffu) | 0x64006400u;
+  f1 = ((w >> 8) & 0x00ff00ffu) | 0x64006400u;
+}
+/* No special-register trick on AMD: blockIdx.x is an SGPR input already. */
+__device__ __forceinline__ unsigned gptq_block_x_reread() { return blockIdx.x; }
+/* bf16 pair a - b through fp32 (gfx908 has no bf16 arithmetic); exact for small integers. */
+__device__ __forceinline__ uint32_t gptq_sub_bf16x2(uint32_t a, uint32_t b) {
+  const float lo = __uint_as_float(a << 16) - __uint_as_float(b << 16);
+  const float hi = __uint_as_float(a & 0xffff0000u) - __uint_as_float(b & 0xffff0000u);
+  return (__float_as_uint(lo) >> 16) | (__float_as_uint(hi) & 0xffff0000u);
+}
+/* fp16 pair -> bf16 pair, exact for integers up to 256 in magnitude (truncation is exact). */
+__device__ __forceinline__ uint32_t gptq_f16x2_to_bf16x2(uint32_t h) {
+  const float2 f = __half22float2(gptq_h2_from_bits(h));
+  return (__float_as_uint(f.x) >> 16) | (__float_as_uint(f.y) & 0xffff0000u);
+}
 #endif
 
 /* Resident blocks per SM/CU of a kernel at this block size (launch planning; no sync). */

@@ -15,7 +15,7 @@ extern "C" {
  * with fp32 partials reduced in a fixed order by a second launch. TRANSPOSED, on layout 2
  * (gptq_transposed.cu): one weight pass for every M, split-K reduced in the same launch,
  * inner product on the vector units (v_dot2 on gfx908). TRANSPOSED_MMA: the same weight
- * stream with the inner product on NVIDIA tensor cores (mma.sync). All deterministic, no
+ * stream with the inner product on matrix instructions (mma.sync on NVIDIA, MFMA on gfx908). All deterministic, no
  * float atomics. */
 typedef enum gptq_gpu_kernel {
   GPTQ_GPU_KERNEL_EXLLAMA = 0,
@@ -57,8 +57,10 @@ gptq_status gptq_gpu_dequantize(const gptq_problem* p, int layout, void* stream)
 /* Why that GEMM cannot run p (NULL when it can): the one statement of its requirements,
  * read by its launcher and by the host kernel registry. Shapes and build only. */
 const char* gptq_gpu_transposed_unsupported(const gptq_problem* p, gptq_gpu_kernel kernel);
-/* 1 when this build compiled TRANSPOSED_MMA (NVIDIA builds), else 0. */
+/* 1 when this build compiled TRANSPOSED_MMA (mma.sync on NVIDIA, MFMA on gfx908), else 0. */
 int gptq_gpu_transposed_mma_compiled(void);
+/* Smallest M that "auto" sends to TRANSPOSED_MMA on this build's architecture. */
+int64_t gptq_gpu_mma_auto_min_m(void);
 size_t gptq_gpu_transposed_workspace_bytes(const gptq_problem* p, gptq_gpu_kernel kernel,
                                            const gptq_gpu_tile* tile, int sm_count);
 gptq_status gptq_gpu_transposed_gemm(const gptq_problem* p, gptq_gpu_kernel kernel,

@@ -495,35 +495,44 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kTpMinBlocksFeed(MT, FEED)) void gptq_
   if (t == 0) p.counters[strip] = 0u; /* ready for the next launch on this stream */
 }
 
-/* ==== tensor-core variant (NVIDIA): gptq_transposed_mma_kernel ===========================
+/* ==== matrix-instruction variant: gptq_transposed_mma_kernel ============================
  *
- *   block = 8 warps = 8 strips (128 columns) x one K split        grid.x = strip group
- *   warp  = one strip: walks the split's tiles in order            grid.y = K split
- *   lane (g = lane / 4, t = lane % 4) loads chunks (q = t, col = g) and (q = t, col = g + 8)
- *     of each tile: the warp's two 16-byte loads cover the whole 1 KiB tile
- *   per 16-row step, one mma m16n8k16 with the roles swapped ("swap AB"): A = W^T, the
- *     16 columns x 16 k of the tile (a[0], a[2] from chunk col g, a[1], a[3] from col g + 8,
- *     each an exact (q - z) pair), B = activations^T, 16 k x 8 rows, one 8-byte LDS load
- *     (row g, k = 4t .. 4t + 3: the layout's k relabelling 2t, 2t+1, 2t+8, 2t+9 -> 4t + j
- *     applied to A and B alike). D[n][m] accumulates a group in fp32, then x scale into acc.
- *   M <= 8 costs what M = 1 costs (B has 8 rows); M 9..16 adds a second mma per step.
+ *   block = 256 threads = S waves = S strips (S = 8 warp32 on NVIDIA, 4 wave64 on gfx908)
+ *   wave  = one strip (16 columns): walks its K split's tiles in order  grid.x = strip group
+ *   lane  = GPTQ_MMA_CHUNKS chunks of each 1 KiB tile (2 on warp32, 1 on wave64): a wave's
+ *           loads cover the whole tile                                  grid.y = K split
+ *   per 16-row step, per GPTQ_MMA_ROWS activation rows, one matrix instruction with the
+ *     roles swapped ("swap AB"): A = W^T, the 16 columns x 16 k of the tile (the lane's
+ *     chunks, exact (q - z) pairs), B = activations^T, 16 k x ROWS rows (one 8-byte LDS
+ *     load: row = the lane's chunk column, k = 4 q), D = fp32: NVIDIA mma.sync m16n8k16
+ *     (8 rows), gfx908 v_mfma_f32_16x16x16f16 (16 rows); compat.h holds both islands.
+ *     D accumulates a group in fp32, then x the D column's scale into acc.
+ *   NVIDIA: M <= 8 costs what M = 1 costs, 9..16 a second mma per step; gfx908: M <= 16 one
+ *   MFMA per step. More rows: passes of 16.
  *
  * Bytes in flight: each lane keeps the next two tiles (chunks, zero words, scales) in
- * flight, 2 KiB per warp; 3 blocks/SM (<= 80 registers) = 24 warps = 48 KiB per SM of an
- * H200, above the ~30 KiB that ~4 TB/s x ~1 us loaded latency needs per SM. Measured
- * (benchmarks/NOTES.md, entry 7): issue-bound, ~240 warp-instructions per 1 KiB tile at
- * ~0.45 per scheduler-cycle; deeper prefetch (L2) made it slower, not faster.
- * No AMD build compiles this kernel: gfx908 runs `transposed` (v_dot2) until the MFMA twin.
- * Split-K: each warp writes its fp32 partials; the last block of the strip group (a
- * counter per group, reset by that block) sums them in split order.
+ * flight, 2 KiB per wave. H200: 3 blocks/SM (<= 80 registers) = 24 warps = 48 KiB per SM,
+ * above the ~30 KiB that ~4 TB/s x ~1 us loaded latency needs per SM. Measured there
+ * (benchmarks/NOTES.md, entry 7): issue-bound, ~240 warp-instructions per 1 KiB tile at ~0.45
+ * per scheduler-cycle; deeper prefetch (L2) made it slower, not faster. gfx908 (reasoned,
+ * not measured, NOTES entry 11): 2 blocks/CU = 8 waves x 2 KiB = 16 KiB per CU in flight,
+ * against ~8 KiB that 1.2 TB/s x ~700 cycles needs per CU; one MFMA 16x16x16 (32 cycles) and
+ * ~4 VALU per step: 8 steps of a 4-bit tile cost ~290 SIMD cycles against ~610 cycles for a
+ * CU's four SIMDs to receive their four 1 KiB tiles from HBM: memory-bound through M = 16.
+ * Split-K: each wave writes its fp32 partials; the last block of the strip group (a counter
+ * per group, reset by that block) sums them in split order.
  */
-#if GPTQ_HAS_MMA_16816
-static constexpr int kMmaWarps = kTpThreads / 32;  /* strips per block */
+static constexpr int kMmaWaves = GPTQ_TARGET_AMD ? kTpThreads / 64 : kTpThreads / 32; /* strips per block */
 static constexpr int kMmaActElems = 8192;          /* rows x K-range activations per block */
-/* Resident blocks per SM the register cap must allow: 3 (<= 80 registers, 24 warps) where
- * that spills nothing (M tile 8 at 4 and 8 bits), else 2 (<= 128, 16 warps). */
-static constexpr int kMmaMinBlocks(int mt, int bits) { return (mt == 8 && bits >= 4) ? 3 : 2; }
-/* Tiles per warp in registers or in flight: the one computed and kMmaStages - 1 ahead,
+/* Resident blocks per SM/CU the register cap must allow: NVIDIA 3 (<= 80 registers, 24
+ * warps) where that spills nothing (M tile 8 at 4 and 8 bits), else 2 (<= 128, 16 warps);
+ * gfx908 2 (<= 128 VGPRs, 2 waves per SIMD; the accumulators live in AGPRs). */
+static constexpr int kMmaMinBlocks(int mt, int bits) {
+  return (!GPTQ_TARGET_AMD && mt == 8 && bits >= 4) ? 3 : 2;
+}
+/* Row tiles: multiples of the instruction's rows up to 16 (NVIDIA 8 and 16, gfx908 16). */
+static constexpr int kMmaMinRowTile = GPTQ_MMA_ROWS;
+/* Tiles per wave in registers or in flight: the one computed and kMmaStages - 1 ahead,
  * weights and their zeros/scales alike (a dependent zero/scale load costs a full HBM
  * latency per tile). */
 static constexpr int kMmaStages = 3;
@@ -542,7 +551,7 @@ __device__ __forceinline__ tp_zero tp_mma_zero(uint32_t z) { /* z includes the v
 }
 
 /* The two (q - z) pairs of step `st` in a chunk word (pairs 2st, 2st + 1 of the chunk at
- * positions p, p + 1 of word (2st) / PPW), as mma A registers (fp16, or bf16 for bf16
+ * positions p, p + 1 of word (2st) / PPW), as A registers (fp16, or bf16 for bf16
  * activations), exact. */
 template <int BITS, int ACT>
 __device__ __forceinline__ void tp_mma_step_pairs(uint32_t w, int st, tp_zero z, uint32_t& lo, uint32_t& hi) {
@@ -560,9 +569,8 @@ __device__ __forceinline__ void tp_mma_step_pairs(uint32_t w, int st, tp_zero z,
     return;
   }
   uint32_t f0, f1;
-  if (BITS == 8) { /* bytes (0, 2) and (1, 3) next to 0x64: 1024 + q by one byte permute */
-    f0 = __byte_perm(w, 0x64646464u, 0x4240);
-    f1 = __byte_perm(w, 0x64646464u, 0x4341);
+  if (BITS == 8) { /* bytes (0, 2) and (1, 3) next to 0x64: 1024 + q */
+    gptq_byte_pairs_f16(w, f0, f1);
   } else {
     const uint32_t base = ACT == kTpBF16 ? 0x43004300u : 0x64006400u;
     f0 = gptq_and_or<kMask>(w >> (BITS * pos), base);
@@ -584,17 +592,18 @@ __device__ __forceinline__ void tp_mma_step_pairs(uint32_t w, int st, tp_zero z,
 template <int BITS, int ACT, int MT>
 __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_transposed_mma_kernel(tp_args p) {
   constexpr int TK = 512 / BITS, STEPS = TK / 16, PPW = 16 / BITS;
-  constexpr int NB = MT / 8; /* mma per step: activation rows 0-7, 8-15 */
-  static_assert(MT == 8 || MT == 16, "row tile is 8 or 16");
+  constexpr int CPL = GPTQ_MMA_CHUNKS, DS = GPTQ_MMA_DSCALES, ROWS = GPTQ_MMA_ROWS;
+  constexpr int NB = MT / ROWS; /* instructions per step: activation rows 0..ROWS-1, ... */
+  constexpr int WAVE = 64 / CPL;
+  static_assert(MT % ROWS == 0 && MT <= 16, "row tile is a multiple of the instruction's rows, <= 16");
   /* rows x half pairs, each row padded to 8 (mod 32) words: conflict-free 8-byte reads */
   __shared__ __align__(16) uint32_t s_act[kMmaActElems / 2 + 40 * MT];
   __shared__ int s_last;
 
-  const int t = threadIdx.x, warp = t >> 5, lane = t & 31, g = lane >> 2, tq = lane & 3;
-  const int64_t strip = (int64_t)blockIdx.x * kMmaWarps + warp, split = blockIdx.y;
+  const int t = threadIdx.x, wave = gptq_wave_uniform((int)(threadIdx.x / WAVE)), lane = (int)(threadIdx.x % WAVE);
+  const int64_t strip = (int64_t)blockIdx.x * kMmaWaves + wave, split = blockIdx.y;
   int64_t col0 = strip * 16;
-  const int width = col0 < p.n ? (int)(p.n - col0 < 16 ? p.n - col0 : 16) : 0; /* warp-uniform */
-  const bool on0 = g < width, on1 = g + 8 < width;
+  const int width = col0 < p.n ? (int)(p.n - col0 < 16 ? p.n - col0 : 16) : 0; /* wave-uniform */
   const int64_t words_per_col = p.k * BITS / 32;
   const int tiles = (int)(p.k / TK);
   const int kt0 = (int)split * p.tiles_per_split;
@@ -603,23 +612,38 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
   const int stride = ((half + 31) & ~31) + 8;
   const int rows = (int)(p.m - p.m0 < MT ? p.m - p.m0 : MT);
 
-  const uint4* w0 = reinterpret_cast<const uint4*>(p.qweight + col0 * words_per_col) + (tq * width + g);
+  /* the lane's chunk 0 (column ccol, k quad cq; chunk c: column + c x CSTEP) and its first
+   * D-column scale (column dcol0; scale s: + s x DSTEP); lane offsets live in the pointers */
+  constexpr int CSTEP = GPTQ_MMA_CHUNK_STEP, DSTEP = GPTQ_MMA_DSCALE_STEP;
+  const int ccol = gptq_mma_chunk_col(lane), cq = gptq_mma_chunk_q(lane);
+  const int dcol0 = gptq_mma_dscale_col(lane);
+  bool on[CPL], son[DS];
+#pragma unroll
+  for (int c = 0; c < CPL; ++c) on[c] = ccol + CSTEP * c < width;
+#pragma unroll
+  for (int i = 0; i < DS; ++i) son[i] = dcol0 + DSTEP * i < width;
+  /* chunk c's zero field: word (CSTEP c BITS) / 32 past chunk 0's, shift + CSTEP c BITS
+   * (mod 32); exact because chunk 0's shift plus that stays inside the word (columns < 8) */
+  const int zsh0 = (ccol * BITS) & 31;
+  auto zword = [](int c) { return (CSTEP * c * BITS) >> 5; };
+  auto zshift = [&](int c) { return (zsh0 + CSTEP * c * BITS) & 31; };
+  const int brow = ccol, bk = 4 * cq; /* the lane's B operand: row, first k */
+
+  const uint4* w0 = reinterpret_cast<const uint4*>(p.qweight + col0 * words_per_col) + (cq * width + ccol);
   const int64_t tile_stride = 4 * (int64_t)width;
   const int64_t zwords = p.n * BITS / 32;
   const int gs = (int)p.group_size;
-  const int64_t ncol0 = col0 + g;
-  const int zsh0 = (int)((ncol0 * BITS) & 31), zsh1 = (zsh0 + 8 * BITS) & 31; /* col g + 8 */
-  /* Everything one tile needs, as loaded: its two chunks, the raw zero words and the
-   * scale bits of its first group (decoded at use). Inactive columns load nothing. */
+  /* Everything one tile needs, as loaded: its chunks, the raw zero words and the scale
+   * bits of its first group (decoded at use). Inactive columns load nothing. */
   struct stage {
-    uint4 a, b;
-    uint32_t za, zb, s;
+    uint4 w[CPL];
+    uint32_t z[CPL];
+    uint32_t s[(DS + 1) / 2]; /* D-column scales, two 16-bit per word */
   };
   /* The farthest tile in flight: its chunk pointer, and its group's zero word / scale
-   * pointers for column g (column g + 8 at a fixed offset), advanced without division. */
-  constexpr int kZeroOff = BITS >= 4 ? BITS / 4 : 0; /* words from column g to g + 8 */
-  const int32_t* zp0 = p.qzeros + ((ncol0 * BITS) >> 5);
-  const uint16_t* sp0 = p.scales + ncol0;
+   * pointers for the lane, advanced without division. */
+  const int32_t* zp0 = p.qzeros + (((col0 + ccol) * BITS) >> 5);
+  const uint16_t* sp0 = p.scales + col0 + dcol0;
   const uint4* wq = w0 + kt0 * tile_stride;
   const int32_t* zq = zp0 + (int64_t)(kt0 * TK / gs) * zwords;
   const uint16_t* sq = sp0 + (int64_t)(kt0 * TK / gs) * p.n;
@@ -634,16 +658,18 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
       zq += zwords;
       sq += p.n;
     }
-    if (on0) {
-      sg.a = wq[0];
-      sg.za = (uint32_t)zq[0];
-      sg.s = sq[0];
-    }
-    if (on1) {
-      sg.b = wq[8];
-      sg.zb = (uint32_t)zq[kZeroOff];
-      sg.s |= (uint32_t)sq[8] << 16;
-    }
+#pragma unroll
+    for (int c = 0; c < CPL; ++c)
+      if (on[c]) {
+        sg.w[c] = wq[CSTEP * c];
+        sg.z[c] = (uint32_t)zq[zword(c)];
+      }
+#pragma unroll
+    for (int i = 0; i < DS; ++i)
+      if (son[i]) {
+        const uint32_t bits16 = sq[DSTEP * i];
+        sg.s[i / 2] = i % 2 ? sg.s[i / 2] | bits16 << 16 : bits16;
+      }
     wq += tile_stride;
   };
   auto zero_of = [&](uint32_t raw, int sh) {
@@ -657,8 +683,13 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
   stage sg[kMmaStages];
 #pragma unroll
   for (int i = 0; i < kMmaStages; ++i) {
-    sg[i].a = sg[i].b = make_uint4(0u, 0u, 0u, 0u);
-    sg[i].za = sg[i].zb = sg[i].s = 0u;
+#pragma unroll
+    for (int c = 0; c < CPL; ++c) {
+      sg[i].w[c] = make_uint4(0u, 0u, 0u, 0u);
+      sg[i].z[c] = 0u;
+    }
+#pragma unroll
+    for (int j = 0; j < (DS + 1) / 2; ++j) sg[i].s[j] = 0u;
   }
   if (width == 0) ahead = kt1;
 
@@ -677,24 +708,32 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
   /* one tile; kSplitGroups: groups end inside tiles (group_size < TK), checked per step */
   auto tile = [&](int kt, const stage& cur, auto split_groups) {
     constexpr bool kSplitGroups = decltype(split_groups)::value;
-    tp_zero z0 = zero_of(cur.za, zsh0), z1 = zero_of(cur.zb, zsh1);
-    float s0 = scale_of(cur.s & 0xffffu), s1 = scale_of(cur.s >> 16);
-    const uint32_t wa[4] = {cur.a.x, cur.a.y, cur.a.z, cur.a.w}, wb[4] = {cur.b.x, cur.b.y, cur.b.z, cur.b.w};
+    tp_zero z[CPL];
+    float s[DS];
+    uint32_t wv[CPL][4];
+#pragma unroll
+    for (int c = 0; c < CPL; ++c) {
+      z[c] = zero_of(cur.z[c], zshift(c));
+      wv[c][0] = cur.w[c].x;
+      wv[c][1] = cur.w[c].y;
+      wv[c][2] = cur.w[c].z;
+      wv[c][3] = cur.w[c].w;
+    }
+#pragma unroll
+    for (int i = 0; i < DS; ++i) s[i] = scale_of(i % 2 ? cur.s[i / 2] >> 16 : cur.s[i / 2] & 0xffffu);
     const int row0 = kt * TK;
     int grp = 0, g_end = 0;
     if (kSplitGroups) {
       grp = row0 / gs;
       g_end = (grp + 1) * gs;
     }
-    const uint32_t* arow = s_act + g * stride + ((kt - kt0) * TK + 4 * tq) / 2;
+    const uint32_t* arow = s_act + brow * stride + ((kt - kt0) * TK + bk) / 2;
     float d[NB][4];
-    auto fold = [&]() { /* acc += the group's sums x its column scales; d restarts at 0 */
+    auto fold = [&]() { /* acc += the group's sums x their D columns' scales; d restarts at 0 */
 #pragma unroll
       for (int b = 0; b < NB; ++b) {
-        acc[b][0] = fmaf(d[b][0], s0, acc[b][0]);
-        acc[b][1] = fmaf(d[b][1], s0, acc[b][1]);
-        acc[b][2] = fmaf(d[b][2], s1, acc[b][2]);
-        acc[b][3] = fmaf(d[b][3], s1, acc[b][3]);
+#pragma unroll
+        for (int i = 0; i < 4; ++i) acc[b][i] = fmaf(d[b][i], s[gptq_mma_dscale_of(i)], acc[b][i]);
 #pragma unroll
         for (int i = 0; i < 4; ++i) d[b][i] = 0.0f;
       }
@@ -709,30 +748,28 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
         fold();
         ++grp;
         g_end += gs;
-        if (on0) {
-          z0 = zero_of((uint32_t)zp0[(int64_t)grp * zwords], zsh0);
-          s0 = load_scale(sp0, (int64_t)grp * p.n, p.scale_bf16);
-        }
-        if (on1) {
-          z1 = zero_of((uint32_t)zp0[(int64_t)grp * zwords + kZeroOff], zsh1);
-          s1 = load_scale(sp0 + 8, (int64_t)grp * p.n, p.scale_bf16);
-        }
+#pragma unroll
+        for (int c = 0; c < CPL; ++c)
+          if (on[c]) z[c] = zero_of((uint32_t)zp0[(int64_t)grp * zwords + zword(c)], zshift(c));
+#pragma unroll
+        for (int i = 0; i < DS; ++i)
+          if (son[i]) s[i] = load_scale(sp0 + DSTEP * i, (int64_t)grp * p.n, p.scale_bf16);
       }
-      uint32_t a[4];
-      tp_mma_step_pairs<BITS, ACT>(wa[2 * st / PPW], st, z0, a[0], a[2]);
-      tp_mma_step_pairs<BITS, ACT>(wb[2 * st / PPW], st, z1, a[1], a[3]);
+      uint32_t a[2 * CPL];
+#pragma unroll
+      for (int c = 0; c < CPL; ++c) tp_mma_step_pairs<BITS, ACT>(wv[c][2 * st / PPW], st, z[c], a[c], a[c + CPL]);
 #pragma unroll
       for (int b = 0; b < NB; ++b) {
         uint2 av = make_uint2(0u, 0u);
-        if (g + 8 * b < rows) av = *reinterpret_cast<const uint2*>(arow + 8 * b * stride + 8 * st);
+        if (brow + ROWS * b < rows) av = *reinterpret_cast<const uint2*>(arow + ROWS * b * stride + 8 * st);
         const uint32_t bv[2] = {av.x, av.y};
-        gptq_mma_16816<ACT == kTpBF16>(d[b], a, bv);
+        gptq_mma_16<ACT == kTpBF16>(d[b], a, bv);
       }
     }
     fold();
   };
 
-  if (width > 0) { /* warp-uniform: mma needs the whole warp */
+  if (width > 0) { /* wave-uniform: the matrix instruction needs the whole wave */
     const bool split_groups = gs % TK != 0;
     /* unrolled by the ring size, so stage j stays in fixed registers (no copies) */
     for (int kt = kt0; kt < kt1; kt += kMmaStages) {
@@ -747,14 +784,14 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
     }
   }
 
-  /* lane's outputs: (m = 8b + 2t + e, column col0 + g + 8h) = acc[b][2h + e] */
-  col0 = ((int64_t)gptq_block_x_reread() * kMmaWarps + warp) * 16; /* not held across the loop */
+  /* lane's outputs: (m = ROWS b + d_row(i), column col0 + d_col(i)) = acc[b][i] */
+  col0 = ((int64_t)gptq_block_x_reread() * kMmaWaves + wave) * 16; /* not held across the loop */
   auto each_output = [&](auto&& f) { /* f(row, column, value) for this lane's outputs */
 #pragma unroll
     for (int b = 0; b < NB; ++b)
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
-        const int m = 8 * b + 2 * tq + (i & 1), col = g + 8 * (i >> 1);
+        const int m = ROWS * b + gptq_mma_d_row(lane, i), col = gptq_mma_d_col(lane, i);
         if (m < rows && col < width) f(p.m0 + m, col0 + col, acc[b][i]);
       }
   };
@@ -774,7 +811,6 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
   });
   if (t == 0) p.counters[blockIdx.x] = 0u; /* ready for the next launch on this stream */
 }
-#endif /* GPTQ_HAS_MMA_16816 */
 
 /* ---- dequantize layout 2: out[a_perm ? a_perm[r] : r, n] = w[r, n] ---------------------- */
 template <int BITS, int ACT>
@@ -885,23 +921,29 @@ static int tp_feed(gptq_gpu_kernel kernel, const gptq_gpu_tile* tile) {
   }
 }
 
-#if GPTQ_HAS_MMA_16816
+/* Row tiles are whole instructions: NVIDIA 8 and 16, gfx908 16 (not instantiated there). */
+template <int B, int A, int M>
+static tp_kernel_fn tp_mma_fn() {
+  if constexpr (M % GPTQ_MMA_ROWS == 0) return gptq_transposed_mma_kernel<B, A, M>;
+  else return nullptr;
+}
+
 static tp_kernel_fn tp_mma_pick(int bits, int act, int mt) {
-#define GPTQ_TP_CASE(B) \
-  if (bits == B && act == kTpF16) return mt == 8 ? gptq_transposed_mma_kernel<B, kTpF16, 8> \
-                                                 : gptq_transposed_mma_kernel<B, kTpF16, 16>; \
-  if (bits == B) return mt == 8 ? gptq_transposed_mma_kernel<B, kTpBF16, 8> \
-                                : gptq_transposed_mma_kernel<B, kTpBF16, 16>;
-  GPTQ_TP_CASE(2) GPTQ_TP_CASE(4) GPTQ_TP_CASE(8)
+#define GPTQ_TP_CASE(B, A, M) \
+  if (bits == B && act == A && mt == M) return tp_mma_fn<B, A, M>();
+#define GPTQ_TP_CASES(B, A) GPTQ_TP_CASE(B, A, 8) GPTQ_TP_CASE(B, A, 16)
+  GPTQ_TP_CASES(2, kTpF16) GPTQ_TP_CASES(2, kTpBF16)
+  GPTQ_TP_CASES(4, kTpF16) GPTQ_TP_CASES(4, kTpBF16)
+  GPTQ_TP_CASES(8, kTpF16) GPTQ_TP_CASES(8, kTpBF16)
+#undef GPTQ_TP_CASES
 #undef GPTQ_TP_CASE
   return nullptr;
 }
-#endif
 
 struct tp_plan {
   tp_kernel_fn fn;
   int mt;               /* rows per pass */
-  int64_t grid_x;       /* strips (vector) or groups of kMmaWarps strips (mma) */
+  int64_t grid_x;       /* strips (vector) or groups of kMmaWaves strips (mma) */
   int splits;           /* grid.y */
   int tiles_per_split;
   size_t ws_bytes;
@@ -926,13 +968,13 @@ static tp_plan tp_make_plan(const gptq_problem* p, gptq_gpu_kernel kernel, const
   const int tk = 512 / p->bits;
   const int64_t tiles = p->k / tk;
   const int want_mt = tile ? tile->row_tile : 0, want_splits = tile ? tile->splits : 0;
-#if GPTQ_HAS_MMA_16816
   if (kernel == GPTQ_GPU_KERNEL_TRANSPOSED_MMA) {
-    /* M <= 8 costs one mma per step whatever M is; 9..16 two; more rows: passes of 16 */
-    pl.mt = want_mt ? want_mt : p->m <= 8 ? 8 : 16;
+    /* NVIDIA: M <= 8 costs one mma per step whatever M is, 9..16 two; gfx908: one MFMA of 16
+     * rows; more rows: passes of 16 */
+    pl.mt = want_mt ? want_mt : p->m <= kMmaMinRowTile ? kMmaMinRowTile : 16;
     const int64_t rows = p->m < pl.mt ? p->m : pl.mt;
     pl.fn = tp_mma_pick(p->bits, act, pl.mt);
-    pl.grid_x = tp_ceil_div(tp_ceil_div(p->n, 16), kMmaWarps);
+    pl.grid_x = tp_ceil_div(tp_ceil_div(p->n, 16), kMmaWaves);
     /* one wave of resident blocks when the strip groups alone are too few: whole waves
      * only (a partial second wave would cost as much as a full one) */
     static int resident[2][2][9]; /* [act][mt / 8 - 1][bits], 0 = not asked yet */
@@ -942,7 +984,6 @@ static tp_plan tp_make_plan(const gptq_problem* p, gptq_gpu_kernel kernel, const
     tp_split(&pl, p, tiles, kMmaActElems / (rows * tk), fill);
     return pl;
   }
-#endif
   const int feed = tp_feed(kernel, tile);
   const int max_mt = feed == kFeedLdg16 ? kTpMaxM : 8;
   const int64_t m = p->m < max_mt ? p->m : max_mt;
@@ -967,7 +1008,15 @@ static const char* tp_layout_unsupported(const gptq_problem* p) {
   return nullptr;
 }
 
-int gptq_gpu_transposed_mma_compiled(void) { return GPTQ_HAS_MMA_16816; }
+int gptq_gpu_transposed_mma_compiled(void) { return GPTQ_HAS_MMA; }
+
+/* Smallest M `auto` gives the matrix kernel. NVIDIA 1: measured fastest at every decode M on
+ * the H200 (NOTES entry 7). gfx908 8 (reasoned, not measured, NOTES entry 11): below it
+ * `transposed` (v_dot2, 4-6 waves/SIMD) is memory-bound as well and keeps more loads in
+ * flight than the MFMA kernel's 3 waves/SIMD; from 8 rows its VALU work per weight grows
+ * with M while one 16-row MFMA per step stays under the byte time to M = 16. */
+static constexpr int64_t kMmaAutoMinMGfx908 = 8;
+int64_t gptq_gpu_mma_auto_min_m(void) { return GPTQ_TARGET_AMD ? kMmaAutoMinMGfx908 : 1; }
 
 const char* gptq_gpu_tile_unsupported(gptq_gpu_kernel kernel, const gptq_gpu_tile* tile) {
   if (!tile) return nullptr;
@@ -982,7 +1031,9 @@ const char* gptq_gpu_tile_unsupported(gptq_gpu_kernel kernel, const gptq_gpu_til
   }
   if (!tile->row_tile) return nullptr;
   if (kernel == GPTQ_GPU_KERNEL_TRANSPOSED_MMA)
-    return tile->row_tile == 8 || tile->row_tile == 16 ? nullptr : "mt must be 8 or 16";
+    return tile->row_tile == 16 || (tile->row_tile == 8 && kMmaMinRowTile == 8)
+               ? nullptr
+               : (kMmaMinRowTile == 8 ? "mt must be 8 or 16" : "mt must be 16 (one MFMA of 16 rows)");
   if (!tp_row_tile_compiled(tp_feed(kernel, tile), tile->row_tile))
     return kernel == GPTQ_GPU_KERNEL_TRANSPOSED ? "mt must be 1, 2, 4, 8 or 16" : "mt must be 1, 2, 4 or 8";
   return nullptr;
@@ -990,8 +1041,8 @@ const char* gptq_gpu_tile_unsupported(gptq_gpu_kernel kernel, const gptq_gpu_til
 
 const char* gptq_gpu_transposed_unsupported(const gptq_problem* p, gptq_gpu_kernel kernel) {
   if (!p) return "no problem";
-  if (kernel == GPTQ_GPU_KERNEL_TRANSPOSED_MMA && !GPTQ_HAS_MMA_16816)
-    return "needs NVIDIA mma.sync tensor cores (gfx908's MFMA twin is not written yet)";
+  if (kernel == GPTQ_GPU_KERNEL_TRANSPOSED_MMA && !GPTQ_HAS_MMA)
+    return "needs matrix instructions (compat.h has none for this target)";
   const char* why = tp_layout_unsupported(p);
   if (why) return why;
   if (tp_ceil_div(p->n, 16) > kTpCountersPerRegion) return "N must be at most 131072 (split-K counters)";
@@ -1002,7 +1053,7 @@ const char* gptq_gpu_transposed_unsupported(const gptq_problem* p, gptq_gpu_kern
 static gptq_status tp_preconditions(const gptq_problem* p, const gptq_gpu_kernel* gemm) {
   gptq_status st = gptq_check_problem(p);
   if (st != GPTQ_OK) return st;
-  if (gemm && *gemm == GPTQ_GPU_KERNEL_TRANSPOSED_MMA && !GPTQ_HAS_MMA_16816) return GPTQ_ERR_NO_KERNEL;
+  if (gemm && *gemm == GPTQ_GPU_KERNEL_TRANSPOSED_MMA && !GPTQ_HAS_MMA) return GPTQ_ERR_NO_KERNEL;
   if (gemm ? gptq_gpu_transposed_unsupported(p, *gemm) : tp_layout_unsupported(p)) return GPTQ_ERR_SHAPE;
   if (!p->qweight || !p->qzeros || !p->scales || !p->c) return GPTQ_ERR_SHAPE;
   if (((uintptr_t)p->qweight & 15u) != 0) return GPTQ_ERR_ALIGNMENT;

@@ -40,6 +40,33 @@ std::string join_bits(unsigned mask) {
   return s;
 }
 
+// The entry's tile candidates as "key=v,v|key=v", keeping only the values this build's
+// kernel accepts (e.g. no 8-row tile for gfx908's 16-row MFMA).
+std::string tiles_in_build(const KernelEntry& e, BackendKind backend) {
+  std::string out, t = e.tiles;
+  size_t pos = 0;
+  while (pos < t.size()) {
+    size_t end = t.find(';', pos);
+    if (end == std::string::npos) end = t.size();
+    const std::string item = t.substr(pos, end - pos), key = item.substr(0, item.find('='));
+    std::string values;
+    size_t v = item.find('=') + 1;
+    while (v <= item.size()) {
+      size_t comma = item.find(',', v);
+      if (comma == std::string::npos) comma = item.size();
+      const std::string value = item.substr(v, comma - v);
+      TileChoice tc;
+      (key == "mt" ? tc.mt : key == "splits" ? tc.splits : tc.load) = std::atoi(value.c_str());
+      if (!kernel_in_build(e, backend) || !e.tile_unsupported || !e.tile_unsupported(tc))
+        values += (values.empty() ? "" : ",") + value;
+      v = comma + 1;
+    }
+    out += (out.empty() ? "" : "|") + key + "=" + values;
+    pos = end + 1;
+  }
+  return out;
+}
+
 }  // namespace
 
 void count_kernel(KernelId id) { g_kernel_counts[static_cast<int>(id)].fetch_add(1); }
@@ -73,13 +100,12 @@ std::vector<std::string> kernel_table_rows(const std::string& device_type) {
   for (const auto& e : kernel_table()) {
     std::string backends = (e.backends & 1u) ? "cpu" : "";
     if (e.backends & 2u) backends += backends.empty() ? "cuda" : ",cuda";
-    std::string tiles = e.tiles;  // ';' separates the row's fields
-    for (auto& ch : tiles)
-      if (ch == ';') ch = '|';
+    const std::string tiles = tiles_in_build(e, backend);
     rows.push_back(msg(e.name, ";", backends, ";",
                        join_bits(backend == BackendKind::Cpu ? e.cpu_layouts : e.layouts), ";",
                        join_bits(e.bits), ";", kRange[static_cast<int>(e.auto_range)], ";",
-                       kernel_in_build(e, backend) ? "1" : "0", ";", tiles, ";", e.summary));
+                       kernel_in_build(e, backend) ? "1" : "0", ";", tiles, ";",
+                       kernel_in_build(e, backend) ? auto_min_m(e) : 1, ";", e.summary));
   }
   return rows;
 }

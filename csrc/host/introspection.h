@@ -18,7 +18,8 @@ std::string build_info();
 // ---- the ops (schemas in ops_schema.cpp)
 std::vector<int64_t> path_counts();  // KernelId order, as kernel_table()
 void reset_path_counts();
-// One line per registry entry: "name;backends;layouts;bits;auto_range;in_build;tiles;summary"
+// One line per registry entry:
+// "name;backends;layouts;bits;auto_range;in_build;tiles;auto_min_m;summary"
 // (tiles: "mt=1,2|splits=1,2", the tuner's candidate values per tile key)
 std::vector<std::string> kernel_table_rows(const std::string& device_type);
 std::vector<std::string> kernel_names(const std::string& device_type);

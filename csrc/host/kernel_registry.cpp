@@ -41,12 +41,14 @@ const char* layout2_tile_unsupported(const TileChoice& t) {
   gptq_gpu_tile g{t.mt, t.splits, t.load};
   return gptq_gpu_tile_unsupported(K, &g);
 }
-// mma.sync exists in NVIDIA builds only (compat.h); a HIP build does not list the kernel.
+// Matrix instructions: mma.sync on NVIDIA, MFMA on gfx908 (compat.h's islands).
 bool transposed_mma_compiled() { return gptq_gpu_transposed_mma_compiled() != 0; }
+int64_t transposed_mma_auto_min_m() { return gptq_gpu_mma_auto_min_m(); }
 #define GPTQ_LAYOUT2(K) &layout2_can_implement<K>
 #define GPTQ_LAYOUT2_TILES(K) &layout2_tile_unsupported<K>
 #else
 bool transposed_mma_compiled() { return false; }
+int64_t transposed_mma_auto_min_m() { return 1; }
 const char* not_in_build(const gptq_problem&) { return "not in this build"; }
 const char* tiles_not_in_build(const TileChoice&) { return "not in this build"; }
 #define GPTQ_LAYOUT2(K) &not_in_build
@@ -64,10 +66,12 @@ const std::vector<KernelEntry> kTable = {
     // Before "transposed": auto takes the first entry that can run the problem.
     {"transposed_mma", KernelId::TransposedMma, kGpu, kLayoutTiled, 0, kTiledBits,
      AutoRange::BelowLargeM,
-     "GPU decode kernel on the tiled layout with the inner product on NVIDIA tensor cores "
-     "(mma.sync): one weight pass, M <= 8 at the cost of M = 1",
+     "GPU kernel on the tiled layout with the inner product on matrix instructions "
+     "(mma.sync m16n8k16 on NVIDIA, v_mfma_f32_16x16x16f16 on gfx908): one weight pass per "
+     "16 rows, M <= 8 (NVIDIA) / 16 (gfx908) at the cost of M = 1",
      GPTQ_LAYOUT2(GPTQ_GPU_KERNEL_TRANSPOSED_MMA), &transposed_mma_compiled,
-     "mt=8,16;" GPTQ_SPLITS, GPTQ_LAYOUT2_TILES(GPTQ_GPU_KERNEL_TRANSPOSED_MMA)},
+     "mt=8,16;" GPTQ_SPLITS, GPTQ_LAYOUT2_TILES(GPTQ_GPU_KERNEL_TRANSPOSED_MMA),
+     &transposed_mma_auto_min_m},
     {"transposed", KernelId::Transposed, kGpu, kLayoutTiled, 0, kTiledBits, AutoRange::BelowLargeM,
      "GPU decode kernel on the tiled layout: one weight pass for every M, in-launch "
      "split-K reduction, inner product on the vector units (v_dot2 on gfx908)",
@@ -223,6 +227,8 @@ const KernelEntry* find_kernel(const std::string& name) {
 }
 
 const KernelEntry& kernel_entry(KernelId id) { return kTable[static_cast<int>(id)]; }
+
+int64_t auto_min_m(const KernelEntry& e) { return e.auto_min_m ? e.auto_min_m() : 1; }
 
 const char* layout_name(int64_t layout) {
   return layout == GPTQ_LAYOUT_CHECKPOINT ? "checkpoint"
@@ -385,7 +391,7 @@ KernelChoice choose_kernel(const char* op, const c10::optional<c10::string_view>
   const KernelEntry* fallback = nullptr;
   for (const auto& e : kTable) {
     if (!auto_can_run(e, backend, layout, p)) continue;
-    if (e.auto_range == range) return {&e, TileChoice{}};
+    if (e.auto_range == range && p.m >= auto_min_m(e)) return {&e, TileChoice{}};
     if (!fallback) fallback = &e;
   }
   GPTQ_CHECK(fallback != nullptr, op, ": no ", device_type_name(backend), " kernel reads layout ",

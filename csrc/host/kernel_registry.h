@@ -58,7 +58,11 @@ struct KernelEntry {
   const char* tiles = "";
   // nullptr when the kernel accepts the tile, else the reason.
   const char* (*tile_unsupported)(const TileChoice& t) = nullptr;
+  // Smallest M the built-in auto rule gives it on this build (nullptr: 1). The tuned
+  // table and explicit choices are not bound by it.
+  int64_t (*auto_min_m)() = nullptr;
 };
+int64_t auto_min_m(const KernelEntry& e);
 
 // A kernel with its tile choices.
 struct KernelChoice {
