@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# One lent-GPU call, batched (the device tool gives 10 minutes a call, 30 a session). Builds
+# in place, then runs the named parts, each under its own time limit, writing everything to
+# $OUT/<part>/ (or benchmarks/results/device-run/ when OUT is unset) with env.txt naming the
+# device, torch, date and commit. Copy what should stay into benchmarks/results/<name>/.
+#
+#   tests     the GPU test suite (pytest -n 8), `python -m gptq_mi100 selftest --device cuda`
+#   sanitize  tools/sanitize.sh (planted bug, memcheck, initcheck, racecheck)
+#   longrun   tests/test_long_run.py with GPTQ_MI100_LONG_RUN=100000
+#   variants  bench_gemm: every layout-2 kernel against exllama, fp16 and int4 at decode M
+#   tune      `python -m gptq_mi100 tune` on the Qwen3-32B TP=4 shapes (its wall time is a target)
+#
+# Usage: GPTQ_MI100_GIT_COMMIT=$(git rev-parse HEAD) bash tools/device_session.sh tests sanitize
+# (PYTHONPATH may add the fp16 MiniLM shim of tests/test_end_to_end_minilm.py.)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export PYTHONUNBUFFERED=1 MAX_JOBS=${MAX_JOBS:-16} TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}
+dest=${OUT:-benchmarks/results/device-run}
+mkdir -p "$dest"
+[ $# -gt 0 ] || set -- tests sanitize
+
+{
+  echo "date: $(date -u +%Y-%m-%dT%H:%MZ)"
+  echo "commit: ${GPTQ_MI100_GIT_COMMIT:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}"
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null
+  python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
+} > "$dest/env.txt" 2>&1
+cat "$dest/env.txt"
+
+SECONDS=0
+python3 -m pip install -q --no-build-isolation --no-deps -e . > "$dest/build.log" 2>&1 ||
+  { tail -30 "$dest/build.log"; exit 1; }
+echo "build ${SECONDS}s"
+
+run_part() {  # name, limit (s), command...
+  local name=$1 limit=$2
+  shift 2
+  mkdir -p "$dest/$name"
+  SECONDS=0
+  timeout "$limit" "$@" > "$dest/$name/log.txt" 2>&1
+  local rc=$?
+  echo "$name rc=$rc ${SECONDS}s$([ $rc -eq 124 ] && echo ' (time limit: partial)')"
+  tr '\r' '\n' < "$dest/$name/log.txt" | tail -n 4
+}
+
+for part in "$@"; do
+  case "$part" in
+    tests)
+      run_part tests "${TESTS_LIMIT:-300}" env GPTQ_MI100_TEST_DEVICE=cuda \
+        python3 -m pytest -q -n 8 --durations=10 -p no:cacheprovider tests
+      run_part selftest 60 python3 -m gptq_mi100 selftest --device cuda ;;
+    sanitize)
+      run_part sanitize "${SANITIZE_LIMIT:-300}" bash tools/sanitize.sh ;;
+    longrun)
+      run_part longrun 120 env GPTQ_MI100_LONG_RUN=100000 GPTQ_MI100_TEST_DEVICE=cuda \
+        python3 -m pytest -q -s -p no:cacheprovider tests/test_long_run.py ;;
+    variants)
+      run_part variants "${VARIANTS_LIMIT:-240}" python3 -m benchmarks.bench_gemm --device cuda \
+        --shapes qwen3-32b-tp4 --bits 4 --m 1 4 8 16 --no-plot --out-dir "$dest/variants" \
+        --kernels transposed_mma transposed vectorized coalesced warp_shuffle exllama \
+        fp16_linear int4pack ;;
+    tune)
+      run_part tune 180 python3 -m gptq_mi100 tune --device cuda --out "$dest/tune/table.json" ;;
+    *)
+      echo "device_session: unknown part '$part' (tests, sanitize, longrun, variants, tune)" >&2
+      exit 2 ;;
+  esac
+done
