@@ -164,7 +164,7 @@ def test_every_tile_matches_the_reference(device, bits):
     specs = [s for s in _tile_specs("cuda") if w.layout in
              {i.name: i.layouts for i in kernels.kernel_table("cuda")}[s.split(":")[0]]]
     assert specs
-    for m in (1, 3, 8, 13):
+    for m in (1, 3, 8, 13, 40):
         for dtype in (torch.float16, torch.bfloat16):
             a = torch.randn(m, k, generator=torch.Generator().manual_seed(seed + m)).to(dtype)
             ref = a.float() @ w_ref
@@ -174,3 +174,29 @@ def test_every_tile_matches_the_reference(device, bits):
                 assert_gemm_close(out, a, w_ref, ref, f"{spec} m={m} {dtype}")
                 again = ops.gemm(a.to(device), w, kernel=spec)
                 assert torch.equal(again, out), f"{spec} m={m}: not reproducible"
+
+
+@pytest.mark.parametrize("bits, group_size, act_order", [(4, 128, True), (8, 32, False),
+                                                          (2, 64, False)])
+def test_wide_row_tiles_on_a_realistic_layer(device, bits, group_size, act_order):
+    """transposed_mma's 32/64-row tiles stream activations through LDS per 64-row chunk:
+    a Llama-3-8B TP=4 o_proj-like slice, M across chunk and row-tile edges, split or not."""
+    if device.type != "cuda" or "transposed_mma" not in kernels.kernel_names("cuda"):
+        pytest.skip("GPU matrix kernel")
+    k, n = 1024 * (2 if bits == 4 else 1), 1040
+    seed = seed_of("wide", bits, group_size, act_order)
+    t = quantize.random_gptq(k, n, bits, group_size, symmetric=False, act_order=act_order,
+                             v2_zeros=True, seed=seed)
+    g_idx = t.g_idx if act_order else None
+    w_ref = reference.dequantize_reference(t.qweight, t.qzeros, t.scales, g_idx, bits, True)
+    w = ops.prepare(t.qweight.to(device), t.qzeros.to(device), t.scales.to(device),
+                    None if g_idx is None else g_idx.to(device), bits=bits,
+                    group_size=group_size, v2_zeros=True, layout=2)
+    for m in (17, 33, 64, 100):
+        a = torch.randn(m, k, generator=torch.Generator().manual_seed(seed + m)).half()
+        ref = a.float() @ w_ref
+        for spec in ("transposed_mma:mt=32", "transposed_mma:mt=64",
+                     "transposed_mma:mt=64,splits=1", "transposed_mma:mt=32,splits=4"):
+            out = torch.full((m, n), float("nan"), dtype=a.dtype, device=device)
+            ops.gemm(a.to(device), w, kernel=spec, out=out)
+            assert_gemm_close(out, a, w_ref, ref, f"{spec} m={m}")

@@ -123,39 +123,53 @@ __device__ __forceinline__ void tp_load_pairs(const float2* s, float2& a0, float
 /* Stage activations a[m0 + m, r0 + 2i .. 2i + 1] (a_perm gathered) as pairs into
  * s_act[m * stride + i] for m < rows_stage, i < half; zeros for m >= rows. In batches of
  * PER pairs per thread, loads first: a batch's loads are all in flight at once (one or,
- * with a_perm, two round trips), not one latency per element. */
-template <int PER, int ACT, typename pair_t>
-__device__ __forceinline__ void tp_stage_act(pair_t* s_act, int stride, const tp_args& p, int64_t r0,
-                                             int half, int rows, int rows_stage) {
-  const int t = threadIdx.x, total = rows_stage * half;
+ * with a_perm, two round trips), not one latency per element. tp_act_load / tp_act_store
+ * are one batch's two halves, for callers that compute between them. */
+template <int PER>
+__device__ __forceinline__ void tp_act_load(uint32_t (&v)[PER], const tp_args& p, int64_t r0, int half,
+                                            int rows, int total, int base) {
+  const int t = threadIdx.x;
   /* m = i / half without an integer division per element: (i + 0.5) / half is at least
    * 0.5 / half from an integer, far above fp32 rounding for i, half < 2^16 */
   const float inv_half = 1.0f / (float)half;
-  for (int base = 0; base < total; base += PER * kTpThreads) {
-    uint32_t v[PER]; /* lo | hi << 16 */
 #pragma unroll
-    for (int it = 0; it < PER; ++it) {
-      const int i = base + it * kTpThreads + t;
-      const int m = (int)(((float)i + 0.5f) * inv_half), pr = i - m * half;
-      v[it] = 0;
-      if (m < rows && i < total) {
-        const int64_t r = r0 + 2 * pr;
-        int64_t s0 = r, s1 = r + 1;
-        if (p.a_perm) {
-          s0 = clamp_index(p.a_perm[r], p.k, p.errors, true);
-          s1 = clamp_index(p.a_perm[r + 1], p.k, p.errors, true);
-        }
-        const uint16_t* arow = p.a + (p.m0 + m) * p.lda;
-        v[it] = (uint32_t)arow[s0] | ((uint32_t)arow[s1] << 16);
+  for (int it = 0; it < PER; ++it) {
+    const int i = base + it * kTpThreads + t;
+    const int m = (int)(((float)i + 0.5f) * inv_half), pr = i - m * half;
+    v[it] = 0; /* lo | hi << 16 */
+    if (m < rows && i < total) {
+      const int64_t r = r0 + 2 * pr;
+      int64_t s0 = r, s1 = r + 1;
+      if (p.a_perm) {
+        s0 = clamp_index(p.a_perm[r], p.k, p.errors, true);
+        s1 = clamp_index(p.a_perm[r + 1], p.k, p.errors, true);
       }
+      const uint16_t* arow = p.a + (p.m0 + m) * p.lda;
+      v[it] = (uint32_t)arow[s0] | ((uint32_t)arow[s1] << 16);
     }
+  }
+}
+template <int PER, int ACT, typename pair_t>
+__device__ __forceinline__ void tp_act_store(pair_t* s_act, int stride, const uint32_t (&v)[PER], int half,
+                                             int total, int base) {
+  const int t = threadIdx.x;
+  const float inv_half = 1.0f / (float)half;
 #pragma unroll
-    for (int it = 0; it < PER; ++it) {
-      const int i = base + it * kTpThreads + t;
-      const int m = (int)(((float)i + 0.5f) * inv_half), pr = i - m * half;
-      if (i < total)
-        tp_store_pair(s_act[m * stride + pr], (uint16_t)(v[it] & 0xffffu), (uint16_t)(v[it] >> 16), ACT == kTpBF16);
-    }
+  for (int it = 0; it < PER; ++it) {
+    const int i = base + it * kTpThreads + t;
+    const int m = (int)(((float)i + 0.5f) * inv_half), pr = i - m * half;
+    if (i < total)
+      tp_store_pair(s_act[m * stride + pr], (uint16_t)(v[it] & 0xffffu), (uint16_t)(v[it] >> 16), ACT == kTpBF16);
+  }
+}
+template <int PER, int ACT, typename pair_t>
+__device__ __forceinline__ void tp_stage_act(pair_t* s_act, int stride, const tp_args& p, int64_t r0,
+                                             int half, int rows, int rows_stage) {
+  const int total = rows_stage * half;
+  for (int base = 0; base < total; base += PER * kTpThreads) {
+    uint32_t v[PER];
+    tp_act_load<PER>(v, p, r0, half, rows, total, base);
+    tp_act_store<PER, ACT>(s_act, stride, v, half, total, base);
   }
 }
 
@@ -528,7 +542,7 @@ static constexpr int kMmaActElems = 8192;          /* rows x K-range activations
  * warps) where that spills nothing (M tile 8 at 4 and 8 bits), else 2 (<= 128, 16 warps);
  * gfx908 2 (<= 128 VGPRs, 2 waves per SIMD; the accumulators live in AGPRs). */
 static constexpr int kMmaMinBlocks(int mt, int bits) {
-  return (!GPTQ_TARGET_AMD && mt == 8 && bits >= 4) ? 3 : 2;
+  return (!GPTQ_TARGET_AMD && mt == 8 && bits >= 4) ? 3 : (mt == 64 && !GPTQ_TARGET_AMD) ? 1 : 2;
 }
 /* Row tiles: multiples of the instruction's rows up to 16 (NVIDIA 8 and 16, gfx908 16). */
 static constexpr int kMmaMinRowTile = GPTQ_MMA_ROWS;
@@ -595,9 +609,14 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
   constexpr int CPL = GPTQ_MMA_CHUNKS, DS = GPTQ_MMA_DSCALES, ROWS = GPTQ_MMA_ROWS;
   constexpr int NB = MT / ROWS; /* instructions per step: activation rows 0..ROWS-1, ... */
   constexpr int WAVE = 64 / CPL;
-  static_assert(MT % ROWS == 0 && MT <= 16, "row tile is a multiple of the instruction's rows, <= 16");
+  /* Wide row tiles (32, 64): activations pass through LDS in chunks of CK k-rows, double
+   * buffered with one barrier per chunk, instead of the whole split at once (which would
+   * leave a split one tile of K at 64 rows: many splits, a workspace of splits x M x N). */
+  constexpr bool kWide = MT > 16;
+  constexpr int CK = 64, CSTEPS = CK / 16, WS = CK / 2 + 8; /* WS: chunk row stride, 8 (mod 32) */
+  static_assert(MT % ROWS == 0 && (MT <= 16 || MT == 32 || MT == 64), "row tile: whole instructions");
   /* rows x half pairs, each row padded to 8 (mod 32) words: conflict-free 8-byte reads */
-  __shared__ __align__(16) uint32_t s_act[kMmaActElems / 2 + 40 * MT];
+  __shared__ __align__(16) uint32_t s_act[kWide ? 2 * MT * WS : kMmaActElems / 2 + 40 * MT];
   __shared__ int s_last;
 
   const int t = threadIdx.x, wave = gptq_wave_uniform((int)(threadIdx.x / WAVE)), lane = (int)(threadIdx.x % WAVE);
@@ -696,7 +715,7 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
 #pragma unroll
   for (int i = 0; i < kMmaStages - 1; ++i) load_next_stage(sg[i]);
 
-  tp_stage_act<8, ACT>(s_act, stride, p, (int64_t)kt0 * TK, half, rows, rows);
+  if constexpr (!kWide) tp_stage_act<8, ACT>(s_act, stride, p, (int64_t)kt0 * TK, half, rows, rows);
   __syncthreads();
 
   float acc[NB][4];
@@ -705,12 +724,23 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
 #pragma unroll
     for (int i = 0; i < 4; ++i) acc[b][i] = 0.0f;
 
-  /* one tile; kSplitGroups: groups end inside tiles (group_size < TK), checked per step */
-  auto tile = [&](int kt, const stage& cur, auto split_groups) {
-    constexpr bool kSplitGroups = decltype(split_groups)::value;
-    tp_zero z[CPL];
-    float s[DS];
-    uint32_t wv[CPL][4];
+  /* The tile in use: zero pairs, D-column scales and words of its first group, and the
+   * group sums d (folded into acc x scale at each group end). */
+  tp_zero z[CPL];
+  float sc[DS];
+  uint32_t wv[CPL][4];
+  float d[NB][4];
+  int row0 = 0, grp = 0, g_end = 0;
+  auto fold = [&]() { /* acc += the group's sums x their D columns' scales; d restarts at 0 */
+#pragma unroll
+    for (int b = 0; b < NB; ++b) {
+#pragma unroll
+      for (int i = 0; i < 4; ++i) acc[b][i] = fmaf(d[b][i], sc[gptq_mma_dscale_of(i)], acc[b][i]);
+#pragma unroll
+      for (int i = 0; i < 4; ++i) d[b][i] = 0.0f;
+    }
+  };
+  auto tile_begin = [&](int kt, const stage& cur) {
 #pragma unroll
     for (int c = 0; c < CPL; ++c) {
       z[c] = zero_of(cur.z[c], zshift(c));
@@ -720,57 +750,91 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
       wv[c][3] = cur.w[c].w;
     }
 #pragma unroll
-    for (int i = 0; i < DS; ++i) s[i] = scale_of(i % 2 ? cur.s[i / 2] >> 16 : cur.s[i / 2] & 0xffffu);
-    const int row0 = kt * TK;
-    int grp = 0, g_end = 0;
-    if (kSplitGroups) {
-      grp = row0 / gs;
-      g_end = (grp + 1) * gs;
-    }
-    const uint32_t* arow = s_act + brow * stride + ((kt - kt0) * TK + bk) / 2;
-    float d[NB][4];
-    auto fold = [&]() { /* acc += the group's sums x their D columns' scales; d restarts at 0 */
-#pragma unroll
-      for (int b = 0; b < NB; ++b) {
-#pragma unroll
-        for (int i = 0; i < 4; ++i) acc[b][i] = fmaf(d[b][i], s[gptq_mma_dscale_of(i)], acc[b][i]);
-#pragma unroll
-        for (int i = 0; i < 4; ++i) d[b][i] = 0.0f;
-      }
-    };
+    for (int i = 0; i < DS; ++i) sc[i] = scale_of(i % 2 ? cur.s[i / 2] >> 16 : cur.s[i / 2] & 0xffffu);
+    row0 = kt * TK;
+    grp = row0 / gs;
+    g_end = (grp + 1) * gs;
 #pragma unroll
     for (int b = 0; b < NB; ++b)
 #pragma unroll
       for (int i = 0; i < 4; ++i) d[b][i] = 0.0f;
+  };
+  /* step st of the tile; bstep: the lane's B pairs of that step for activation row brow,
+   * rows bstride words apart. kSplitGroups: groups end inside tiles (group_size < TK). */
+  auto step = [&](int st, const uint32_t* bstep, int bstride, auto split_groups) {
+    if (decltype(split_groups)::value && row0 + 16 * st >= g_end) { /* fold, load the next group */
+      fold();
+      ++grp;
+      g_end += gs;
 #pragma unroll
-    for (int st = 0; st < STEPS; ++st) {
-      if (kSplitGroups && row0 + 16 * st >= g_end) { /* fold the finished group, load the next */
-        fold();
-        ++grp;
-        g_end += gs;
+      for (int c = 0; c < CPL; ++c)
+        if (on[c]) z[c] = zero_of((uint32_t)zp0[(int64_t)grp * zwords + zword(c)], zshift(c));
 #pragma unroll
-        for (int c = 0; c < CPL; ++c)
-          if (on[c]) z[c] = zero_of((uint32_t)zp0[(int64_t)grp * zwords + zword(c)], zshift(c));
-#pragma unroll
-        for (int i = 0; i < DS; ++i)
-          if (son[i]) s[i] = load_scale(sp0 + DSTEP * i, (int64_t)grp * p.n, p.scale_bf16);
-      }
-      uint32_t a[2 * CPL];
-#pragma unroll
-      for (int c = 0; c < CPL; ++c) tp_mma_step_pairs<BITS, ACT>(wv[c][2 * st / PPW], st, z[c], a[c], a[c + CPL]);
-#pragma unroll
-      for (int b = 0; b < NB; ++b) {
-        uint2 av = make_uint2(0u, 0u);
-        if (brow + ROWS * b < rows) av = *reinterpret_cast<const uint2*>(arow + ROWS * b * stride + 8 * st);
-        const uint32_t bv[2] = {av.x, av.y};
-        gptq_mma_16<ACT == kTpBF16>(d[b], a, bv);
-      }
+      for (int i = 0; i < DS; ++i)
+        if (son[i]) sc[i] = load_scale(sp0 + DSTEP * i, (int64_t)grp * p.n, p.scale_bf16);
     }
+    uint32_t a[2 * CPL];
+#pragma unroll
+    for (int c = 0; c < CPL; ++c) tp_mma_step_pairs<BITS, ACT>(wv[c][2 * st / PPW], st, z[c], a[c], a[c + CPL]);
+#pragma unroll
+    for (int b = 0; b < NB; ++b) {
+      uint2 av = make_uint2(0u, 0u);
+      if (brow + ROWS * b < rows) av = *reinterpret_cast<const uint2*>(bstep + ROWS * b * bstride);
+      const uint32_t bv[2] = {av.x, av.y};
+      gptq_mma_16<ACT == kTpBF16>(d[b], a, bv);
+    }
+  };
+  /* one tile from the whole split's staged activations */
+  auto tile = [&](int kt, const stage& cur, auto split_groups) {
+    tile_begin(kt, cur);
+    const uint32_t* arow = s_act + brow * stride + ((kt - kt0) * TK + bk) / 2;
+#pragma unroll
+    for (int st = 0; st < STEPS; ++st) step(st, arow + 8 * st, stride, split_groups);
     fold();
   };
 
-  if (width > 0) { /* wave-uniform: the matrix instruction needs the whole wave */
-    const bool split_groups = gs % TK != 0;
+  const bool split_groups = gs % TK != 0;
+  if constexpr (kWide) {
+    /* Every wave walks every tile (block barriers); waves past N compute nothing. Chunk c of
+     * the split sits in buffer c % 2; chunk c + 1 is stored while chunk c is read, chunk c + 2
+     * is loaded into registers meanwhile. */
+    constexpr int CPT = TK / CK, PER = MT * (CK / 2) / kTpThreads;
+    static_assert(TK % CK == 0 && PER * kTpThreads == MT * (CK / 2), "chunks tile the tile");
+    const int chunks = (kt1 - kt0) * CPT;
+    uint32_t v[PER];
+    auto chunk_load = [&](int c) { tp_act_load<PER>(v, p, (int64_t)kt0 * TK + (int64_t)c * CK, CK / 2, rows, MT * (CK / 2), 0); };
+    auto chunk_store = [&](int c) { tp_act_store<PER, ACT>(s_act + (c & 1) * MT * WS, WS, v, CK / 2, MT * (CK / 2), 0); };
+    chunk_load(0);
+    chunk_store(0);
+    if (chunks > 1) chunk_load(1);
+    __syncthreads();
+    /* the stage ring rotates by copies here (a tile's 4+ matrix instructions per step dwarf
+     * them): a loop with barriers inside is not unrolled by the ring size on gfx908 */
+    for (int kt = kt0; kt < kt1; ++kt) { /* block-uniform */
+      if (width > 0) {
+        load_next_stage(sg[kMmaStages - 1]); /* the farthest tile first */
+        tile_begin(kt, sg[0]);
+      }
+#pragma unroll
+      for (int cc = 0; cc < CPT; ++cc) {
+        const int c = (kt - kt0) * CPT + cc;
+        if (c + 1 < chunks) chunk_store(c + 1);
+        if (c + 2 < chunks) chunk_load(c + 2);
+        if (width > 0) {
+          const uint32_t* arow = s_act + (c & 1) * MT * WS + brow * WS + bk / 2;
+#pragma unroll
+          for (int s4 = 0; s4 < CSTEPS; ++s4) {
+            if (split_groups) step(cc * CSTEPS + s4, arow + 8 * s4, WS, std::true_type{});
+            else step(cc * CSTEPS + s4, arow + 8 * s4, WS, std::false_type{});
+          }
+        }
+        __syncthreads();
+      }
+      if (width > 0) fold();
+#pragma unroll
+      for (int i = 0; i + 1 < kMmaStages; ++i) sg[i] = sg[i + 1];
+    }
+  } else if (width > 0) { /* wave-uniform: the matrix instruction needs the whole wave */
     /* unrolled by the ring size, so stage j stays in fixed registers (no copies) */
     for (int kt = kt0; kt < kt1; kt += kMmaStages) {
 #pragma unroll
@@ -921,7 +985,7 @@ static int tp_feed(gptq_gpu_kernel kernel, const gptq_gpu_tile* tile) {
   }
 }
 
-/* Row tiles are whole instructions: NVIDIA 8 and 16, gfx908 16 (not instantiated there). */
+/* Row tiles are whole instructions: NVIDIA 8, 16, 32, 64; gfx908 16, 32, 64 (no 8 there). */
 template <int B, int A, int M>
 static tp_kernel_fn tp_mma_fn() {
   if constexpr (M % GPTQ_MMA_ROWS == 0) return gptq_transposed_mma_kernel<B, A, M>;
@@ -931,7 +995,7 @@ static tp_kernel_fn tp_mma_fn() {
 static tp_kernel_fn tp_mma_pick(int bits, int act, int mt) {
 #define GPTQ_TP_CASE(B, A, M) \
   if (bits == B && act == A && mt == M) return tp_mma_fn<B, A, M>();
-#define GPTQ_TP_CASES(B, A) GPTQ_TP_CASE(B, A, 8) GPTQ_TP_CASE(B, A, 16)
+#define GPTQ_TP_CASES(B, A) GPTQ_TP_CASE(B, A, 8) GPTQ_TP_CASE(B, A, 16) GPTQ_TP_CASE(B, A, 32) GPTQ_TP_CASE(B, A, 64)
   GPTQ_TP_CASES(2, kTpF16) GPTQ_TP_CASES(2, kTpBF16)
   GPTQ_TP_CASES(4, kTpF16) GPTQ_TP_CASES(4, kTpBF16)
   GPTQ_TP_CASES(8, kTpF16) GPTQ_TP_CASES(8, kTpBF16)
@@ -977,11 +1041,12 @@ static tp_plan tp_make_plan(const gptq_problem* p, gptq_gpu_kernel kernel, const
     pl.grid_x = tp_ceil_div(tp_ceil_div(p->n, 16), kMmaWaves);
     /* one wave of resident blocks when the strip groups alone are too few: whole waves
      * only (a partial second wave would cost as much as a full one) */
-    static int resident[2][2][9]; /* [act][mt / 8 - 1][bits], 0 = not asked yet */
-    int& r = resident[act][pl.mt / 8 - 1][p->bits];
+    static int resident[2][4][9]; /* [act][row tile 8/16/32/64][bits], 0 = not asked yet */
+    int& r = resident[act][pl.mt == 8 ? 0 : pl.mt == 16 ? 1 : pl.mt == 32 ? 2 : 3][p->bits];
     if (!r && pl.fn) r = gptq_resident_blocks(pl.fn, kTpThreads);
     const int64_t fill = want_splits ? want_splits : (int64_t)sm_count * (r > 0 ? r : 1) / pl.grid_x;
-    tp_split(&pl, p, tiles, kMmaActElems / (rows * tk), fill);
+    /* wide row tiles stream activations through LDS in chunks: any split length */
+    tp_split(&pl, p, tiles, pl.mt > 16 ? tiles : kMmaActElems / (rows * tk), fill);
     return pl;
   }
   const int feed = tp_feed(kernel, tile);
@@ -1031,9 +1096,10 @@ const char* gptq_gpu_tile_unsupported(gptq_gpu_kernel kernel, const gptq_gpu_til
   }
   if (!tile->row_tile) return nullptr;
   if (kernel == GPTQ_GPU_KERNEL_TRANSPOSED_MMA)
-    return tile->row_tile == 16 || (tile->row_tile == 8 && kMmaMinRowTile == 8)
+    return tile->row_tile == 16 || tile->row_tile == 32 || tile->row_tile == 64 ||
+                   (tile->row_tile == 8 && kMmaMinRowTile == 8)
                ? nullptr
-               : (kMmaMinRowTile == 8 ? "mt must be 8 or 16" : "mt must be 16 (one MFMA of 16 rows)");
+               : (kMmaMinRowTile == 8 ? "mt must be 8, 16, 32 or 64" : "mt must be 16, 32 or 64 (MFMA of 16 rows)");
   if (!tp_row_tile_compiled(tp_feed(kernel, tile), tile->row_tile))
     return kernel == GPTQ_GPU_KERNEL_TRANSPOSED ? "mt must be 1, 2, 4, 8 or 16" : "mt must be 1, 2, 4 or 8";
   return nullptr;
