@@ -96,6 +96,23 @@ def test_default_for_the_other_device_means_auto():
     assert path_count_after_gemm_and_gptq_gemm("exllama", "cpu_c") == 2
 
 
+def test_default_that_cannot_run_the_weight_means_auto():
+    """GPTQ_MI100_KERNEL is a preference: a CPU default the self-check excluded leaves that
+    call to auto; the same kernel asked for per call raises. (On a GPU the same rule covers
+    a layout-2 default meeting a 3-bit, layout-1 weight.)"""
+    code = ("import torch; from gptq_mi100 import ops, quantize;"
+            "t = quantize.random_gptq(256, 264, 4, 128, symmetric=True, act_order=False,"
+            " v2_zeros=False, seed=3);"
+            "w = ops.prepare(t.qweight, t.qzeros, t.scales, None, bits=4, group_size=128);"
+            "torch.ops.gptq_mi100.set_kernel_excluded('cpu', 'dequant_matmul', True);"
+            "ops.gemm(torch.randn(1, 256).half(), w);"
+            "print(ops.path_counts()['cpu_c']);"
+            "ops.gemm(torch.randn(1, 256).half(), w, kernel='dequant_matmul')")
+    r = run_python(code, GPTQ_MI100_KERNEL="dequant_matmul")
+    assert r.stdout.strip() == "1", r.stdout + r.stderr
+    assert r.returncode != 0 and "load-time self-check" in r.stderr
+
+
 def test_kernel_registry_is_the_one_source_of_names():
     """Python asks the C++ registry: names per device come from the same table rows."""
     from gptq_mi100 import kernels

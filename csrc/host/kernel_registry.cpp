@@ -360,6 +360,12 @@ KernelChoice choose_kernel(const char* op, const c10::optional<c10::string_view>
                    device_type_name(backend), " tensors, got '",
                    spec, "' (a name, optionally with tiles: name:key=value,...)");
 
+  if (spec != "auto" && !requested.has_value()) {
+    // The process default is a preference: where its kernel cannot run this weight (layout,
+    // bits, shape, self-check) auto decides; a kernel asked for per call must run or raise.
+    const KernelChoice c = parse_kernel_spec(op, spec);
+    if (!auto_can_run(*c.entry, backend, layout, p)) spec = "auto";
+  }
   if (spec != "auto") {
     const KernelChoice c = parse_kernel_spec(op, spec);
     const KernelEntry& e = *c.entry;
