@@ -5,6 +5,7 @@
 # device, torch, date and commit. Copy what should stay into benchmarks/results/<name>/.
 #
 #   tests     the GPU test suite (pytest -n 8), `python -m gptq_mi100 selftest --device cuda`
+#   forced    the GEMM-facing tests with GPTQ_MI100_KERNEL set to each issue-12 variant
 #   sanitize  tools/sanitize.sh (planted bug, memcheck, initcheck, racecheck)
 #   longrun   tests/test_long_run.py with GPTQ_MI100_LONG_RUN=100000
 #   variants  bench_gemm: every layout-2 kernel against exllama, fp16 and int4 at decode M
@@ -49,6 +50,12 @@ for part in "$@"; do
       run_part tests "${TESTS_LIMIT:-300}" env GPTQ_MI100_TEST_DEVICE=cuda \
         python3 -m pytest -q -n 8 --durations=10 -p no:cacheprovider tests
       run_part selftest 60 python3 -m gptq_mi100 selftest --device cuda ;;
+    forced)
+      for k in vectorized coalesced warp_shuffle; do
+        run_part "forced-$k" "${FORCED_LIMIT:-120}" env GPTQ_MI100_TEST_DEVICE=cuda GPTQ_MI100_KERNEL=$k \
+          python3 -m pytest -q -n 8 -p no:cacheprovider tests/test_gemm.py tests/test_nn.py \
+          tests/test_vllm_dropin.py tests/test_torch_integration.py tests/test_tensor_parallel.py
+      done ;;
     sanitize)
       run_part sanitize "${SANITIZE_LIMIT:-300}" bash tools/sanitize.sh ;;
     longrun)
@@ -62,7 +69,7 @@ for part in "$@"; do
     tune)
       run_part tune 180 python3 -m gptq_mi100 tune --device cuda --out "$dest/tune/table.json" ;;
     *)
-      echo "device_session: unknown part '$part' (tests, sanitize, longrun, variants, tune)" >&2
+      echo "device_session: unknown part '$part' (tests, forced, sanitize, longrun, variants, tune)" >&2
       exit 2 ;;
   esac
 done
