@@ -112,10 +112,19 @@ def parse_args(argv):
     gptq_kernels = list(kernel_names(args.device))
     known = gptq_kernels + list(BASELINES)
     chosen = args.kernels or known
-    bad = [k for k in chosen if k not in known]
+    base = lambda k: k.split(":", 1)[0]  # noqa: E731  (a kernel spec: name:key=value,...)
+    bad = [k for k in chosen if base(k) not in known or (":" in k and base(k) in BASELINES)]
     if bad:
-        p.error(f"unknown kernel(s) {bad} for {args.device}: choose from {', '.join(known)}")
-    args.gptq_kernels = [k for k in gptq_kernels if k in chosen]
+        p.error(f"unknown kernel(s) {bad} for {args.device}: choose from {', '.join(known)} "
+                "(gptq_mi100 kernels may carry tiles, e.g. transposed_mma:mt=64)")
+    for k in chosen:
+        if ":" in k:
+            try:
+                torch.ops.gptq_mi100.check_kernel_spec(args.device, k)
+            except ValueError as e:
+                p.error(str(e))
+    args.gptq_kernels = ([k for k in chosen if base(k) in gptq_kernels] if args.kernels
+                         else gptq_kernels)
     args.baselines = [k for k in BASELINES if k in chosen]
     for s in args.shape_list:
         gs = s.k if args.group_size == -1 else args.group_size
@@ -369,7 +378,7 @@ def _bench_shape_bits(args, shape, bits_index, bits, device, timer, l2, copy_gbp
         for kern, _ in jobs:
             if kern in ("fp16_linear", "int4pack"):
                 continue
-            layout = native_layout.get(kern)  # None: the default layout (auto, dequant)
+            layout = native_layout.get(kern.split(":", 1)[0])  # None: the default layout
             if layout not in by_layout:
                 w = ops.prepare(t.qweight, t.qzeros, t.scales, g_idx, bits=bits, group_size=gs,
                                 v2_zeros=t.v2_zeros, layout=layout)

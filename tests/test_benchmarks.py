@@ -79,3 +79,30 @@ def test_mi100_sheet(tmp_path):
                 "| qwen3-32b-tp4 | down | 6400x5120 | 17.02 | 13.9 |"):
         assert row in text
     assert "gfx908_resources.md" in text
+
+
+def test_issue11_targets_table(tmp_path, capsys):
+    """The issue-11 table judges auto and each kernel spec of a run: flat in M, faster than
+    the baselines, large-M time and memory."""
+    import json
+    from benchmarks import issue11_targets
+
+    def row(shape, bits, m, kern, us, extra=None):
+        return {"shape": shape, "bits": bits, "m": m, "kernel_id": kern, "us_per_call": us,
+                "repeat": 0, "status": "ok", "k": 5120, "n": 1280, "extra_mem_bytes": extra}
+    rows = [row("o", 4, 1, "auto", 10.0), row("o", 4, 8, "auto", 11.0),
+            row("o", 4, 64, "auto", 40.0), row("o", 4, 64, "transposed_mma:mt=64", 15.0),
+            row("o", 4, 1, "transposed_mma:mt=64", 10.0),
+            row("o", 16, 8, "fp16_linear", 12.0), row("o", 4, 8, "int4pack", 9.0),
+            row("o", 4, 128, "auto", 30.0, extra=2**20), row("o", 16, 128, "fp16_linear", 29.0)]
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps({"meta": {"copy_bandwidth_gbps": 4000.0, "launch_floor_us": 2.0},
+                                "rows": rows}))
+    issue11_targets.main([str(path)])
+    out = capsys.readouterr().out
+    assert "| W4 M=8 <= 1.15 x M=1 | auto | o | 11.00 us | 11.50 us | pass |" in out
+    assert "| W4 M=64 <= 1.8 x M=1 | auto | o | 40.00 us | 18.00 us | miss by 2.22x |" in out
+    assert "| W4 M=64 <= 1.8 x M=1 | transposed_mma:mt=64 | o | 15.00 us | 18.00 us | pass |" in out
+    assert "| W4 faster than int4pack | auto | o M=8 | 11.00 us | 9.00 us | miss by 1.22x |" in out
+    assert "| W4 M=128 <= 1.05 x fp16 | auto | o | 30.00 us | 30.45 us | pass |" in out
+    assert "extra memory < 1% of fp16 W | auto | o | 1.00 MiB | 0.12 MiB | miss" in out

@@ -9,6 +9,8 @@
 #   sanitize  tools/sanitize.sh (planted bug, memcheck, initcheck, racecheck)
 #   longrun   tests/test_long_run.py with GPTQ_MI100_LONG_RUN=100000
 #   variants  bench_gemm: every layout-2 kernel against exllama, fp16 and int4 at decode M
+#   issue11   bench_gemm at M 1..512 for auto and transposed_mma's wide tiles, then
+#             benchmarks/issue11_targets.py's table (targets.md)
 #   tune      `python -m gptq_mi100 tune` on the Qwen3-32B TP=4 shapes (its wall time is a target)
 #
 # Usage: GPTQ_MI100_GIT_COMMIT=$(git rev-parse HEAD) bash tools/device_session.sh tests sanitize
@@ -66,10 +68,18 @@ for part in "$@"; do
         --shapes qwen3-32b-tp4 --bits 4 --m 1 4 8 16 --no-plot --out-dir "$dest/variants" \
         --kernels transposed_mma transposed vectorized coalesced warp_shuffle exllama \
         fp16_linear int4pack ;;
+    issue11)
+      run_part issue11 "${ISSUE11_LIMIT:-300}" python3 -m benchmarks.bench_gemm --device cuda \
+        --shapes qwen3-32b-tp4 4096x28672 --bits 4 8 --m 1 8 16 32 64 128 512 --no-plot \
+        --out-dir "$dest/issue11" --kernels auto transposed_mma:mt=32 transposed_mma:mt=64 \
+        fp16_linear int4pack
+      for f in "$dest"/issue11/*.json; do
+        [ -f "$f" ] && python3 -m benchmarks.issue11_targets "$f" > "$dest/issue11/targets.md"
+      done ;;
     tune)
       run_part tune 180 python3 -m gptq_mi100 tune --device cuda --out "$dest/tune/table.json" ;;
     *)
-      echo "device_session: unknown part '$part' (tests, forced, sanitize, longrun, variants, tune)" >&2
+      echo "device_session: unknown part '$part' (tests, forced, sanitize, longrun, variants, issue11, tune)" >&2
       exit 2 ;;
   esac
 done
