@@ -18,7 +18,10 @@ def sweep(native_only=False):
     dev = torch.device("cuda")
     native = [(r.name, r.layouts[0]) for r in kernels.kernel_table("cuda")
               if r.in_build and "cuda" in r.devices and r.auto_range == "below_large_m"]
-    runs = native + ([] if native_only else [("dequant_matmul", None)])
+    # tile paths the default plan never takes: wide row tiles (chunked activation staging)
+    wide = [(f"{r.name}:mt={mt}", r.layouts[0]) for r in kernels.kernel_table("cuda")
+            if r.in_build and "cuda" in r.devices for mt in r.tiles.get("mt", ()) if mt > 16]
+    runs = native + wide + ([] if native_only else [("dequant_matmul", None)])
     cases = [  # (K, N, bits, group_size, act_order)
         (256, 264, 4, 64, True), (256, 264, 8, 128, False), (512, 272, 2, 128, True),
         (256, 288, 3, 32, True), (1024, 520, 4, -1, False), (2048, 264, 8, 32, True),
