@@ -19,7 +19,16 @@
 #define GPTQ_HIP 0
 #endif
 
-#if GPTQ_HIP
+/* GPTQ_EMULATE (tests only, tests/emulate/): the kernels on the CPU with the CUDA names of
+ * tests/emulate/gpu_emulator.h, emulating a wave of GPTQ_EMULATE (32 or 64) lanes; 64 takes
+ * the AMD launch tables and MFMA fragment layout. */
+#ifndef GPTQ_EMULATE
+#define GPTQ_EMULATE 0
+#endif
+
+#if GPTQ_EMULATE
+#include "gpu_emulator.h"
+#elif GPTQ_HIP
 #include <hip/hip_runtime.h>
 #include <hip/hip_fp16.h>
 #else
@@ -31,7 +40,7 @@
 /* 1 when this build targets AMD: selects the gfx908 row of the block-size table in
  * gptq_gpu.cu. Keyed by vendor, not by device arch macro, because host launch math
  * needs the row in the host pass, where __gfx908__ / __CUDA_ARCH__ are not defined. */
-#define GPTQ_TARGET_AMD GPTQ_HIP
+#define GPTQ_TARGET_AMD (GPTQ_HIP || GPTQ_EMULATE == 64)
 
 /* ---- runtime names --------------------------------------------------------------- */
 #if GPTQ_HIP
@@ -79,7 +88,9 @@ static inline gptq_error_t gptq_sm_count(int device, int* out) {
  * A macro, never `warpSize`: that is not a constant expression on ROCm 7. Host code must
  * not use it (no arch macro exists in the host pass). Kernels here use it only in
  * static_asserts: no result depends on it. */
-#if defined(__GFX9__) || defined(__gfx900__) || defined(__gfx906__) || defined(__gfx908__) || \
+#if GPTQ_EMULATE
+#define GPTQ_WAVE_SIZE GPTQ_EMULATE
+#elif defined(__GFX9__) || defined(__gfx900__) || defined(__gfx906__) || defined(__gfx908__) || \
     defined(__gfx90a__) || defined(__gfx940__) || defined(__gfx941__) || defined(__gfx942__)
 #define GPTQ_WAVE_SIZE 64
 #else
@@ -140,7 +151,7 @@ __device__ __forceinline__ uint16_t gptq_float_to_f16_bits(float f) {
 __device__ __forceinline__ float gptq_bf16_bits_to_float(uint16_t b) {
   return __uint_as_float(((uint32_t)b) << 16);
 }
-#if GPTQ_HIP
+#if GPTQ_HIP || GPTQ_EMULATE
 /* gfx908 has no float->bf16 convert instruction: round to nearest even by integer ops,
  * NaN -> 0x7fff as the NVIDIA cvt.rn.bf16.f32 does, so both vendors agree bitwise. */
 __device__ __forceinline__ uint16_t gptq_float_to_bf16_bits(float f) {
@@ -204,20 +215,17 @@ __device__ __forceinline__ float gptq_dot2_f32(__half2 a, __half2 b, float acc) 
  *                           DSCALE_STEP apart; gptq_mma_dscale_of(i): D register i's scale
  *   gptq_mma_16(d, a, b)    d += A x B, fp16 or bf16 inputs, fp32 accumulators
  * Everything above this interface (tiling, staging, group scales, split-K) is shared. */
-#if !GPTQ_HIP
+#define GPTQ_HAS_MMA 1
+#if !GPTQ_TARGET_AMD
 /* NVIDIA mma.sync m16n8k16 (sm_80+), lane (g = lane / 4, t = lane % 4):
  *   a[0] = A[g][2t, 2t+1]  a[1] = A[g+8][2t, 2t+1]  a[2] = A[g][2t+8, +9]  a[3] = A[g+8][2t+8, +9]
  *   b[0] = B[2t, 2t+1][g]  b[1] = B[2t+8, 2t+9][g]
  *   d[0], d[1] = D[g][2t, 2t+1]   d[2], d[3] = D[g+8][2t, 2t+1]
  * (low k in the low 16 bits): chunks (q = t, col = g) and (t, g + 8); hardware k 2t + 8h + e
  * is our 4t + 2h + e. */
-#define GPTQ_HAS_MMA 1
 #define GPTQ_MMA_ROWS 8
 #define GPTQ_MMA_CHUNKS 2
 #define GPTQ_MMA_DSCALES 2 /* D columns g and g + 8: the chunk columns */
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
-#error "gptq_mi100's NVIDIA build needs sm_80 or newer (mma.sync m16n8k16 with bf16)"
-#endif
 #define GPTQ_MMA_CHUNK_STEP 8  /* chunk c's column: chunk 0's + 8 c */
 #define GPTQ_MMA_DSCALE_STEP 8 /* D-column scale s: the first's column + 8 s */
 __device__ __forceinline__ int gptq_mma_chunk_q(int lane) { return lane & 3; }
@@ -226,6 +234,15 @@ __device__ __forceinline__ int gptq_mma_d_col(int lane, int i) { return (lane >>
 __device__ __forceinline__ int gptq_mma_d_row(int lane, int i) { return 2 * (lane & 3) + (i & 1); }
 __device__ __forceinline__ int gptq_mma_dscale_col(int lane) { return lane >> 2; }
 __device__ __forceinline__ int gptq_mma_dscale_of(int i) { return i >> 1; }
+#if GPTQ_EMULATE
+template <int BF16>
+__device__ __forceinline__ void gptq_mma_16(float d[4], const uint32_t a[4], const uint32_t b[2]) {
+  gptq_emu::mma_m16n8k16<BF16>(d, a, b);
+}
+#else
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+#error "gptq_mi100's NVIDIA build needs sm_80 or newer (mma.sync m16n8k16 with bf16)"
+#endif
 template <int BF16>
 __device__ __forceinline__ void gptq_mma_16(float d[4], const uint32_t a[4], const uint32_t b[2]) {
   if (BF16)
@@ -239,6 +256,74 @@ __device__ __forceinline__ void gptq_mma_16(float d[4], const uint32_t a[4], con
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
+#endif
+#else
+/* gfx908 v_mfma_f32_16x16x16f16 (wave64; accumulators in AGPRs), lane l (q = l / 16):
+ *   A[i][k]: lane i + 16 (k / 4), half k % 4    -> lane (q, col) holds A[col][4q .. 4q + 3]
+ *   B[k][j]: lane j + 16 (k / 4), half k % 4    -> activation row l % 16, k 4q .. 4q + 3
+ *   D[i][j]: lane j + 16 (i / 4), register i % 4 -> column 4q + r, row l % 16
+ * bf16: v_mfma_f32_16x16x8bf16 (k = 8, two bf16 per lane) twice, pair 0 then pair 1 (the
+ * hardware's k 2q + e is our 4q + 2h + e; A and B agree). 16 rows per instruction. */
+#define GPTQ_MMA_ROWS 16
+#define GPTQ_MMA_CHUNKS 1
+#define GPTQ_MMA_DSCALES 4 /* D columns 4q .. 4q + 3: not the lane's chunk column */
+#define GPTQ_MMA_CHUNK_STEP 0  /* one chunk per lane */
+#define GPTQ_MMA_DSCALE_STEP 1 /* D columns 4q + s */
+__device__ __forceinline__ int gptq_mma_chunk_q(int lane) { return (lane >> 4) & 3; }
+__device__ __forceinline__ int gptq_mma_chunk_col(int lane) { return lane & 15; }
+__device__ __forceinline__ int gptq_mma_d_col(int lane, int i) { return 4 * ((lane >> 4) & 3) + i; }
+__device__ __forceinline__ int gptq_mma_d_row(int lane, int) { return lane & 15; }
+__device__ __forceinline__ int gptq_mma_dscale_col(int lane) { return 4 * ((lane >> 4) & 3); }
+__device__ __forceinline__ int gptq_mma_dscale_of(int i) { return i; }
+#if GPTQ_EMULATE
+template <int BF16>
+__device__ __forceinline__ void gptq_mma_16(float d[4], const uint32_t a[2], const uint32_t b[2]) {
+  if (BF16) { /* two K = 8 instructions: pair 0, then pair 1 */
+    gptq_emu::mfma_16x16<8>(d, a, b);
+    gptq_emu::mfma_16x16<8>(d, a + 1, b + 1);
+  } else {
+    gptq_emu::mfma_16x16<16>(d, a, b);
+  }
+}
+#else
+#if defined(__HIP_DEVICE_COMPILE__) && !defined(__gfx908__) && !defined(__gfx90a__)
+#error "gptq_mi100's AMD build targets gfx908 (MFMA); add the arch's matrix island to compat.h"
+#endif
+typedef _Float16 gptq_v4f16 __attribute__((ext_vector_type(4)));
+typedef short gptq_v2i16 __attribute__((ext_vector_type(2)));
+typedef float gptq_v4f32 __attribute__((ext_vector_type(4)));
+template <int BF16>
+__device__ __forceinline__ void gptq_mma_16(float d[4], const uint32_t a[2], const uint32_t b[2]) {
+#if defined(__HIP_DEVICE_COMPILE__)
+  gptq_v4f32 acc = {d[0], d[1], d[2], d[3]};
+  if (BF16) {
+    gptq_v2i16 a0, a1, b0, b1;
+    __builtin_memcpy(&a0, &a[0], 4);
+    __builtin_memcpy(&a1, &a[1], 4);
+    __builtin_memcpy(&b0, &b[0], 4);
+    __builtin_memcpy(&b1, &b[1], 4);
+    acc = __builtin_amdgcn_mfma_f32_16x16x8bf16(a0, b0, acc, 0, 0, 0);
+    acc = __builtin_amdgcn_mfma_f32_16x16x8bf16(a1, b1, acc, 0, 0, 0);
+  } else {
+    gptq_v4f16 va, vb;
+    __builtin_memcpy(&va, a, 8);
+    __builtin_memcpy(&vb, b, 8);
+    acc = __builtin_amdgcn_mfma_f32_16x16x16f16(va, vb, acc, 0, 0, 0);
+  }
+  d[0] = acc[0];
+  d[1] = acc[1];
+  d[2] = acc[2];
+  d[3] = acc[3];
+#else
+  (void)d;
+  (void)a;
+  (void)b;
+#endif
+}
+#endif
+#endif
+
+#if !GPTQ_HIP && !GPTQ_EMULATE
 /* (x & MASK) | bits in one LOP3 (C code compiles to two: LOP3 takes one immediate). */
 template <uint32_t MASK>
 __device__ __forceinline__ uint32_t gptq_and_or(uint32_t x, uint32_t bits) {
@@ -277,58 +362,6 @@ __device__ __forceinline__ uint32_t gptq_f16x2_to_bf16x2(uint32_t h) {
   return u;
 }
 #else
-/* gfx908 v_mfma_f32_16x16x16f16 (wave64; accumulators in AGPRs), lane l (q = l / 16):
- *   A[i][k]: lane i + 16 (k / 4), half k % 4    -> lane (q, col) holds A[col][4q .. 4q + 3]
- *   B[k][j]: lane j + 16 (k / 4), half k % 4    -> activation row l % 16, k 4q .. 4q + 3
- *   D[i][j]: lane j + 16 (i / 4), register i % 4 -> column 4q + r, row l % 16
- * bf16: v_mfma_f32_16x16x8bf16 (k = 8, two bf16 per lane) twice, pair 0 then pair 1 (the
- * hardware's k 2q + e is our 4q + 2h + e; A and B agree). 16 rows per instruction. */
-#define GPTQ_HAS_MMA 1
-#define GPTQ_MMA_ROWS 16
-#define GPTQ_MMA_CHUNKS 1
-#define GPTQ_MMA_DSCALES 4 /* D columns 4q .. 4q + 3: not the lane's chunk column */
-#define GPTQ_MMA_CHUNK_STEP 0  /* one chunk per lane */
-#define GPTQ_MMA_DSCALE_STEP 1 /* D columns 4q + s */
-__device__ __forceinline__ int gptq_mma_chunk_q(int lane) { return (lane >> 4) & 3; }
-__device__ __forceinline__ int gptq_mma_chunk_col(int lane) { return lane & 15; }
-__device__ __forceinline__ int gptq_mma_d_col(int lane, int i) { return 4 * ((lane >> 4) & 3) + i; }
-__device__ __forceinline__ int gptq_mma_d_row(int lane, int) { return lane & 15; }
-__device__ __forceinline__ int gptq_mma_dscale_col(int lane) { return 4 * ((lane >> 4) & 3); }
-__device__ __forceinline__ int gptq_mma_dscale_of(int i) { return i; }
-#if defined(__HIP_DEVICE_COMPILE__) && !defined(__gfx908__) && !defined(__gfx90a__)
-#error "gptq_mi100's AMD build targets gfx908 (MFMA); add the arch's matrix island to compat.h"
-#endif
-typedef _Float16 gptq_v4f16 __attribute__((ext_vector_type(4)));
-typedef short gptq_v2i16 __attribute__((ext_vector_type(2)));
-typedef float gptq_v4f32 __attribute__((ext_vector_type(4)));
-template <int BF16>
-__device__ __forceinline__ void gptq_mma_16(float d[4], const uint32_t a[2], const uint32_t b[2]) {
-#if defined(__HIP_DEVICE_COMPILE__)
-  gptq_v4f32 acc = {d[0], d[1], d[2], d[3]};
-  if (BF16) {
-    gptq_v2i16 a0, a1, b0, b1;
-    __builtin_memcpy(&a0, &a[0], 4);
-    __builtin_memcpy(&a1, &a[1], 4);
-    __builtin_memcpy(&b0, &b[0], 4);
-    __builtin_memcpy(&b1, &b[1], 4);
-    acc = __builtin_amdgcn_mfma_f32_16x16x8bf16(a0, b0, acc, 0, 0, 0);
-    acc = __builtin_amdgcn_mfma_f32_16x16x8bf16(a1, b1, acc, 0, 0, 0);
-  } else {
-    gptq_v4f16 va, vb;
-    __builtin_memcpy(&va, a, 8);
-    __builtin_memcpy(&vb, b, 8);
-    acc = __builtin_amdgcn_mfma_f32_16x16x16f16(va, vb, acc, 0, 0, 0);
-  }
-  d[0] = acc[0];
-  d[1] = acc[1];
-  d[2] = acc[2];
-  d[3] = acc[3];
-#else
-  (void)d;
-  (void)a;
-  (void)b;
-#endif
-}
 /* (x & MASK) | bits: v_and_or_b32, one instruction on gfx9. */
 template <uint32_t MASK>
 __device__ __forceinline__ uint32_t gptq_and_or(uint32_t x, uint32_t bits) {
@@ -353,6 +386,13 @@ __device__ __forceinline__ uint32_t gptq_f16x2_to_bf16x2(uint32_t h) {
 }
 #endif
 
+/* Kernel launch on a stream (the emulator runs it on the host). */
+#if GPTQ_EMULATE
+#define GPTQ_LAUNCH(fn, grid, block, stream) ::gptq_emu::launch(fn, grid, block)
+#else
+#define GPTQ_LAUNCH(fn, grid, block, stream) fn<<<grid, block, 0, stream>>>
+#endif
+
 /* Resident blocks per SM/CU of a kernel at this block size (launch planning; no sync). */
 template <typename F>
 static inline int gptq_resident_blocks(F* kernel, int threads) {
@@ -375,7 +415,7 @@ __device__ __forceinline__ float gptq_load_coherent(const float* p) {
 }
 
 /* ---- cross-lane -------------------------------------------------------------------- */
-/* gptq_shfl_xor(v, mask): v of lane ^ mask (mask < 32: inside a warp32 and a wave64 alike).
+/* gptq_shfl_xor(v, mask): v of lane ^ mask (mask below the wave size).
  * gptq_shfl_group(v, src, width): v of lane src within each aligned group of `width` lanes
  * (width <= 32). Every lane of the wave must call them (NVIDIA's full mask). gfx908: HIP's
  * __shfl family lowers to ds_bpermute_b32 (the LDS crossbar, no LDS allocation); NVIDIA:

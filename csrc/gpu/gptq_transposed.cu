@@ -1182,7 +1182,7 @@ gptq_status gptq_gpu_transposed_gemm(const gptq_problem* p, gptq_gpu_kernel kern
   /* M beyond one pass: passes of pl.mt rows, in order on the stream (each re-reads W) */
   for (int64_t m0 = 0; m0 < p->m; m0 += pl.mt) {
     a.m0 = m0;
-    pl.fn<<<grid, kTpThreads, 0, (gptq_stream_t)stream>>>(a);
+    GPTQ_LAUNCH(pl.fn, grid, kTpThreads, (gptq_stream_t)stream)(a);
     const gptq_status st = gptq_launch_status();
     if (st != GPTQ_OK) return st;
   }
@@ -1201,7 +1201,8 @@ gptq_status gptq_gpu_transposed_dequantize(const gptq_problem* p, void* stream) 
   const gptq_stream_t s = (gptq_stream_t)stream;
   gptq_dispatch_bits_act(p->bits, p->a_dtype == GPTQ_BF16, [&](auto bits, auto act) {
     if constexpr (decltype(bits)::value != 3) /* no layout 2 for 3-bit (rejected above) */
-      gptq_transposed_dequant_kernel<decltype(bits)::value, decltype(act)::value><<<grid, kTpThreads, 0, s>>>(a);
+      GPTQ_LAUNCH((gptq_transposed_dequant_kernel<decltype(bits)::value, decltype(act)::value>), grid,
+                  kTpThreads, s)(a);
   });
   return gptq_launch_status();
 }

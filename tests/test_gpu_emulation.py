@@ -1,0 +1,126 @@
+"""The layout-2 GPU kernels' own source, run on the CPU (tests/emulate/gpu_emulator.h).
+
+csrc/gpu/gptq_transposed.cu is compiled by g++ with GPTQ_EMULATE = 32 (NVIDIA: warp32,
+mma.sync fragments) and 64 (gfx908: wave64, AMD launch tables, MFMA fragments), one
+std::thread per GPU thread, matrix instructions emulated from their documented fragment
+layouts. Every kernel of the family (transposed, its issue-12 variants, transposed_mma with
+its row tiles) runs against the fp32 reference with a poisoned output: index math, barriers,
+cross-lane shuffles and fragment layouts are checked on every CI run, including the AMD wave
+size no lent GPU has. Timing and the gfx908 v_dot2 island are not covered (see the header).
+"""
+
+import os
+import shutil
+import subprocess
+
+import pytest
+import torch
+
+from gptq_mi100 import layouts, ops, quantize, reference
+from conftest import assert_gemm_close, seed_of
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+KERNEL = {"transposed": 1, "transposed_mma": 2, "vectorized": 3, "coalesced": 4,
+          "warp_shuffle": 5}
+
+
+@pytest.fixture(scope="module", params=[32, 64], ids=["warp32", "wave64"])
+def emulator(request, tmp_path_factory):
+    cxx = shutil.which("g++") or shutil.which("c++")
+    if cxx is None:
+        pytest.skip("no C++ compiler")
+    wave = request.param
+    exe = tmp_path_factory.mktemp("emu") / f"run_kernel_{wave}"
+    cmd = [cxx, "-std=c++17", "-O1", "-pthread", f"-DGPTQ_EMULATE={wave}",
+           "-I" + os.path.join(ROOT, "tests", "emulate"), "-I" + os.path.join(ROOT, "csrc", "gpu"),
+           "-x", "c++", os.path.join(ROOT, "csrc", "gpu", "gptq_transposed.cu"),
+           os.path.join(ROOT, "tests", "emulate", "run_kernel.cpp"),
+           "-x", "c", os.path.join(ROOT, "csrc", "problem_check.c"), "-o", str(exe)]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-4000:]
+    return wave, exe
+
+
+def _write(path, t):
+    """Raw little-endian bytes of a CPU tensor (no numpy: CI installs only torch)."""
+    path.write_bytes(bytes(t.contiguous().view(torch.uint8).flatten().tolist()))
+
+
+def run_emulated(exe, tmp_path, a, w, tiled, kernel, mt=0, splits=0, load=0, scale_bf16=False):
+    """One launch of `kernel` (a name in KERNEL) on the emulator; the output as a tensor."""
+    d = tmp_path / f"{kernel}_{mt}_{splits}_{load}_{a.shape[0]}_{a.dtype}".replace("torch.", "")
+    d.mkdir()
+    scales = w.scales.to(torch.bfloat16) if scale_bf16 else w.scales
+    act_bf16 = a.dtype == torch.bfloat16
+    for name, t in (("a", a.view(torch.int16)), ("qweight", tiled), ("qzeros", w.qzeros),
+                    ("scales", scales.view(torch.int16))):
+        _write(d / f"{name}.bin", t)
+    if w.a_perm is not None:
+        _write(d / "a_perm.bin", w.a_perm.to(torch.int32))
+    m, k = a.shape
+    (d / "params.txt").write_text(" ".join(str(v) for v in (
+        m, w.out_features, k, k, w.group_size, w.bits, 0 if w.v2_zeros else 1, int(act_bf16),
+        int(scale_bf16), int(w.a_perm is not None), KERNEL[kernel], mt, splits, load)))
+    r = subprocess.run([str(exe), str(d)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, f"{kernel} mt={mt}: {r.stdout}{r.stderr}"
+    out = torch.frombuffer(bytearray((d / "c.bin").read_bytes()), dtype=torch.int16)
+    return out.view(a.dtype).view(m, w.out_features)
+
+
+def make_case(k, n, bits, gs, act_order, v2, seed):
+    t = quantize.random_gptq(k, n, bits, gs, symmetric=False, act_order=act_order,
+                             v2_zeros=v2, seed=seed)
+    w_ref = reference.dequantize_reference(t.qweight, t.qzeros, t.scales,
+                                           t.g_idx if act_order else None, bits, v2)
+    w = ops.prepare(t.qweight, t.qzeros, t.scales, t.g_idx if act_order else None, bits=bits,
+                    group_size=gs, v2_zeros=v2, layout=1)
+    return t, w, layouts.to_tiled(w.qweight, bits), w_ref
+
+
+# (bits, K, N, group size, act-order, v2): ragged last strips (N % 16 != 0 where the format
+# allows it), groups shorter and longer than a tile, several K splits.
+CASES = [(4, 512, 264, 32, True, False), (8, 256, 264, 128, False, True),
+         (2, 512, 272, 128, True, False)]
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"w{c[0]}-g{c[3]}{'-ao' if c[4] else ''}")
+def test_vector_family_matches_reference(emulator, tmp_path, case):
+    """transposed and its three variants, fp16 and bf16, M across row tiles and passes."""
+    wave, exe = emulator
+    bits, k, n, gs, act, v2 = case
+    seed = seed_of("emu-vec", wave, *case)
+    _, w, tiled, w_ref = make_case(k, n, bits, gs, act, v2, seed)
+    runs = [("transposed", {}), ("vectorized", {}), ("vectorized", {"load": 16}),
+            ("coalesced", {}), ("warp_shuffle", {}), ("warp_shuffle", {"splits": 1})]
+    for m, dtype in ((1, torch.float16), (3, torch.bfloat16), (11, torch.float16)):
+        a = torch.randn(m, k, generator=torch.Generator().manual_seed(seed + m)).to(dtype)
+        ref = a.float() @ w_ref
+        for kernel, tile in runs:
+            out = run_emulated(exe, tmp_path, a, w, tiled, kernel, **tile)
+            assert_gemm_close(out, a, w_ref, ref, f"wave{wave} {kernel} {tile} m={m} {dtype}")
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"w{c[0]}-g{c[3]}{'-ao' if c[4] else ''}")
+def test_matrix_kernel_matches_reference(emulator, tmp_path, case):
+    """transposed_mma through the emulated mma.sync (warp32) and MFMA (wave64) fragments, its
+    narrow and wide (chunk-staged) row tiles, fp16 and bf16 activations, bf16 scales."""
+    wave, exe = emulator
+    bits, k, n, gs, act, v2 = case
+    seed = seed_of("emu-mma", wave, *case)
+    t, w, tiled, w_ref = make_case(k, n, bits, gs, act, v2, seed)
+    tiles = ([{}, {"mt": 16}] + ([{"mt": 8}] if wave == 32 else []) +
+             [{"mt": 32}, {"mt": 64, "splits": 1}])
+    for m, dtype in ((1, torch.float16), (5, torch.bfloat16), (19, torch.float16)):
+        a = torch.randn(m, k, generator=torch.Generator().manual_seed(seed + m)).to(dtype)
+        ref = a.float() @ w_ref
+        for tile in tiles:
+            out = run_emulated(exe, tmp_path, a, w, tiled, "transposed_mma", **tile)
+            assert_gemm_close(out, a, w_ref, ref, f"wave{wave} mma {tile} m={m} {dtype}")
+    # bf16 scales (values bf16 holds exactly, so the reference is the same weight)
+    scales = t.scales.to(torch.bfloat16).to(torch.float16)
+    w_bf = w._replace(scales=scales)
+    ref_w = reference.dequantize_reference(t.qweight, t.qzeros, scales,
+                                           t.g_idx if act else None, bits, v2)
+    a = torch.randn(2, k, generator=torch.Generator().manual_seed(seed)).half()
+    out = run_emulated(exe, tmp_path, a, w_bf, tiled, "transposed_mma", scale_bf16=True)
+    assert_gemm_close(out, a, ref_w, a.float() @ ref_w, f"wave{wave} mma bf16 scales")
