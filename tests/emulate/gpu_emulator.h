@@ -231,7 +231,9 @@ inline void mfma_16x16(float d[4], const uint32_t* a, const uint32_t* b) {
   memcpy(d, out, 16);
 }
 
-/* Run a kernel over the grid: blocks one after another, each block's threads at once. */
+/* Run a kernel over the grid: blocks one after another, each block's threads at once (one
+ * std::thread per GPU thread for the whole launch; a barrier between blocks, whose shared
+ * arrays are the same statics). */
 template <typename... Args>
 struct launcher {
   void (*fn)(Args...);
@@ -241,24 +243,27 @@ struct launcher {
     blockDim = block;
     const unsigned n = block.x;
     const unsigned warps = (n + GPTQ_EMULATE - 1) / GPTQ_EMULATE;
-    for (unsigned by = 0; by < grid.y; ++by)
-      for (unsigned bx = 0; bx < grid.x; ++bx) {
-        block_state st;
-        st.block.n = (int)n;
-        st.warps = std::vector<barrier>(warps);
-        for (auto& w : st.warps) w.n = GPTQ_EMULATE;
-        st.slots.assign(16 * warps * GPTQ_EMULATE, 0u);
-        state() = &st;
-        std::vector<std::thread> threads;
-        for (unsigned t = 0; t < n; ++t)
-          threads.emplace_back([&, t] {
-            threadIdx = dim3(t);
+    block_state st;
+    st.block.n = (int)n;
+    st.warps = std::vector<barrier>(warps);
+    for (auto& w : st.warps) w.n = GPTQ_EMULATE;
+    st.slots.assign(16 * warps * GPTQ_EMULATE, 0u);
+    barrier between;
+    between.n = (int)n;
+    state() = &st;
+    std::vector<std::thread> threads;
+    for (unsigned t = 0; t < n; ++t)
+      threads.emplace_back([&, t] {
+        threadIdx = dim3(t);
+        for (unsigned by = 0; by < grid.y; ++by)
+          for (unsigned bx = 0; bx < grid.x; ++bx) {
             blockIdx = dim3(bx, by);
             fn(args...);
-          });
-        for (auto& th : threads) th.join();
-        state() = nullptr;
-      }
+            between.wait("end of block");
+          }
+      });
+    for (auto& th : threads) th.join();
+    state() = nullptr;
   }
 };
 template <typename... Args>
