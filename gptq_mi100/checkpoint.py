@@ -169,18 +169,26 @@ def read_quantize_config(path: str) -> QuantizeConfig:
 
 
 def read_tensors(path: str) -> Dict[str, torch.Tensor]:
-    """Every tensor of the checkpoint's safetensors shards, on the CPU."""
+    """Every tensor of the checkpoint's safetensors shards, on the CPU: the shards the index
+    names, else model.safetensors as transformers reads it, else every *.safetensors in the
+    folder. A tensor name in two files is an error (which one is the model's is unknown)."""
     st = _require("safetensors.torch")
     index = _read_json(os.path.join(path, _INDEX))
     if index is not None:
         files = sorted(set(index["weight_map"].values()))
+    elif os.path.exists(os.path.join(path, "model.safetensors")):
+        files = ["model.safetensors"]
     else:
         files = sorted(f for f in os.listdir(path) if f.endswith(".safetensors"))
     if not files:
         raise FileNotFoundError(f"{path}: no *.safetensors files")
-    tensors = {}
+    tensors, origin = {}, {}
     for f in files:
-        tensors.update(st.load_file(os.path.join(path, f)))
+        for name, t in st.load_file(os.path.join(path, f)).items():
+            if name in tensors:
+                raise ValueError(f"{path}: tensor {name!r} is in both {origin[name]} and {f}; "
+                                 f"add a {_INDEX} naming the shards or remove the extra file")
+            tensors[name], origin[name] = t, f
     return tensors
 
 

@@ -275,3 +275,23 @@ def test_main_job_model_mode(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "gptq_mi100", "--model", str(tmp_path / "none"),
                           "--device", "cpu"], capture_output=True, text=True, timeout=300)
     assert bad.returncode != 0 and "cannot load" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_read_tensors_picks_the_model_file_and_refuses_duplicates(tmp_path):
+    """Without an index: model.safetensors as transformers reads it (a stray adapter file
+    beside it is not merged); several shards merge, but a name in two of them is an error."""
+    from gptq_mi100.checkpoint import read_tensors
+    one = tmp_path / "one"
+    one.mkdir()
+    save_file({"w": torch.zeros(2)}, str(one / "model.safetensors"))
+    save_file({"w": torch.ones(2), "lora": torch.ones(1)}, str(one / "adapter.safetensors"))
+    got = read_tensors(str(one))
+    assert set(got) == {"w"} and torch.equal(got["w"], torch.zeros(2))
+    two = tmp_path / "two"
+    two.mkdir()
+    save_file({"a": torch.zeros(1)}, str(two / "part-1.safetensors"))
+    save_file({"b": torch.zeros(1)}, str(two / "part-2.safetensors"))
+    assert set(read_tensors(str(two))) == {"a", "b"}
+    save_file({"a": torch.ones(1)}, str(two / "part-3.safetensors"))
+    with pytest.raises(ValueError, match="'a' is in both part-1.safetensors and part-3"):
+        read_tensors(str(two))
