@@ -75,6 +75,24 @@ def test_gemm_out_rejects_wrong_out(case):
         ops.gemm(a, w, out=torch.empty(3, N + 8, dtype=a.dtype, device=a.device))
 
 
+def test_gemm_out_refuses_out_sharing_memory_with_a(case):
+    """The kernels read a while writing out: an out over a's memory would read its own
+    partial results (silently wrong), so it is refused by name."""
+    t, dev, w, a = case
+    buf = torch.randn(3 * N, device=a.device).half()
+    a_in_buf = buf[:3 * K].view(3, K)
+    out = buf.view(3, N)
+    with pytest.raises(ValueError, match="out shares memory with a"):
+        torch.ops.gptq_mi100.gemm_out(a_in_buf, w.qweight, w.qzeros, w.scales, w.a_perm,
+                                      w.group_index, w.bits, w.group_size, w.v2_zeros,
+                                      w.layout, "auto", out)
+    separate = torch.empty(3, N, dtype=a.dtype, device=a.device)
+    torch.ops.gptq_mi100.gemm_out(a_in_buf, w.qweight, w.qzeros, w.scales, w.a_perm,
+                                  w.group_index, w.bits, w.group_size, w.v2_zeros, w.layout,
+                                  "auto", separate)
+    assert torch.isfinite(separate).all()
+
+
 def test_python_wrappers_reject(case):
     t, dev, w, a = case
     with pytest.raises(TypeError, match="w must be a PreparedGPTQ"):

@@ -1,6 +1,8 @@
 // Argument validation shared by every backend.
 #include "validate.h"
 
+#include <ATen/MemoryOverlap.h>
+
 #include <cstdint>
 
 #include "errors.h"
@@ -154,6 +156,10 @@ void check_out(const char* op, const at::Tensor& out, const at::Tensor& a, int64
                    "): the row stride must be >= N=", n);
   GPTQ_CHECK_VALUE(out.device() == a.device(), op, ": out is on ", out.device(),
                    " but a is on ", a.device());
+  const at::MemOverlapStatus overlap = at::get_overlap_status(out, a);
+  GPTQ_CHECK_VALUE(overlap != at::MemOverlapStatus::Full && overlap != at::MemOverlapStatus::Partial,
+                   op, ": out shares memory with a; the kernels read a while writing out, so "
+                   "out must be a separate tensor");
 }
 
 void check_one_device(const char* op, std::initializer_list<NamedTensor> tensors) {
