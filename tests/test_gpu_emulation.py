@@ -124,3 +124,18 @@ def test_matrix_kernel_matches_reference(emulator, tmp_path, case):
     a = torch.randn(2, k, generator=torch.Generator().manual_seed(seed)).half()
     out = run_emulated(exe, tmp_path, a, w_bf, tiled, "transposed_mma", scale_bf16=True)
     assert_gemm_close(out, a, ref_w, a.float() @ ref_w, f"wave{wave} mma bf16 scales")
+
+
+def test_split_k_past_one_load_batch(emulator, tmp_path):
+    """18 K splits: the split-K tail sums its partials in batches of 16 loads (the second batch
+    partly past the last split), for the vector and the matrix kernel."""
+    wave, exe = emulator
+    k, n, bits, gs = 1152, 40, 8, 64  # 18 tiles of 64 rows at 8 bits: 18 splits of one tile
+    seed = seed_of("emu-splits", wave, k, n, bits, gs)
+    _, w, tiled, w_ref = make_case(k, n, bits, gs, False, False, seed)
+    for m in (1, 3):
+        a = torch.randn(m, k, generator=torch.Generator().manual_seed(seed + m)).half()
+        ref = a.float() @ w_ref
+        for kernel in ("transposed", "transposed_mma"):
+            out = run_emulated(exe, tmp_path, a, w, tiled, kernel, splits=18)
+            assert_gemm_close(out, a, w_ref, ref, f"wave{wave} {kernel} 18 splits m={m}")

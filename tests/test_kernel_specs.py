@@ -200,3 +200,28 @@ def test_wide_row_tiles_on_a_realistic_layer(device, bits, group_size, act_order
             out = torch.full((m, n), float("nan"), dtype=a.dtype, device=device)
             ops.gemm(a.to(device), w, kernel=spec, out=out)
             assert_gemm_close(out, a, w_ref, ref, f"{spec} m={m}")
+
+
+@pytest.mark.parametrize("bits, splits", [(8, 32), (4, 20)])
+def test_many_k_splits(device, bits, splits):
+    """More K splits than one batch of the split-K tail's partial loads (16), every layout-2
+    kernel: the sum in split order is right and the same run to run."""
+    if device.type != "cuda":
+        pytest.skip("tiles are GPU launch choices")
+    k, n = 2048 if bits == 8 else 2560, 328
+    seed = seed_of("splits", bits, splits)
+    t = quantize.random_gptq(k, n, bits, 128, symmetric=False, act_order=False, v2_zeros=False, seed=seed)
+    w_ref = reference.dequantize_reference(t.qweight, t.qzeros, t.scales, None, bits, False)
+    w = ops.prepare(t.qweight.to(device), t.qzeros.to(device), t.scales.to(device), None,
+                    bits=bits, group_size=128, layout=2)
+    names = [i.name for i in kernels.kernel_table("cuda") if w.layout in i.layouts and i.tiles.get("splits")]
+    assert names
+    for m in (1, 5):
+        a = torch.randn(m, k, generator=torch.Generator().manual_seed(seed + m)).half()
+        ref = a.float() @ w_ref
+        for name in names:
+            spec = f"{name}:splits={splits}"
+            out = torch.full((m, n), float("nan"), dtype=a.dtype, device=device)
+            ops.gemm(a.to(device), w, kernel=spec, out=out)
+            assert_gemm_close(out, a, w_ref, ref, f"{spec} m={m}")
+            assert torch.equal(ops.gemm(a.to(device), w, kernel=spec), out), f"{spec} m={m}"
