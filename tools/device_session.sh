@@ -14,6 +14,7 @@
 #   tune      `python -m gptq_mi100 tune` on the Qwen3-32B TP=4 shapes (its wall time is a target)
 #
 # Usage: GPTQ_MI100_GIT_COMMIT=$(git rev-parse HEAD) bash tools/device_session.sh tests sanitize
+# DEADLINE=<epoch seconds> shortens or skips parts so that the call ends before it.
 # (PYTHONPATH may add the fp16 MiniLM shim of tests/test_end_to_end_minilm.py.)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -37,9 +38,14 @@ if [ -z "${SKIP_BUILD:-}" ]; then  # SKIP_BUILD=1: a concurrent session already 
   echo "build ${SECONDS}s"
 fi
 
-run_part() {  # name, limit (s), command...
+run_part() {  # name, limit (s), command...; DEADLINE (epoch s) caps every limit
   local name=$1 limit=$2
   shift 2
+  if [ -n "${DEADLINE:-}" ]; then
+    local left=$((DEADLINE - $(date +%s)))
+    [ "$left" -lt "$limit" ] && limit=$left
+    [ "$limit" -lt 20 ] && { echo "$name skipped (DEADLINE)"; return; }
+  fi
   mkdir -p "$dest/$name"
   SECONDS=0
   timeout "$limit" "$@" > "$dest/$name/log.txt" 2>&1
