@@ -95,7 +95,8 @@ def tp_isa(name, body):
 
 
 GOOD_F16 = ["global_load_dwordx4 v[9:12], v[1:2], off", "v_dot2c_f32_f16_e32 v1, v2, v3",
-            "v_fma_f32 v1, v2, v3, v1"]
+            "v_fma_f32 v1, v2, v3, v1",
+            "v_pk_fma_f16 v29, v29, s34, v22 op_sel_hi:[1,0,1]"]  # exact dequantization, not a sum
 GOOD_BF16 = ["global_load_dwordx4 v[9:12], v[1:2], off", "v_fma_mix_f32 v33, v49, v33, 0",
              "v_fmac_f32_e32 v8, v33, v29"]
 
@@ -140,6 +141,7 @@ def test_decode_target_passes_and_fails_each_planted_problem(tmp_path):
         (1, {}, [i for i in GOOD_BF16 if "f32" not in i], "fp32 FMA"),
         (0, {}, GOOD_F16 + ["v_pk_fma_f16 v1, v2, v3, v1"], "fp16 accumulation: v_pk_fma_f16"),
         (1, {}, GOOD_BF16 + ["v_fma_mixlo_f16 v1, v2, v3, v1"], "fp16 accumulation"),
+        (0, {}, GOOD_F16 + ["v_pk_fmac_f16 v1, v2, v3"], "fp16 accumulation: v_pk_fmac_f16"),
     ]:
         r = run_decode(tmp_path, [(2, act, 4, kw, body)])
         assert r.returncode == 1, why

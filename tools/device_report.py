@@ -164,7 +164,20 @@ MAX_VGPR, MAX_LDS = 64, 16384
 LOAD_X4 = re.compile(r"^(global|buffer)_load_dwordx4\b")
 DOT2 = re.compile(r"^v_dot2c?_f32_f16(_e32|_e64|_vop3|_sdwa|_dpp)?\b")
 FMA_F32 = re.compile(r"^v_(fma|fmac|mac)_f32(_e32|_e64)?\b|^v_fma_mix_f32\b")
-FMA_F16 = re.compile(r"^v_(pk_)?(fma|fmac|mac|mad)_f16\b|^v_(fma|mad)_mix(lo|hi)_f16\b")
+F16_MAC = re.compile(r"^v_(pk_)?(fmac|mac)_f16\b")
+F16_FMA = re.compile(r"^v_(pk_)?(fma|mad)_f16\b|^v_(fma|mad)_mix(lo|hi)_f16\b")
+
+
+def f16_accumulates(ins):
+    """An fp16 multiply-add that accumulates: the mac forms always, fma/mad when the
+    destination is also the addend. An exact dequantization step (x * 1/16 - (64 + z) into
+    another register, `v_pk_fma_f16 v1, v1, s0, v2`) is not accumulation."""
+    if F16_MAC.match(ins):
+        return True
+    if not F16_FMA.match(ins):
+        return False
+    ops = [o.strip() for o in ins.split(None, 1)[1].split(",")] if " " in ins.strip() else []
+    return len(ops) >= 4 and ops[0] == ops[3].split()[0]
 
 
 def decode_target_failures(hip, funcs, require_all):
@@ -198,7 +211,7 @@ def decode_target_failures(hip, funcs, require_all):
                 why.append("no v_dot2(c)_f32_f16 (fp16 pairs, fp32 accumulation)")
             if act == 1 and not any(FMA_F32.match(i) for i in code):
                 why.append("no fp32 FMA (v_fma/fmac/mac_f32, v_fma_mix_f32)")
-            f16 = sorted({i.split()[0] for i in code if FMA_F16.match(i)})
+            f16 = sorted({i.split()[0] for i in code if f16_accumulates(i)})
             if f16:
                 why.append("fp16 accumulation: " + ", ".join(f16))
         if why:

@@ -362,10 +362,20 @@ __device__ __forceinline__ uint32_t gptq_f16x2_to_bf16x2(uint32_t h) {
   return u;
 }
 #else
-/* (x & MASK) | bits: v_and_or_b32, one instruction on gfx9. */
+/* (x & MASK) | bits as one v_and_or_b32. gfx9's VOP3 takes no literal, so with constant
+ * operands the compiler splits it into v_and_b32 + v_or_b32 (two VOP2 with literals); an
+ * empty asm puts MASK in an SGPR and bits in a VGPR (one of each: gfx9 reads at most one
+ * SGPR per VALU instruction), both loop-invariant. */
 template <uint32_t MASK>
 __device__ __forceinline__ uint32_t gptq_and_or(uint32_t x, uint32_t bits) {
+#if GPTQ_HIP
+  uint32_t mask = MASK;
+  asm("" : "+s"(mask));
+  asm("" : "+v"(bits));
+  return (x & mask) | bits;
+#else
   return (x & MASK) | bits;
+#endif
 }
 __device__ __forceinline__ void gptq_byte_pairs_f16(uint32_t w, uint32_t& f0, uint32_t& f1) {
   f0 = (w & 0x00ff00ffu) | 0x64006400u;

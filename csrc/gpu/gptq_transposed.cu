@@ -358,15 +358,37 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kTpMinBlocksFeed(MT, FEED)) void gptq_
   /* zero pair and scale of the first group of a tile, loaded one tile ahead with the
    * weights; groups shorter than a tile load the rest on demand (whole 16-row steps) */
   int g = kt * TK / gs;
-  uint32_t zh = 0, nzh = 0;
+  uint32_t zh = 0, zl = 0, nzh = 0;
   float sc = 0.0f, nsc = 0.0f;
+  /* zl = -(64 + z) in both fp16 halves (4-bit odd pairs, below); exact for z < 64 */
+  auto set_zero = [&](uint32_t z1024) {
+    zh = z1024;
+    zl = (0xd400u + 16u * ((z1024 & 0xffffu) - 0x6400u)) * 0x00010001u;
+  };
   if (active && kt < kt1) {
-    zh = gr.zero(g);
+    set_zero(gr.zero(g));
     sc = gr.scale(g);
   }
   /* the thread's activation pairs of step 0: row 4 q of its tile in the split */
   const pair_t* a_lane = s_act + 2 * q;
 
+  /* d: the running group's sums, folded into acc x scale when the group ends or the tile
+   * does: one multiply per group and row instead of a zeroed sum and a multiply per step.
+   * gfx908 has the registers for d up to M tile 8 with fp16 activations, 4 with bf16 (fp32
+   * pairs); past that it would move VGPRs to AGPRs, so those tiles scale every step. */
+  constexpr bool kGroupSums = !GPTQ_TARGET_AMD || MT <= 4 || (MT == 8 && ACT == kTpF16);
+  float d[MT];
+#pragma unroll
+  for (int m = 0; m < MT; ++m) d[m] = 0.0f;
+  auto fold = [&]() {
+    if constexpr (kGroupSums) {
+#pragma unroll
+      for (int m = 0; m < MT; ++m) {
+        acc[m] = fmaf(d[m], sc, acc[m]);
+        d[m] = 0.0f;
+      }
+    }
+  };
   /* One tile: 16-row steps of (q - z) pairs x activation pairs into acc. */
   auto tile_math = [&](const uint4& wv) {
     /* w: the word in use, shifted down one step (2 pairs) at a time, then the next word
@@ -382,17 +404,23 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kTpMinBlocksFeed(MT, FEED)) void gptq_
       for (int s = 0; s < SPW; ++s) {
         const int st = wi * SPW + s;
         if (row0 + 16 * st >= g_end) { /* groups are whole steps (group_size % 16 == 0) */
+          fold();
           ++g;
           g_end += gs;
           if (active) {
-            zh = gr.zero(g);
+            set_zero(gr.zero(g));
             sc = gr.scale(g);
           }
         }
-        /* pairs 2 st and 2 st + 1 (bits 0 and BITS of w) as exact (q - z) fp16 pairs */
-        const __half2 e0 = __hsub2(gptq_h2_from_bits((w & kPairMask) | 0x64006400u), gptq_h2_from_bits(zh));
-        const __half2 e1 = __hsub2(gptq_h2_from_bits(((w >> BITS) & kPairMask) | 0x64006400u),
-                                   gptq_h2_from_bits(zh));
+        /* pairs 2 st and 2 st + 1 (bits 0 and BITS of w) as exact (q - z) fp16 pairs; 4-bit
+         * odd pairs in place: 0x6400 | q << 4 = 1024 + 16 q, x 1/16 - (64 + z) in one fma
+         * (no shift; gfx908: v_and_or_b32 + v_pk_fma_f16) */
+        const __half2 e0 = __hsub2(gptq_h2_from_bits(gptq_and_or<kPairMask>(w, 0x64006400u)), gptq_h2_from_bits(zh));
+        const __half2 e1 =
+            BITS == 4 ? __hfma2(gptq_h2_from_bits(gptq_and_or<(kPairMask << 4)>(w, 0x64006400u)),
+                                gptq_h2_from_bits(0x2c002c00u), gptq_h2_from_bits(zl))
+                      : __hsub2(gptq_h2_from_bits(gptq_and_or<kPairMask>(w >> BITS, 0x64006400u)),
+                                gptq_h2_from_bits(zh));
         const float2 ef0 = __half22float2(e0), ef1 = __half22float2(e1);
         /* the step's activations first (all in flight), then per row: pair 0, pair 1,
          * x scale */
@@ -414,8 +442,8 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kTpMinBlocksFeed(MT, FEED)) void gptq_
         }
 #pragma unroll
         for (int m = 0; m < MT; ++m) {
-          const float part = tp_dot(e1, ef1, a1[m], tp_dot(e0, ef0, a0[m], 0.0f));
-          acc[m] = fmaf(part, sc, acc[m]);
+          if constexpr (kGroupSums) d[m] = tp_dot(e1, ef1, a1[m], tp_dot(e0, ef0, a0[m], d[m]));
+          else acc[m] = fmaf(tp_dot(e1, ef1, a1[m], tp_dot(e0, ef0, a0[m], 0.0f)), sc, acc[m]);
         }
         w >>= 2 * BITS;
         a_step += 8;
@@ -424,6 +452,7 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kTpMinBlocksFeed(MT, FEED)) void gptq_
       w1 = w2;
       w2 = w3;
     }
+    fold();
   };
   /* zero pair and scale of the slot's next tile, ahead of its use */
   auto prefetch_group = [&](int next) {
@@ -434,7 +463,7 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kTpMinBlocksFeed(MT, FEED)) void gptq_
   };
   auto advance_group = [&](int next) {
     g = next * TK / gs;
-    zh = nzh;
+    set_zero(nzh);
     sc = nsc;
   };
 
