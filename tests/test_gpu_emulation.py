@@ -127,8 +127,8 @@ def test_matrix_kernel_matches_reference(emulator, tmp_path, case):
 
 
 def test_split_k_past_one_load_batch(emulator, tmp_path):
-    """18 K splits: the split-K tail sums its partials in batches of 16 loads (the second batch
-    partly past the last split), for the vector and the matrix kernel."""
+    """18 K splits, one tile each: the split-K tail's in-order sum over many partials, for the
+    vector and the matrix kernel."""
     wave, exe = emulator
     k, n, bits, gs = 1152, 40, 8, 64  # 18 tiles of 64 rows at 8 bits: 18 splits of one tile
     seed = seed_of("emu-splits", wave, k, n, bits, gs)

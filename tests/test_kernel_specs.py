@@ -204,8 +204,8 @@ def test_wide_row_tiles_on_a_realistic_layer(device, bits, group_size, act_order
 
 @pytest.mark.parametrize("bits, splits", [(8, 32), (4, 20)])
 def test_many_k_splits(device, bits, splits):
-    """More K splits than one batch of the split-K tail's partial loads (16), every layout-2
-    kernel: the sum in split order is right and the same run to run."""
+    """Many K splits (20, 32: more than any decode plan picks), every layout-2 kernel: the
+    split-K tail's sum in split order is right and the same run to run."""
     if device.type != "cuda":
         pytest.skip("tiles are GPU launch choices")
     k, n = 2048 if bits == 8 else 2560, 328

@@ -186,22 +186,12 @@ __device__ __forceinline__ bool tp_arrive_last(unsigned* counter, int splits, in
   return true;
 }
 
-/* An output's split-K partials summed in split order (ws: split 0's, `stride` floats per split).
- * The loads of a batch are unconditional (past the end they re-read the last split) and go
- * out before any add: a dependent add per load costs one L2 round trip per split. */
-template <int kBatch> /* 16 covers the splits tp_make_plan picks for decode in one round trip */
+/* An output's split-K partials summed in split order (ws: split 0's, `stride` floats per
+ * split). A plain loop: 16 loads issued before the adds (past the last split re-reading it)
+ * measured slower on the H200 wherever splits are few (NOTES entry 14). */
 __device__ __forceinline__ float tp_sum_partials(const float* ws, int64_t stride, int splits) {
   float total = 0.0f;
-  for (int s0 = 0; s0 < splits; s0 += kBatch) {
-    float v[kBatch];
-#pragma unroll
-    for (int j = 0; j < kBatch; ++j) {
-      const int sp = s0 + j < splits ? s0 + j : splits - 1;
-      v[j] = gptq_load_coherent(ws + sp * stride);
-    }
-#pragma unroll
-    for (int j = 0; j < kBatch; ++j) total = s0 + j < splits ? total + v[j] : total;
-  }
+  for (int sp = 0; sp < splits; ++sp) total += gptq_load_coherent(ws + sp * stride);
   return total;
 }
 
@@ -550,8 +540,7 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kTpMinBlocksFeed(MT, FEED)) void gptq_
   if (writer) p.ws[(split * p.m + orow) * p.n + on] = sum;
   if (!tp_arrive_last(&p.counters[strip], p.splits, s_last)) return;
   if (writer) {
-    /* 8: the vector kernels sit at 64 registers on NVIDIA (16 would spill) */
-    const float total = tp_sum_partials<8>(p.ws + orow * p.n + on, p.m * p.n, p.splits);
+    const float total = tp_sum_partials(p.ws + orow * p.n + on, p.m * p.n, p.splits);
     p.c[orow * p.ldc + on] = ACT == kTpF16 ? gptq_float_to_f16_bits(total) : gptq_float_to_bf16_bits(total);
   }
   if (t == 0) p.counters[strip] = 0u; /* ready for the next launch on this stream */
@@ -917,7 +906,7 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
   each_output([&](int64_t row, int64_t col, float v) { p.ws[(split * p.m + row) * p.n + col] = v; });
   if (!tp_arrive_last(&p.counters[blockIdx.x], p.splits, &s_last)) return;
   each_output([&](int64_t row, int64_t col, float) {
-    store(row, col, tp_sum_partials<16>(p.ws + row * p.n + col, p.m * p.n, p.splits));
+    store(row, col, tp_sum_partials(p.ws + row * p.n + col, p.m * p.n, p.splits));
   });
   if (t == 0) p.counters[blockIdx.x] = 0u; /* ready for the next launch on this stream */
 }
