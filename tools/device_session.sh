@@ -5,6 +5,8 @@
 # device, torch, date and commit. Copy what should stay into benchmarks/results/<name>/.
 #
 #   tests     the GPU test suite (pytest -n 8), `python -m gptq_mi100 selftest --device cuda`
+#   tests-a, tests-b   the suite's test files in two alphabetical halves (on the H200 the
+#             whole suite needs more than 250 s alone: one half per call, or per part)
 #   forced    the GEMM-facing tests with GPTQ_MI100_KERNEL set to each issue-12 variant
 #   sanitize  tools/sanitize.sh (planted bug, memcheck, initcheck, racecheck)
 #   longrun   tests/test_long_run.py with GPTQ_MI100_LONG_RUN=100000
@@ -15,6 +17,8 @@
 #
 # Usage: GPTQ_MI100_GIT_COMMIT=$(git rev-parse HEAD) bash tools/device_session.sh tests sanitize
 # DEADLINE=<epoch seconds> shortens or skips parts so that the call ends before it.
+# ARCHIVE=$OUT/all.tgz packs everything into one file at the end: the device tool returns
+# only a limited number of files from $OUT, so write the parts outside $OUT and keep the archive.
 # (PYTHONPATH may add the fp16 MiniLM shim of tests/test_end_to_end_minilm.py.)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -61,6 +65,12 @@ for part in "$@"; do
         python3 -m pytest -q -n 8 --durations=10 -p no:cacheprovider tests \
         --ignore=tests/test_gpu_emulation.py  # the CPU emulation: CI's job, not device time
       run_part selftest 60 python3 -m gptq_mi100 selftest --device cuda ;;
+    tests-a|tests-b)
+      mapfile -t files < <(ls tests/test_*.py | grep -v test_gpu_emulation.py)
+      half=$(( (${#files[@]} + 1) / 2 ))
+      if [ "$part" = tests-a ]; then sel=("${files[@]:0:half}"); else sel=("${files[@]:half}"); fi
+      run_part "$part" "${TESTS_LIMIT:-300}" env GPTQ_MI100_TEST_DEVICE=cuda \
+        python3 -m pytest -q -n 8 --durations=10 -p no:cacheprovider "${sel[@]}" ;;
     forced)
       for k in vectorized coalesced warp_shuffle; do
         run_part "forced-$k" "${FORCED_LIMIT:-120}" env GPTQ_MI100_TEST_DEVICE=cuda GPTQ_MI100_KERNEL=$k \
@@ -88,7 +98,8 @@ for part in "$@"; do
     tune)
       run_part tune 180 python3 -m gptq_mi100 tune --device cuda --out "$dest/tune/table.json" ;;
     *)
-      echo "device_session: unknown part '$part' (tests, forced, sanitize, longrun, variants, issue11, tune)" >&2
+      echo "device_session: unknown part '$part' (tests, tests-a, tests-b, forced, sanitize, longrun, variants, issue11, tune)" >&2
       exit 2 ;;
   esac
 done
+if [ -n "${ARCHIVE:-}" ]; then tar czf "$ARCHIVE" -C "$dest" . && echo "archive: $ARCHIVE"; fi
