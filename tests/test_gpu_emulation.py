@@ -21,7 +21,7 @@ from conftest import assert_gemm_close, seed_of
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KERNEL = {"transposed": 1, "transposed_mma": 2, "vectorized": 3, "coalesced": 4,
-          "warp_shuffle": 5}
+          "warp_shuffle": 5, "dequantize": -1}  # -1: run_kernel calls the dequantize launcher
 
 
 @pytest.fixture(scope="module", params=[32, 64], ids=["warp32", "wave64"])
@@ -64,7 +64,7 @@ def run_emulated(exe, tmp_path, a, w, tiled, kernel, mt=0, splits=0, load=0, sca
     r = subprocess.run([str(exe), str(d)], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, f"{kernel} mt={mt}: {r.stdout}{r.stderr}"
     out = torch.frombuffer(bytearray((d / "c.bin").read_bytes()), dtype=torch.int16)
-    return out.view(a.dtype).view(m, w.out_features)
+    return out.view(a.dtype).view(k if kernel == "dequantize" else m, w.out_features)
 
 
 def make_case(k, n, bits, gs, act_order, v2, seed):
@@ -139,3 +139,15 @@ def test_split_k_past_one_load_batch(emulator, tmp_path):
         for kernel in ("transposed", "transposed_mma"):
             out = run_emulated(exe, tmp_path, a, w, tiled, kernel, splits=18)
             assert_gemm_close(out, a, w_ref, ref, f"wave{wave} {kernel} 18 splits m={m}")
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"w{c[0]}-g{c[3]}{'-ao' if c[4] else ''}")
+def test_dequantize_kernel_matches_reference(emulator, tmp_path, case):
+    """Layout 2's dequantize kernel (dequant_matmul's first half): every element of W, in the
+    checkpoint's row order (act-order rows placed back through a_perm), fp16 and bf16."""
+    wave, exe = emulator
+    bits, k, n, gs, act, v2 = case
+    _, w, tiled, w_ref = make_case(k, n, bits, gs, act, v2, seed_of("emu-deq", wave, *case))
+    for dtype in (torch.float16, torch.bfloat16):
+        out = run_emulated(exe, tmp_path, torch.zeros(1, k, dtype=dtype), w, tiled, "dequantize")
+        assert torch.equal(out, w_ref.to(dtype)), f"wave{wave} dequantize {dtype}"

@@ -927,17 +927,24 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, 1) void gptq_transposed_dequant_kernel
     const uint4 v = wbase[kt * 4 * (int64_t)width];
     const uint32_t wv[4] = {v.x, v.y, v.z, v.w};
 #pragma unroll
-    for (int i = 0; i < 4 * STEPS; ++i) { /* value i: step i / 4, j = i % 4 */
-      const int st = i >> 2, j = i & 3, pt = 2 * st + (j >> 1), pos = pt % (16 / BITS);
-      const uint32_t qv = (wv[pt / (16 / BITS)] >> (BITS * pos + 16 * (j & 1))) & ((1u << BITS) - 1u);
-      const int64_t r = (int64_t)kt * TK + 16 * st + 4 * q + j;
-      const int64_t g = r / p.group_size;
+    for (int st = 0; st < STEPS; ++st) {
+      /* the thread's rows r0 .. r0 + 3 of step st lie in one group (group_size % 16 == 0):
+       * one division, zero and scale per step, not per value */
+      const int r0 = kt * TK + 16 * st + 4 * q; /* K < 2^31 */
+      const int64_t g = r0 / (int)p.group_size;
       const int64_t bit = ncol * BITS;
       const int z = (int)(((uint32_t)p.qzeros[g * zwords + (bit >> 5)] >> (bit & 31)) & ((1u << BITS) - 1u)) +
                     p.zero_offset;
-      const float w = (float)((int)qv - z) * load_scale(p.scales, g * p.n + ncol, p.scale_bf16);
-      const int64_t dst = p.a_perm ? clamp_index(p.a_perm[r], p.k, p.errors, t == 0) : r;
-      p.c[dst * p.ldc + ncol] = ACT == kTpF16 ? gptq_float_to_f16_bits(w) : gptq_float_to_bf16_bits(w);
+      const float sc = load_scale(p.scales, g * p.n + ncol, p.scale_bf16);
+#pragma unroll
+      for (int j = 0; j < 4; ++j) { /* value j of the step: pair 2 st + j / 2, half j % 2 */
+        const int pt = 2 * st + (j >> 1), pos = pt % (16 / BITS);
+        const uint32_t qv = (wv[pt / (16 / BITS)] >> (BITS * pos + 16 * (j & 1))) & ((1u << BITS) - 1u);
+        const float w = (float)((int)qv - z) * sc;
+        const int64_t r = r0 + j;
+        const int64_t dst = p.a_perm ? clamp_index(p.a_perm[r], p.k, p.errors, t == 0) : r;
+        p.c[dst * p.ldc + ncol] = ACT == kTpF16 ? gptq_float_to_f16_bits(w) : gptq_float_to_bf16_bits(w);
+      }
     }
   }
 }

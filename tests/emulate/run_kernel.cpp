@@ -3,6 +3,7 @@
 //   run_kernel DIR        DIR/params.txt: m n k lda group_size bits zero_offset act_bf16
 //                         scale_bf16 has_perm kernel row_tile splits load_bytes
 //                         DIR/{a,qweight,qzeros,scales[,a_perm]}.bin; writes DIR/c.bin
+//                         kernel -1: gptq_gpu_transposed_dequantize instead, c = W [K, N]
 // Exit status: 0, or 1 with the launcher's status on stderr.
 #include <cstdio>
 #include <fstream>
@@ -49,7 +50,8 @@ int main(int argc, char** argv) {
   auto scales = read_all<uint16_t>(dir + "/scales.bin");
   std::vector<int32_t> perm;
   if (has_perm) perm = read_all<int32_t>(dir + "/a_perm.bin");
-  std::vector<uint16_t> c((size_t)(m * n), 0x7e00u); /* poisoned: fp16 NaN */
+  const bool dequantize = kernel == -1;
+  std::vector<uint16_t> c((size_t)((dequantize ? k : m) * n), 0x7e00u); /* poisoned: fp16 NaN */
   int errors = 0;
 
   gptq_problem p{};
@@ -71,11 +73,15 @@ int main(int argc, char** argv) {
   p.zero_offset = zero_offset;
   p.a_dtype = act_bf16 ? GPTQ_BF16 : GPTQ_F16;
   p.scale_dtype = scale_bf16 ? GPTQ_BF16 : GPTQ_F16;
-  const gptq_gpu_kernel kern = (gptq_gpu_kernel)kernel;
-  const int sm_count = 4;
-  std::vector<char> ws(gptq_gpu_transposed_workspace_bytes(&p, kern, &tile, sm_count) + 16);
-  const gptq_status st =
-      gptq_gpu_transposed_gemm(&p, kern, &tile, sm_count, ws.data(), ws.size(), nullptr);
+  gptq_status st;
+  if (dequantize) {
+    st = gptq_gpu_transposed_dequantize(&p, nullptr);
+  } else {
+    const gptq_gpu_kernel kern = (gptq_gpu_kernel)kernel;
+    const int sm_count = 4;
+    std::vector<char> ws(gptq_gpu_transposed_workspace_bytes(&p, kern, &tile, sm_count) + 16);
+    st = gptq_gpu_transposed_gemm(&p, kern, &tile, sm_count, ws.data(), ws.size(), nullptr);
+  }
   if (st != GPTQ_OK) {
     fprintf(stderr, "run_kernel: status %d\n", (int)st);
     return 1;
