@@ -195,6 +195,19 @@ __device__ __forceinline__ float tp_sum_partials(const float* ws, int64_t stride
   return total;
 }
 
+/* A zero point as the step decoders want it: zh = 1024 + z in both fp16 halves (128 + z
+ * in bf16 for bf16 activations at <= 4 bits), zl = -(64 + z) in fp16 (4-bit fp16 only). */
+struct tp_zero {
+  uint32_t zh, zl;
+};
+template <int BITS, int ACT>
+__device__ __forceinline__ tp_zero tp_make_zero(uint32_t z) { /* z includes the v1 offset */
+  tp_zero r;
+  r.zh = (ACT == kTpBF16 && BITS <= 4 ? 0x43004300u : 0x64006400u) + z * 0x00010001u;
+  r.zl = (0xd400u + 16u * z) * 0x00010001u; /* -(64 + z): exponent 6, unit 1/16 (z < 64) */
+  return r;
+}
+
 /* Zero pair and scale of group g for column col of a strip: the group's row is a
  * per-block (scalar) pointer, the column a small per-lane offset, so no 64-bit address
  * is held per lane across the tile loop (gfx908: 2 VGPRs each). 16 columns x 2/4/8 bits
@@ -210,11 +223,11 @@ struct tp_group_ref {
       : zeros(p.qzeros + col0 * BITS / 32), scales(p.scales + col0), zwords(p.n * BITS / 32), n(p.n),
         zbyte((uint32_t)(c * BITS / 32) * 4u), sbyte((uint32_t)c * 2u), zshift(c * BITS % 32),
         zero_offset(p.zero_offset), scale_bf16(p.scale_bf16) {}
-  /* 1024 + z in both fp16 halves; exact for z <= 256 (8-bit v1 zero 255 + 1) */
-  __device__ __forceinline__ uint32_t zero(int g) const {
+  /* fp16 zero pairs (zh exact for z <= 256: 8-bit v1 zero 255 + 1) */
+  __device__ __forceinline__ tp_zero zero(int g) const {
     const char* row = reinterpret_cast<const char*>(zeros + (int64_t)g * zwords);
     const uint32_t z = (*reinterpret_cast<const uint32_t*>(row + zbyte) >> zshift) & ((1u << BITS) - 1u);
-    return 0x64006400u + (z + (uint32_t)zero_offset) * 0x00010001u;
+    return tp_make_zero<BITS, kTpF16>(z + (uint32_t)zero_offset);
   }
   __device__ __forceinline__ float scale(int g) const {
     const char* row = reinterpret_cast<const char*>(scales + (int64_t)g * n);
@@ -348,15 +361,10 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kTpMinBlocksFeed(MT, FEED)) void gptq_
   /* zero pair and scale of the first group of a tile, loaded one tile ahead with the
    * weights; groups shorter than a tile load the rest on demand (whole 16-row steps) */
   int g = kt * TK / gs;
-  uint32_t zh = 0, zl = 0, nzh = 0;
+  tp_zero zr = {0u, 0u}, nzr = {0u, 0u};
   float sc = 0.0f, nsc = 0.0f;
-  /* zl = -(64 + z) in both fp16 halves (4-bit odd pairs, below); exact for z < 64 */
-  auto set_zero = [&](uint32_t z1024) {
-    zh = z1024;
-    zl = (0xd400u + 16u * ((z1024 & 0xffffu) - 0x6400u)) * 0x00010001u;
-  };
   if (active && kt < kt1) {
-    set_zero(gr.zero(g));
+    zr = gr.zero(g);
     sc = gr.scale(g);
   }
   /* the thread's activation pairs of step 0: row 4 q of its tile in the split */
@@ -398,19 +406,19 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kTpMinBlocksFeed(MT, FEED)) void gptq_
           ++g;
           g_end += gs;
           if (active) {
-            set_zero(gr.zero(g));
+            zr = gr.zero(g);
             sc = gr.scale(g);
           }
         }
         /* pairs 2 st and 2 st + 1 (bits 0 and BITS of w) as exact (q - z) fp16 pairs; 4-bit
          * odd pairs in place: 0x6400 | q << 4 = 1024 + 16 q, x 1/16 - (64 + z) in one fma
          * (no shift; gfx908: v_and_or_b32 + v_pk_fma_f16) */
-        const __half2 e0 = __hsub2(gptq_h2_from_bits(gptq_and_or<kPairMask>(w, 0x64006400u)), gptq_h2_from_bits(zh));
+        const __half2 e0 = __hsub2(gptq_h2_from_bits(gptq_and_or<kPairMask>(w, 0x64006400u)), gptq_h2_from_bits(zr.zh));
         const __half2 e1 =
             BITS == 4 ? __hfma2(gptq_h2_from_bits(gptq_and_or<(kPairMask << 4)>(w, 0x64006400u)),
-                                gptq_h2_from_bits(0x2c002c00u), gptq_h2_from_bits(zl))
+                                gptq_h2_from_bits(0x2c002c00u), gptq_h2_from_bits(zr.zl))
                       : __hsub2(gptq_h2_from_bits(gptq_and_or<kPairMask>(w >> BITS, 0x64006400u)),
-                                gptq_h2_from_bits(zh));
+                                gptq_h2_from_bits(zr.zh));
         const float2 ef0 = __half22float2(e0), ef1 = __half22float2(e1);
         /* the step's activations first (all in flight), then per row: pair 0, pair 1,
          * x scale */
@@ -447,13 +455,13 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kTpMinBlocksFeed(MT, FEED)) void gptq_
   /* zero pair and scale of the slot's next tile, ahead of its use */
   auto prefetch_group = [&](int next) {
     if (active && next < kt1) {
-      nzh = gr.zero(next * TK / gs);
+      nzr = gr.zero(next * TK / gs);
       nsc = gr.scale(next * TK / gs);
     }
   };
   auto advance_group = [&](int next) {
     g = next * TK / gs;
-    set_zero(nzh);
+    zr = nzr;
     sc = nsc;
   };
 
@@ -588,19 +596,6 @@ static constexpr int kMmaMinRowTile = GPTQ_MMA_ROWS;
  * latency per tile). */
 static constexpr int kMmaStages = 3;
 
-/* A zero point as the step decoder wants it: zh = 1024 + z in both fp16 halves (128 + z
- * in bf16 for bf16 activations at <= 4 bits), zl = -(64 + z) in fp16 (4-bit fp16 only). */
-struct tp_zero {
-  uint32_t zh, zl;
-};
-template <int BITS, int ACT>
-__device__ __forceinline__ tp_zero tp_mma_zero(uint32_t z) { /* z includes the v1 offset */
-  tp_zero r;
-  r.zh = (ACT == kTpBF16 && BITS <= 4 ? 0x43004300u : 0x64006400u) + z * 0x00010001u;
-  r.zl = (0xd400u + 16u * z) * 0x00010001u; /* -(64 + z): exponent 6, unit 1/16 (z < 64) */
-  return r;
-}
-
 /* The two (q - z) pairs of step `st` in a chunk word (pairs 2st, 2st + 1 of the chunk at
  * positions p, p + 1 of word (2st) / PPW), as A registers (fp16, or bf16 for bf16
  * activations), exact. */
@@ -729,7 +724,7 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
     wq += tile_stride;
   };
   auto zero_of = [&](uint32_t raw, int sh) {
-    return tp_mma_zero<BITS, ACT>(((raw >> sh) & ((1u << BITS) - 1u)) + (uint32_t)p.zero_offset);
+    return tp_make_zero<BITS, ACT>(((raw >> sh) & ((1u << BITS) - 1u)) + (uint32_t)p.zero_offset);
   };
   auto scale_of = [&](uint32_t bits16) {
     return p.scale_bf16 ? gptq_bf16_bits_to_float((uint16_t)bits16) : gptq_f16_bits_to_float((uint16_t)bits16);
