@@ -14,15 +14,19 @@
 #   issue11   bench_gemm at M 1..512 for auto and transposed_mma's wide tiles, then
 #             benchmarks/issue11_targets.py's table (targets.md)
 #   tune      `python -m gptq_mi100 tune` on the Qwen3-32B TP=4 shapes (its wall time is a target)
+#   minilm    tests/test_end_to_end_minilm.py on the GPU; the weights come as a carried shim
+#             (python3 tools/make_minilm_shim.py here, then carry .minilm_shim)
 #
 # Usage: GPTQ_MI100_GIT_COMMIT=$(git rev-parse HEAD) bash tools/device_session.sh tests sanitize
 # DEADLINE=<epoch seconds> shortens or skips parts so that the call ends before it.
 # ARCHIVE=$OUT/all.tgz packs everything into one file at the end: the device tool returns
 # only a limited number of files from $OUT, so write the parts outside $OUT and keep the archive.
-# (PYTHONPATH may add the fp16 MiniLM shim of tests/test_end_to_end_minilm.py.)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1 MAX_JOBS=${MAX_JOBS:-16} TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}
+# 8 pytest workers x torch's default of one thread per core oversubscribe 16 cores 8 times
+# over (the tests' fp32 references run on the CPU): 2 threads per worker
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 dest=${OUT:-benchmarks/results/device-run}
 mkdir -p "$dest"
 [ $# -gt 0 ] || set -- tests sanitize
@@ -78,14 +82,18 @@ for part in "$@"; do
           tests/test_vllm_dropin.py tests/test_torch_integration.py tests/test_tensor_parallel.py
       done ;;
     sanitize)
-      run_part sanitize "${SANITIZE_LIMIT:-300}" bash tools/sanitize.sh ;;
+      run_part sanitize "${SANITIZE_LIMIT:-300}" env SANITIZE_LOG_DIR="$dest/sanitize/logs" \
+        OMP_NUM_THREADS=1 bash tools/sanitize.sh ;;
+    minilm)
+      run_part minilm 120 env GPTQ_MI100_TEST_DEVICE=cuda PYTHONPATH="$PWD/.minilm_shim" \
+        python3 -m pytest -q -s -p no:cacheprovider tests/test_end_to_end_minilm.py ;;
     longrun)
       run_part longrun 120 env GPTQ_MI100_LONG_RUN=100000 GPTQ_MI100_TEST_DEVICE=cuda \
         python3 -m pytest -q -s -p no:cacheprovider tests/test_long_run.py ;;
     variants)
       run_part variants "${VARIANTS_LIMIT:-240}" python3 -m benchmarks.bench_gemm --device cuda \
         --shapes qwen3-32b-tp4 --bits 4 --m 1 4 8 16 --no-plot --out-dir "$dest/variants" \
-        --kernels transposed_mma transposed vectorized coalesced warp_shuffle exllama \
+        --kernels transposed_mma transposed vectorized vectorized:load=8 coalesced warp_shuffle exllama \
         fp16_linear int4pack ;;
     issue11)
       run_part issue11 "${ISSUE11_LIMIT:-300}" python3 -m benchmarks.bench_gemm --device cuda \
@@ -98,7 +106,7 @@ for part in "$@"; do
     tune)
       run_part tune 180 python3 -m gptq_mi100 tune --device cuda --out "$dest/tune/table.json" ;;
     *)
-      echo "device_session: unknown part '$part' (tests, tests-a, tests-b, forced, sanitize, longrun, variants, issue11, tune)" >&2
+      echo "device_session: unknown part '$part' (tests, tests-a, tests-b, forced, sanitize, minilm, longrun, variants, issue11, tune)" >&2
       exit 2 ;;
   esac
 done

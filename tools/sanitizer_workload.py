@@ -1,7 +1,10 @@
 """Workload for tools/sanitize.sh: every GPU op over a shape sweep, or a planted bug.
 
-    python tools/sanitizer_workload.py sweep     # ragged N, M in {1, 7, 64, 200}, all bits
-    python tools/sanitizer_workload.py sweep-native   # same, without cuBLAS (racecheck)
+    python tools/sanitizer_workload.py sweep [CASE...]   # ragged N, M in {1, 7, 64, 200},
+                                                         # all bits; CASE: indices into CASES
+    python tools/sanitizer_workload.py sweep-native [CASE...]   # same, without cuBLAS
+    python tools/sanitizer_workload.py cases     # how many cases (tools/sanitize.sh runs
+                                                 # one process per tool and case)
     python tools/sanitizer_workload.py planted   # a kernel that writes one element past
                                                  # the end of a torch tensor (must be caught)
 """
@@ -11,9 +14,15 @@ import sys
 import torch
 
 
-def sweep(native_only=False):
+CASES = [  # (K, N, bits, group_size, act_order)
+    (256, 264, 4, 64, True), (256, 264, 8, 128, False), (512, 272, 2, 128, True),
+    (256, 288, 3, 32, True), (1024, 520, 4, -1, False), (2048, 264, 8, 32, True),
+]
+
+
+def sweep(native_only=False, case_ids=()):
     """Every native GPU kernel on the layout it reads (from the registry), plus
-    dequant_matmul unless native_only."""
+    dequant_matmul unless native_only, over CASES (or the cases named by index)."""
     from gptq_mi100 import kernels, ops, quantize
     dev = torch.device("cuda")
     native = [(r.name, r.layouts[0]) for r in kernels.kernel_table("cuda")
@@ -22,10 +31,7 @@ def sweep(native_only=False):
     wide = [(f"{r.name}:mt={mt}", r.layouts[0]) for r in kernels.kernel_table("cuda")
             if r.in_build and "cuda" in r.devices for mt in r.tiles.get("mt", ()) if mt > 16]
     runs = native + wide + ([] if native_only else [("dequant_matmul", None)])
-    cases = [  # (K, N, bits, group_size, act_order)
-        (256, 264, 4, 64, True), (256, 264, 8, 128, False), (512, 272, 2, 128, True),
-        (256, 288, 3, 32, True), (1024, 520, 4, -1, False), (2048, 264, 8, 32, True),
-    ]
+    cases = [CASES[int(i)] for i in case_ids] if case_ids else CASES
     for k, n, bits, gs, act in cases:
         t = quantize.random_gptq(k, n, bits, gs, symmetric=False, act_order=act,
                                  v2_zeros=False, seed=k + n + bits)
@@ -74,5 +80,7 @@ def planted():
 if __name__ == "__main__":
     # sweep-native: only this package's kernels (racecheck flags cuBLAS's Hopper GEMMs,
     # which dequant_matmul calls, with hazards that are not ours).
-    {"sweep": sweep, "sweep-native": lambda: sweep(native_only=True),
+    {"sweep": lambda: sweep(case_ids=sys.argv[2:]),
+     "sweep-native": lambda: sweep(native_only=True, case_ids=sys.argv[2:]),
+     "cases": lambda: print(len(CASES)),
      "planted": planted}[sys.argv[1]]()
