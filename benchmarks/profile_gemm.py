@@ -27,7 +27,7 @@ def main(argv=None):
                              act_order=args.act_order, v2_zeros=False, seed=1)
     layout = None
     for info in kernels.kernel_table("cuda"):
-        if info.name == args.kernel and info.layouts:
+        if info.name == args.kernel.split(":")[0] and info.layouts:  # spec: name:mt=..
             layout = info.layouts[0]
     w = ops.prepare(t.qweight.to(dev), t.qzeros.to(dev), t.scales.to(dev),
                     t.g_idx.to(dev) if args.act_order else None, bits=args.bits,

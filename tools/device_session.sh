@@ -14,6 +14,10 @@
 #   issue11   bench_gemm at M 1..512 for auto and transposed_mma's wide tiles, then
 #             benchmarks/issue11_targets.py's table (targets.md)
 #   tune      `python -m gptq_mi100 tune` on the Qwen3-32B TP=4 shapes (its wall time is a target)
+#   profile   ncu (stall reasons, issue rate, DRAM) of the wide-tile mma kernel and of the
+#             layout-2 dequantize at gate_up M = 64 (the issue-11 gap)
+#   dequant   bench_gemm at M 64..512: dequant_matmul and the 64-row mma tile against fp16
+#             (NOTES entry 17's prediction)
 #   minilm    tests/test_end_to_end_minilm.py on the GPU; the weights come as a carried shim
 #             (python3 tools/make_minilm_shim.py here, then carry .minilm_shim)
 #
@@ -84,6 +88,19 @@ for part in "$@"; do
     sanitize)
       run_part sanitize "${SANITIZE_LIMIT:-300}" env SANITIZE_LOG_DIR="$dest/sanitize/logs" \
         OMP_NUM_THREADS=1 bash tools/sanitize.sh ;;
+    profile)
+      for spec in "transposed_mma:mt=64 transposed_mma" "dequant_matmul dequant"; do
+        read -r pk pre <<< "$spec"
+        run_part "profile-${pk//[:=]/_}" 90 ncu --clock-control none --kernel-name "regex:$pre" \
+          --launch-skip 2 --launch-count 1 --section SpeedOfLight --section Occupancy \
+          --section LaunchStats --section WarpStateStats --section SchedulerStats \
+          --section MemoryWorkloadAnalysis python3 -m benchmarks.profile_gemm --k 5120 \
+          --n 12800 --bits 4 --m 64 --kernel "$pk"
+      done ;;
+    dequant)
+      run_part dequant 150 python3 -m benchmarks.bench_gemm --device cuda --shapes qwen3-32b-tp4 \
+        --bits 4 --m 64 128 512 --no-plot --out-dir "$dest/dequant" \
+        --kernels dequant_matmul transposed_mma:mt=64 fp16_linear ;;
     minilm)
       run_part minilm 120 env GPTQ_MI100_TEST_DEVICE=cuda PYTHONPATH="$PWD/.minilm_shim" \
         python3 -m pytest -q -s -p no:cacheprovider tests/test_end_to_end_minilm.py ;;
@@ -106,7 +123,7 @@ for part in "$@"; do
     tune)
       run_part tune 180 python3 -m gptq_mi100 tune --device cuda --out "$dest/tune/table.json" ;;
     *)
-      echo "device_session: unknown part '$part' (tests, tests-a, tests-b, forced, sanitize, minilm, longrun, variants, issue11, tune)" >&2
+      echo "device_session: unknown part '$part' (tests, tests-a, tests-b, forced, sanitize, profile, dequant, minilm, longrun, variants, issue11, tune)" >&2
       exit 2 ;;
   esac
 done
