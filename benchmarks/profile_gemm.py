@@ -1,13 +1,22 @@
-"""One GEMM call to profile (ncu / compute-sanitizer): warm up, then `--calls` calls.
+r"""One GEMM call to profile (ncu / compute-sanitizer): warm up, then `--calls` calls.
 
-    ncu --clock-control none --kernel-name regex:transposed_mma --launch-skip 3 --launch-count 1 \
+The calls run between cudaProfilerStart and cudaProfilerStop, and the load-time self-check is
+off (GPTQ_MI100_SELFCHECK=off), so `ncu --profile-from-start off` sees only these launches:
+
+    ncu --profile-from-start off --clock-control none --kernel-name regex:transposed_mma \
+        --launch-skip 3 --launch-count 1 \
         python3 -m benchmarks.profile_gemm --k 5120 --n 12800 --bits 4 --m 1 --kernel transposed_mma
 """
 import argparse
+import os
 
-import torch
+# before the package loads: prepare's self-check launches the profiled kernel too (on its own
+# small problems), and ncu's --launch-skip would count those launches
+os.environ["GPTQ_MI100_SELFCHECK"] = "off"
 
-from gptq_mi100 import kernels, ops, quantize
+import torch  # noqa: E402
+
+from gptq_mi100 import kernels, ops, quantize  # noqa: E402
 
 
 def main(argv=None):
@@ -33,9 +42,12 @@ def main(argv=None):
                     t.g_idx.to(dev) if args.act_order else None, bits=args.bits,
                     group_size=args.group_size, layout=layout)
     a = torch.randn(args.m, args.k, device=dev).to(getattr(torch, args.dtype))
+    torch.cuda.synchronize()
+    torch.cuda.profiler.start()  # ncu --profile-from-start off: only the calls below
     for _ in range(args.calls):
         ops.gemm(a, w, kernel=args.kernel)
     torch.cuda.synchronize()
+    torch.cuda.profiler.stop()
 
 
 if __name__ == "__main__":

@@ -8,11 +8,13 @@ process and device for each such combination, never inside `gemm` or a graph cap
 whose output leaves the error bound is excluded from `auto` for the process's devices of that
 type (the registry's exclusion set, `torch.ops.gptq_mi100.set_kernel_excluded`), with one
 warning naming it; asking for it by name then raises. `python -m gptq_mi100 selftest` runs every
-combination and prints the table.
+combination and prints the table. GPTQ_MI100_SELFCHECK=off skips the load-time check (profilers
+and sanitizers would otherwise instrument its launches too); `auto` then trusts every kernel.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import warnings
 from typing import Dict, List, NamedTuple, Optional, Tuple
@@ -144,12 +146,25 @@ def _capturing(device: torch.device) -> bool:
     return device.type == "cuda" and torch.cuda.is_current_stream_capturing()
 
 
+def _enabled() -> bool:
+    """GPTQ_MI100_SELFCHECK: unset, "on" or "1" runs the check; "off" or "0" skips it."""
+    raw = os.environ.get("GPTQ_MI100_SELFCHECK", "")
+    value = raw.strip().lower() or "on"
+    if value not in ("on", "1", "off", "0"):
+        raise ValueError(f"GPTQ_MI100_SELFCHECK must be one of on, 1, off, 0 (or unset), "
+                         f"got {raw!r}")
+    return value in ("on", "1")
+
+
 def ensure_checked(device, bits: int, group_size: int, act_order: bool) -> List[CheckResult]:
     """The prepare hook: check this combination once per process and device; exclude failures.
 
-    Returns the results (cached). Does nothing (returns []) on the meta device or while a graph
-    is being captured (a check synchronizes; it runs at the next prepare outside capture).
+    Returns the results (cached). Does nothing (returns []) with GPTQ_MI100_SELFCHECK=off, on
+    the meta device, or while a graph is being captured (a check synchronizes; it runs at the
+    next prepare outside capture).
     """
+    if not _enabled():  # read per call: a script may set it after importing the package
+        return []
     device = torch.device(device)
     if device.type not in ("cuda", "cpu") or _capturing(device) or getattr(_inside, "on", False):
         return []

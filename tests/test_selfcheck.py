@@ -1,6 +1,7 @@
 """Load-time self-check (gptq_mi100/selfcheck.py): every kernel auto may pick runs against the
 reference; a deliberately wrong kernel (the `_inject_fault` test hook: the op hands it a zero
-offset off by one) is excluded from auto, named in one warning, and refused by name."""
+offset off by one) is excluded from auto, named in one warning, and refused by name.
+GPTQ_MI100_SELFCHECK=off skips the load-time check (tested on CPU)."""
 
 import subprocess
 import sys
@@ -16,7 +17,8 @@ _ops = torch.ops.gptq_mi100
 
 
 @pytest.fixture
-def clean_state():
+def clean_state(monkeypatch):
+    monkeypatch.delenv("GPTQ_MI100_SELFCHECK", raising=False)  # these tests need the check on
     selfcheck._reset_for_tests()
     _ops._inject_fault("")
     yield
@@ -120,3 +122,40 @@ def test_selftest_command_prints_the_table():
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "cpu_c" in proc.stdout and "dequant_matmul" in proc.stdout
     assert "checks passed" in proc.stdout and "WRONG" not in proc.stdout
+
+
+@pytest.mark.parametrize("value", ["off", "0", "OFF "])
+def test_selfcheck_env_off_skips(clean_state, monkeypatch, value):
+    monkeypatch.setenv("GPTQ_MI100_SELFCHECK", value)
+    monkeypatch.setattr(selfcheck, "run", lambda *a, **k: pytest.fail("checked with the check off"))
+    assert selfcheck.ensure_checked("cpu", 4, 128, False) == []
+    assert not selfcheck._checked  # nothing cached: turning it on later still checks
+
+
+@pytest.mark.parametrize("value", ["yes", "2", "false"])
+def test_selfcheck_env_bad_value_raises(clean_state, monkeypatch, value):
+    monkeypatch.setenv("GPTQ_MI100_SELFCHECK", value)
+    with pytest.raises(ValueError, match=f"GPTQ_MI100_SELFCHECK must be one of on, 1, off, 0 "
+                                         f".*got '{value}'"):
+        selfcheck.ensure_checked("cpu", 4, 128, False)
+
+
+@pytest.mark.parametrize("value", [None, "on", "1", ""])
+def test_selfcheck_env_on_runs(clean_state, monkeypatch, value):
+    if value is None:
+        monkeypatch.delenv("GPTQ_MI100_SELFCHECK", raising=False)
+    else:
+        monkeypatch.setenv("GPTQ_MI100_SELFCHECK", value)
+    calls = []
+    monkeypatch.setattr(selfcheck, "run", lambda *a, **k: calls.append(k) or [])
+    results = selfcheck.ensure_checked("cpu", 4, 128, False)
+    assert results == [] and len(calls) == 1 and calls[0]["bits"] == (4,)
+    assert selfcheck._checked  # cached: a second call does not check again
+    selfcheck.ensure_checked("cpu", 4, 128, False)
+    assert len(calls) == 1
+
+
+def test_selfcheck_env_on_checks_for_real(clean_state, monkeypatch):
+    monkeypatch.setenv("GPTQ_MI100_SELFCHECK", "on")
+    results = selfcheck.ensure_checked("cpu", 4, 128, False)
+    assert results and all(r.ok for r in results), selfcheck.format_table(results)
