@@ -567,7 +567,8 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kTpMinBlocksFeed(MT, FEED)) void gptq_
  *     (8 rows), gfx908 v_mfma_f32_16x16x16f16 (16 rows); compat.h holds both islands.
  *     D accumulates a group in fp32, then x the D column's scale into acc.
  *   NVIDIA: M <= 8 costs what M = 1 costs, 9..16 a second mma per step; gfx908: M <= 16 one
- *   MFMA per step. More rows: passes of 16.
+ *   MFMA per step. Row tiles 32 and 64 (one weight pass for M <= 64) take B straight from
+ *   global memory instead of LDS. More rows: passes of the row tile.
  *
  * Bytes in flight: each lane keeps the next two tiles (chunks, zero words, scales) in
  * flight, 2 KiB per wave. H200: 3 blocks/SM (<= 80 registers) = 24 warps = 48 KiB per SM,
@@ -587,7 +588,7 @@ static constexpr int kMmaActElems = 8192;          /* rows x K-range activations
  * warps) where that spills nothing (M tile 8 at 4 and 8 bits), else 2 (<= 128, 16 warps);
  * gfx908 2 (<= 128 VGPRs, 2 waves per SIMD; the accumulators live in AGPRs). */
 static constexpr int kMmaMinBlocks(int mt, int bits) {
-  return (!GPTQ_TARGET_AMD && mt == 8 && bits >= 4) ? 3 : (mt == 64 && !GPTQ_TARGET_AMD) ? 1 : 2;
+  return (!GPTQ_TARGET_AMD && mt == 8 && bits >= 4) ? 3 : (mt >= 32 && !GPTQ_TARGET_AMD) ? 1 : 2;
 }
 /* Row tiles: multiples of the instruction's rows up to 16 (NVIDIA 8 and 16, gfx908 16). */
 static constexpr int kMmaMinRowTile = GPTQ_MMA_ROWS;
@@ -641,14 +642,14 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
   constexpr int CPL = GPTQ_MMA_CHUNKS, DS = GPTQ_MMA_DSCALES, ROWS = GPTQ_MMA_ROWS;
   constexpr int NB = MT / ROWS; /* instructions per step: activation rows 0..ROWS-1, ... */
   constexpr int WAVE = 64 / CPL;
-  /* Wide row tiles (32, 64): activations pass through LDS in chunks of CK k-rows, double
-   * buffered with one barrier per chunk, instead of the whole split at once (which would
-   * leave a split one tile of K at 64 rows: many splits, a workspace of splits x M x N). */
+  /* Wide row tiles (32, 64) read B straight from a, 8 bytes per lane and instruction (L1/L2
+   * hits: every wave of the GPU reads the same few hundred KiB): staging the whole split in
+   * LDS would cut splits to one tile of K at 64 rows, and staging chunks of it cost a block
+   * barrier per chunk with its load latency exposed (NOTES entry 18). */
   constexpr bool kWide = MT > 16;
-  constexpr int CK = 64, CSTEPS = CK / 16, WS = CK / 2 + 8; /* WS: chunk row stride, 8 (mod 32) */
   static_assert(MT % ROWS == 0 && (MT <= 16 || MT == 32 || MT == 64), "row tile: whole instructions");
   /* rows x half pairs, each row padded to 8 (mod 32) words: conflict-free 8-byte reads */
-  __shared__ __align__(16) uint32_t s_act[kWide ? 2 * MT * WS : kMmaActElems / 2 + 40 * MT];
+  __shared__ __align__(16) uint32_t s_act[kWide ? 4 : kMmaActElems / 2 + 40 * MT];
   __shared__ int s_last;
 
   const int t = threadIdx.x, wave = gptq_wave_uniform((int)(threadIdx.x / WAVE)), lane = (int)(threadIdx.x % WAVE);
@@ -747,8 +748,10 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
 #pragma unroll
   for (int i = 0; i < kMmaStages - 1; ++i) load_next_stage(sg[i]);
 
-  if constexpr (!kWide) tp_stage_act<8, ACT>(s_act, stride, p, (int64_t)kt0 * TK, half, rows, rows);
-  __syncthreads();
+  if constexpr (!kWide) {
+    tp_stage_act<8, ACT>(s_act, stride, p, (int64_t)kt0 * TK, half, rows, rows);
+    __syncthreads();
+  }
 
   float acc[NB][4];
 #pragma unroll
@@ -816,53 +819,29 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
       gptq_mma_16<ACT == kTpBF16>(d[b], a, bv);
     }
   };
-  /* one tile from the whole split's staged activations */
+  /* one tile: B from the split's staged activations (narrow), or straight from a (wide:
+   * rows 8-byte aligned, k in order; the launcher gathers a into the workspace otherwise) */
   auto tile = [&](int kt, const stage& cur, auto split_groups) {
     tile_begin(kt, cur);
-    const uint32_t* arow = s_act + brow * stride + ((kt - kt0) * TK + bk) / 2;
-#pragma unroll
-    for (int st = 0; st < STEPS; ++st) step(st, arow + 8 * st, stride, split_groups);
+    const uint32_t* arow = kWide ? reinterpret_cast<const uint32_t*>(p.a + (p.m0 + brow) * p.lda + kt * TK + bk)
+                                 : s_act + brow * stride + ((kt - kt0) * TK + bk) / 2;
+    const int bstride = kWide ? (int)(p.lda / 2) : stride;
+    /* a 2-bit tile (32 steps) fully unrolled at 64 rows spills on sm_90: 8 steps at a time */
+    constexpr int kStepUnroll = (kWide && BITS == 2) ? 8 : STEPS;
+#pragma unroll kStepUnroll
+    for (int st = 0; st < STEPS; ++st) step(st, arow + 8 * st, bstride, split_groups);
     fold();
   };
 
   const bool split_groups = gs % TK != 0;
-  if constexpr (kWide) {
-    /* Every wave walks every tile (block barriers); waves past N compute nothing. Chunk c of
-     * the split sits in buffer c % 2; chunk c + 1 is stored while chunk c is read, chunk c + 2
-     * is loaded into registers meanwhile. */
-    constexpr int CPT = TK / CK, PER = MT * (CK / 2) / kTpThreads;
-    static_assert(TK % CK == 0 && PER * kTpThreads == MT * (CK / 2), "chunks tile the tile");
-    const int chunks = (kt1 - kt0) * CPT;
-    uint32_t v[PER];
-    auto chunk_load = [&](int c) { tp_act_load<PER>(v, p, (int64_t)kt0 * TK + (int64_t)c * CK, CK / 2, rows, MT * (CK / 2), 0); };
-    auto chunk_store = [&](int c) { tp_act_store<PER, ACT>(s_act + (c & 1) * MT * WS, WS, v, CK / 2, MT * (CK / 2), 0); };
-    chunk_load(0);
-    chunk_store(0);
-    if (chunks > 1) chunk_load(1);
-    __syncthreads();
-    /* the stage ring rotates by copies here (a tile's 4+ matrix instructions per step dwarf
-     * them): a loop with barriers inside is not unrolled by the ring size on gfx908 */
-    for (int kt = kt0; kt < kt1; ++kt) { /* block-uniform */
-      if (width > 0) {
-        load_next_stage(sg[kMmaStages - 1]); /* the farthest tile first */
-        tile_begin(kt, sg[0]);
-      }
-#pragma unroll
-      for (int cc = 0; cc < CPT; ++cc) {
-        const int c = (kt - kt0) * CPT + cc;
-        if (c + 1 < chunks) chunk_store(c + 1);
-        if (c + 2 < chunks) chunk_load(c + 2);
-        if (width > 0) {
-          const uint32_t* arow = s_act + (c & 1) * MT * WS + brow * WS + bk / 2;
-#pragma unroll
-          for (int s4 = 0; s4 < CSTEPS; ++s4) {
-            if (split_groups) step(cc * CSTEPS + s4, arow + 8 * s4, WS, std::true_type{});
-            else step(cc * CSTEPS + s4, arow + 8 * s4, WS, std::false_type{});
-          }
-        }
-        __syncthreads();
-      }
-      if (width > 0) fold();
+  /* hipcc (gfx908) does not unroll the ring loop around a wide tile's body: there the ring
+   * rotates by copies (a step's 2-4 MFMAs dwarf them) */
+  constexpr bool kRotateRing = kWide && GPTQ_TARGET_AMD;
+  if (kRotateRing && width > 0) {
+    for (int kt = kt0; kt < kt1; ++kt) {
+      load_next_stage(sg[kMmaStages - 1]); /* the farthest tile first */
+      if (split_groups) tile(kt, sg[0], std::true_type{});
+      else tile(kt, sg[0], std::false_type{});
 #pragma unroll
       for (int i = 0; i + 1 < kMmaStages; ++i) sg[i] = sg[i + 1];
     }
@@ -904,6 +883,17 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
     store(row, col, tp_sum_partials(p.ws + row * p.n + col, p.m * p.n, p.splits));
   });
   if (t == 0) p.counters[blockIdx.x] = 0u; /* ready for the next launch on this stream */
+}
+
+/* ---- activations for the wide mma tiles: dst[m, k] = a[m, a_perm ? a_perm[k] : k] ------
+ * (dense rows of K, 8-byte aligned), when a is permuted or its rows are not 8-byte aligned */
+__global__ void gptq_transposed_gather_act_kernel(tp_args p, uint16_t* dst) {
+  const int64_t total = p.m * p.k;
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
+    const int64_t m = i / p.k, k = i - m * p.k;
+    const int64_t src = p.a_perm ? clamp_index(p.a_perm[k], p.k, p.errors, m == 0) : k;
+    dst[i] = p.a[m * p.lda + src];
+  }
 }
 
 /* ---- dequantize layout 2: out[a_perm ? a_perm[r] : r, n] = w[r, n] ---------------------- */
@@ -1047,7 +1037,9 @@ struct tp_plan {
   int64_t grid_x;       /* strips (vector) or groups of kMmaWaves strips (mma) */
   int splits;           /* grid.y */
   int tiles_per_split;
-  size_t ws_bytes;
+  size_t ws_bytes;      /* split partials, then the gathered activations (if any) */
+  bool gather;          /* the wide tile reads a copy of a at gather_offset */
+  size_t gather_offset;
 };
 
 /* Split K into tiles_per_split pieces: at least what LDS needs (cap tiles per split) and,
@@ -1062,9 +1054,17 @@ static void tp_split(tp_plan* pl, const gptq_problem* p, int64_t tiles, int64_t 
   pl->ws_bytes = pl->splits > 1 ? (size_t)pl->splits * (size_t)p->m * (size_t)p->n * sizeof(float) : 0;
 }
 
+/* The wide mma tiles load 4 activations (8 bytes) per lane: a permuted or unaligned a is
+ * gathered into the workspace first (one small extra launch). */
+static bool tp_wide_needs_gather(const gptq_problem* p) {
+  return p->a_perm || (p->lda & 3) || ((uintptr_t)p->a & 7u);
+}
+
 static tp_plan tp_make_plan(const gptq_problem* p, gptq_gpu_kernel kernel, const gptq_gpu_tile* tile,
                            int sm_count) {
   tp_plan pl;
+  pl.gather = false;
+  pl.gather_offset = 0;
   const int act = p->a_dtype == GPTQ_BF16 ? kTpBF16 : kTpF16;
   const int tk = 512 / p->bits;
   const int64_t tiles = p->k / tk;
@@ -1082,8 +1082,13 @@ static tp_plan tp_make_plan(const gptq_problem* p, gptq_gpu_kernel kernel, const
     int& r = resident[act][pl.mt == 8 ? 0 : pl.mt == 16 ? 1 : pl.mt == 32 ? 2 : 3][p->bits];
     if (!r && pl.fn) r = gptq_resident_blocks(pl.fn, kTpThreads);
     const int64_t fill = want_splits ? want_splits : (int64_t)sm_count * (r > 0 ? r : 1) / pl.grid_x;
-    /* wide row tiles stream activations through LDS in chunks: any split length */
+    /* wide row tiles read activations from global memory: any split length */
     tp_split(&pl, p, tiles, pl.mt > 16 ? tiles : kMmaActElems / (rows * tk), fill);
+    if (pl.mt > 16 && tp_wide_needs_gather(p)) {
+      pl.gather = true;
+      pl.gather_offset = (pl.ws_bytes + 15) & ~(size_t)15;
+      pl.ws_bytes = pl.gather_offset + (size_t)p->m * (size_t)p->k * sizeof(uint16_t);
+    }
     return pl;
   }
   const int feed = tp_feed(kernel, tile);
@@ -1214,6 +1219,18 @@ gptq_status gptq_gpu_transposed_gemm(const gptq_problem* p, gptq_gpu_kernel kern
     a.ws = (float*)workspace;
     a.counters = tp_counter_region(stream);
     if (!a.counters) return GPTQ_ERR_LAUNCH;
+  }
+  if (pl.gather) {
+    if (!workspace || workspace_bytes < pl.ws_bytes) return GPTQ_ERR_SHAPE;
+    uint16_t* dense = (uint16_t*)((char*)workspace + pl.gather_offset);
+    int64_t blocks = tp_ceil_div(p->m * p->k, kTpThreads);
+    if (blocks > 4096) blocks = 4096;
+    GPTQ_LAUNCH(gptq_transposed_gather_act_kernel, dim3((unsigned)blocks), kTpThreads, (gptq_stream_t)stream)(a, dense);
+    const gptq_status gst = gptq_launch_status();
+    if (gst != GPTQ_OK) return gst;
+    a.a = dense;
+    a.lda = p->k;
+    a.a_perm = nullptr;
   }
   const dim3 grid((unsigned)pl.grid_x, (unsigned)pl.splits);
   /* M beyond one pass: passes of pl.mt rows, in order on the stream (each re-reads W) */
