@@ -85,16 +85,15 @@ for part in "$@"; do
           python3 -m pytest -q -n 8 -p no:cacheprovider tests/test_gemm.py tests/test_nn.py \
           tests/test_vllm_dropin.py tests/test_torch_integration.py tests/test_tensor_parallel.py
       done ;;
-    sanitize)  # no load-time self-check: initcheck flags its reads of cuBLAS outputs (see
-      # tools/sanitizer_workload.py, which also turns it off)
+    sanitize)  # the sweep turns the load-time self-check off itself (tools/sanitizer_workload.py)
       run_part sanitize "${SANITIZE_LIMIT:-300}" env SANITIZE_LOG_DIR="$dest/sanitize/logs" \
-        OMP_NUM_THREADS=1 GPTQ_MI100_SELFCHECK=off bash tools/sanitize.sh ;;
+        OMP_NUM_THREADS=1 bash tools/sanitize.sh ;;
     profile)
-      # only the profiled calls: no self-check launches, and profile_gemm brackets its calls
+      # only the profiled calls: profile_gemm turns the self-check off and brackets its calls
       # with cudaProfilerStart/Stop (--launch-skip counts from there)
       for spec in "transposed_mma:mt=64 transposed_mma" "dequant_matmul dequant"; do
         read -r pk pre <<< "$spec"
-        run_part "profile-${pk//[:=]/_}" 90 env GPTQ_MI100_SELFCHECK=off ncu \
+        run_part "profile-${pk//[:=]/_}" 90 ncu \
           --profile-from-start off --clock-control none --kernel-name "regex:$pre" \
           --launch-skip 2 --launch-count 1 --section SpeedOfLight --section Occupancy \
           --section LaunchStats --section WarpStateStats --section SchedulerStats \

@@ -38,7 +38,8 @@ def sweep(native_only=False, case_ids=()):
         checksum.add_(out.float().sum())
     native = [(r.name, r.layouts[0]) for r in kernels.kernel_table("cuda")
               if r.in_build and "cuda" in r.devices and r.auto_range == "below_large_m"]
-    # tile paths the default plan never takes: wide row tiles (chunked activation staging)
+    # the wide row tiles at every M of the sweep (B from global memory; auto takes 32 rows only at
+    # M 17..32, 64 never)
     wide = [(f"{r.name}:mt={mt}", r.layouts[0]) for r in kernels.kernel_table("cuda")
             if r.in_build and "cuda" in r.devices for mt in r.tiles.get("mt", ()) if mt > 16]
     runs = native + wide + ([] if native_only else [("dequant_matmul", None)])

@@ -888,12 +888,10 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
 /* ---- activations for the wide mma tiles: dst[m, k] = a[m, a_perm ? a_perm[k] : k] ------
  * (dense rows of K, 8-byte aligned), when a is permuted or its rows are not 8-byte aligned */
 __global__ void gptq_transposed_gather_act_kernel(tp_args p, uint16_t* dst) {
-  const int64_t total = p.m * p.k;
-  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
-    const int64_t m = i / p.k, k = i - m * p.k;
-    const int64_t src = p.a_perm ? clamp_index(p.a_perm[k], p.k, p.errors, m == 0) : k;
-    dst[i] = p.a[m * p.lda + src];
-  }
+  const int64_t k = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; /* grid.x covers K */
+  if (k >= p.k) return;
+  const int64_t src = p.a_perm ? clamp_index(p.a_perm[k], p.k, p.errors, blockIdx.y == 0) : k;
+  for (int64_t m = blockIdx.y; m < p.m; m += gridDim.y) dst[m * p.k + k] = p.a[m * p.lda + src];
 }
 
 /* ---- dequantize layout 2: out[a_perm ? a_perm[r] : r, n] = w[r, n] ---------------------- */
@@ -1070,11 +1068,10 @@ static tp_plan tp_make_plan(const gptq_problem* p, gptq_gpu_kernel kernel, const
   const int64_t tiles = p->k / tk;
   const int want_mt = tile ? tile->row_tile : 0, want_splits = tile ? tile->splits : 0;
   if (kernel == GPTQ_GPU_KERNEL_TRANSPOSED_MMA) {
-    /* NVIDIA: M <= 8 costs one mma per step whatever M is, 9..16 two; gfx908: one MFMA of 16
-     * rows */
-    /* NVIDIA M 17..32: one pass of the 32-row tile, measured 1.3-1.9x faster than two passes
-     * of 16 on every Qwen3-32B TP=4 shape (H100, NOTES entry 18); gfx908 keeps passes of 16
-     * (its wide tile is reasoned, not measured) */
+    /* NVIDIA: M <= 8 costs one mma per step whatever M is, 9..16 two, and M 17..32 one pass
+     * of the 32-row tile (measured 1.3-1.9x faster than two passes of 16 on every Qwen3-32B
+     * TP=4 shape, H100, NOTES entry 18). gfx908: one MFMA of 16 rows, passes of 16 beyond
+     * (its wide tile is reasoned, not measured). */
     pl.mt = want_mt ? want_mt
             : p->m <= kMmaMinRowTile ? kMmaMinRowTile
             : (p->m <= 16 || GPTQ_TARGET_AMD) ? 16 : 32;
@@ -1219,18 +1216,16 @@ gptq_status gptq_gpu_transposed_gemm(const gptq_problem* p, gptq_gpu_kernel kern
   tp_args a = tp_make_args(p);
   a.splits = pl.splits;
   a.tiles_per_split = pl.tiles_per_split;
+  if (pl.ws_bytes && (!workspace || workspace_bytes < pl.ws_bytes)) return GPTQ_ERR_SHAPE;
   if (pl.splits > 1) {
-    if (!workspace || workspace_bytes < pl.ws_bytes) return GPTQ_ERR_SHAPE;
     a.ws = (float*)workspace;
     a.counters = tp_counter_region(stream);
     if (!a.counters) return GPTQ_ERR_LAUNCH;
   }
   if (pl.gather) {
-    if (!workspace || workspace_bytes < pl.ws_bytes) return GPTQ_ERR_SHAPE;
     uint16_t* dense = (uint16_t*)((char*)workspace + pl.gather_offset);
-    int64_t blocks = tp_ceil_div(p->m * p->k, kTpThreads);
-    if (blocks > 4096) blocks = 4096;
-    GPTQ_LAUNCH(gptq_transposed_gather_act_kernel, dim3((unsigned)blocks), kTpThreads, (gptq_stream_t)stream)(a, dense);
+    const dim3 ggrid((unsigned)tp_ceil_div(p->k, kTpThreads), (unsigned)(p->m < 65535 ? p->m : 65535));
+    GPTQ_LAUNCH(gptq_transposed_gather_act_kernel, ggrid, kTpThreads, (gptq_stream_t)stream)(a, dense);
     const gptq_status gst = gptq_launch_status();
     if (gst != GPTQ_OK) return gst;
     a.a = dense;
