@@ -245,7 +245,7 @@ def kernel_choice(device, bits, k, n, use_exllama) -> KernelChoice:
     dt = "cuda" if device.type == "cuda" else "cpu"
     layout = ops.preferred_layout(device, bits, k, n) if use_exllama else ops.LAYOUT_CHECKPOINT
     forced = kernels.default_kernel()
-    if forced != "auto" and forced in kernels.kernel_names(dt):
+    if forced != "auto" and forced.split(":")[0] in kernels.kernel_names(dt):
         return KernelChoice(layout, forced, None, None)
     table = [e for e in kernels.kernel_table(dt)
              if e.in_build and layout in e.layouts and bits in e.bits]

@@ -58,7 +58,9 @@ def test_read_flags(tmp_path):
 
 
 def run_python(code, **env):
-    full = dict(os.environ, **env)
+    # a fresh process sees only the GPTQ_MI100_KERNEL a test gives (forced-variant runs set it)
+    full = {k: v for k, v in os.environ.items() if k != "GPTQ_MI100_KERNEL"}
+    full.update(env)
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env=full, cwd=ROOT)
 

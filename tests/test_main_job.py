@@ -33,7 +33,7 @@ def test_default_layout_and_auto_choice(device):
     threshold = gptq_mi100.large_m_threshold(device.type, 4)
     for m, want in ((1, "transposed_mma" if mma else None), (threshold, "dequant_matmul")):
         ops.reset_path_counts()
-        ops.gemm(torch.randn(m, 512, device=device).half(), w)
+        ops.gemm(torch.randn(m, 512, device=device).half(), w, kernel="auto")
         took = [k for k, v in ops.path_counts().items() if v]
         if want:
             assert took == [want], (m, took)

@@ -52,7 +52,7 @@ def _weight(device, k, n):
 def _auto_kernel(a, w):
     """The kernel `auto` runs for (a, w), from the path counters."""
     ops.reset_path_counts()
-    out = ops.gemm(a, w)
+    out = ops.gemm(a, w, kernel="auto")  # explicit: GPTQ_MI100_KERNEL may force another default
     ran = [name for name, calls in ops.path_counts().items() if calls]
     assert len(ran) == 1, ran
     return ran[0], out

@@ -328,6 +328,10 @@ def test_kernel_choice_from_the_registry(device):
     dt = torch.device(device).type
     c = vp.kernel_choice(device, 4, K, N, True)
     assert c.layout == ops.preferred_layout(device, 4, K, N)
+    forced = kernels.default_kernel()
+    if forced != "auto" and forced.split(":")[0] in kernels.kernel_names(dt):
+        assert c.threshold is None and c.below == forced and "GPTQ_MI100_KERNEL" in c.describe()
+        return
     assert c.threshold == ops.large_m_threshold(device, 4)
     assert {c.below, c.from_threshold} <= set(kernels.kernel_names(dt))
     raw = vp.kernel_choice(device, 3, K, N, False)

@@ -7,7 +7,7 @@
 #   tests     the GPU test suite (pytest -n 8), `python -m gptq_mi100 selftest --device cuda`
 #   tests-a, tests-b   the suite's test files in two alphabetical halves (on the H200 the
 #             whole suite needs more than 250 s alone: one half per call, or per part)
-#   forced    the GEMM-facing tests with GPTQ_MI100_KERNEL set to each issue-12 variant
+#   forced    the whole GPU suite with GPTQ_MI100_KERNEL set to each issue-12 variant
 #   sanitize  tools/sanitize.sh (planted bug, memcheck, initcheck, racecheck)
 #   longrun   tests/test_long_run.py with GPTQ_MI100_LONG_RUN=100000
 #   variants  bench_gemm: every layout-2 kernel against exllama, fp16 and int4 at decode M
@@ -79,11 +79,11 @@ for part in "$@"; do
       if [ "$part" = tests-a ]; then sel=("${files[@]:0:half}"); else sel=("${files[@]:half}"); fi
       run_part "$part" "${TESTS_LIMIT:-300}" env GPTQ_MI100_TEST_DEVICE=cuda \
         python3 -m pytest -q -n 8 --durations=10 -p no:cacheprovider "${sel[@]}" ;;
-    forced)
+    forced)  # the whole suite per variant, after a check that the default really reaches it
       for k in vectorized coalesced warp_shuffle; do
-        run_part "forced-$k" "${FORCED_LIMIT:-120}" env GPTQ_MI100_TEST_DEVICE=cuda GPTQ_MI100_KERNEL=$k \
-          python3 -m pytest -q -n 8 -p no:cacheprovider tests/test_gemm.py tests/test_nn.py \
-          tests/test_vllm_dropin.py tests/test_torch_integration.py tests/test_tensor_parallel.py
+        run_part "forced-$k" "${FORCED_LIMIT:-150}" env GPTQ_MI100_TEST_DEVICE=cuda GPTQ_MI100_KERNEL=$k \
+          bash -c 'python3 tools/forced_default_check.py && exec python3 -m pytest -q -n 8 \
+          -p no:cacheprovider tests --ignore=tests/test_gpu_emulation.py'
       done ;;
     sanitize)  # the sweep turns the load-time self-check off itself (tools/sanitizer_workload.py)
       run_part sanitize "${SANITIZE_LIMIT:-300}" env SANITIZE_LOG_DIR="$dest/sanitize/logs" \
