@@ -30,13 +30,15 @@ def main(argv=None):
     p.add_argument("--act-order", action="store_true")
     p.add_argument("--dtype", choices=("float16", "bfloat16"), default="float16")
     p.add_argument("--calls", type=int, default=4)
+    p.add_argument("--layout", type=int, choices=(1, 2), default=None,
+                   help="weight layout (default: the first one the kernel reads)")
     args = p.parse_args(argv)
     dev = torch.device("cuda")
     t = quantize.random_gptq(args.k, args.n, args.bits, args.group_size, symmetric=False,
                              act_order=args.act_order, v2_zeros=False, seed=1)
-    layout = None
+    layout = args.layout
     for info in kernels.kernel_table("cuda"):
-        if info.name == args.kernel.split(":")[0] and info.layouts:  # spec: name:mt=..
+        if layout is None and info.name == args.kernel.split(":")[0] and info.layouts:
             layout = info.layouts[0]
     w = ops.prepare(t.qweight.to(dev), t.qzeros.to(dev), t.scales.to(dev),
                     t.g_idx.to(dev) if args.act_order else None, bits=args.bits,

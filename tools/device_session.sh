@@ -91,14 +91,14 @@ for part in "$@"; do
     profile)
       # only the profiled calls: profile_gemm turns the self-check off and brackets its calls
       # with cudaProfilerStart/Stop (--launch-skip counts from there)
-      for spec in "transposed_mma:mt=64 transposed_mma" "dequant_matmul dequant"; do
-        read -r pk pre <<< "$spec"
+      for spec in "transposed_mma:mt=64 transposed_mma" "dequant_matmul dequant --layout 2"; do
+        read -r pk pre extra <<< "$spec"  # extra: profile_gemm options
         run_part "profile-${pk//[:=]/_}" 90 ncu \
           --profile-from-start off --clock-control none --kernel-name "regex:$pre" \
           --launch-skip 2 --launch-count 1 --section SpeedOfLight --section Occupancy \
           --section LaunchStats --section WarpStateStats --section SchedulerStats \
           --section MemoryWorkloadAnalysis python3 -m benchmarks.profile_gemm --k 5120 \
-          --n 12800 --bits 4 --m 64 --kernel "$pk"
+          --n 12800 --bits 4 --m 64 --kernel "$pk" $extra
       done ;;
     dequant)
       run_part dequant 150 python3 -m benchmarks.bench_gemm --device cuda --shapes qwen3-32b-tp4 \
