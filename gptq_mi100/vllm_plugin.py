@@ -239,16 +239,17 @@ def kernel_choice(device, bits, k, n, use_exllama) -> KernelChoice:
     """Which kernel ``gptq_gemm`` runs for a layer, from the kernel registry: the layout
     ``gptq_shuffle`` leaves (use_exllama) or layout 1 (raw g_idx), then the registry's first
     kernel of this build for that layout and bits below / from the large-M threshold (the
-    registry may still fall back for a shape a kernel refuses), or GPTQ_MI100_KERNEL."""
+    registry may still fall back for a shape a kernel refuses), or GPTQ_MI100_KERNEL where
+    its kernel reads that layout and bits (elsewhere the registry lets auto decide)."""
     from . import kernels, ops
     device = torch.device(device)
     dt = "cuda" if device.type == "cuda" else "cpu"
     layout = ops.preferred_layout(device, bits, k, n) if use_exllama else ops.LAYOUT_CHECKPOINT
-    forced = kernels.default_kernel()
-    if forced != "auto" and forced.split(":")[0] in kernels.kernel_names(dt):
-        return KernelChoice(layout, forced, None, None)
     table = [e for e in kernels.kernel_table(dt)
              if e.in_build and layout in e.layouts and bits in e.bits]
+    forced = kernels.default_kernel()
+    if any(e.name == forced.split(":")[0] for e in table):
+        return KernelChoice(layout, forced, None, None)
     first = lambda rng: next((e.name for e in table if e.auto_range == rng), None)  # noqa: E731
     return KernelChoice(layout, first("below_large_m"), ops.large_m_threshold(device, bits),
                         first("from_large_m"))

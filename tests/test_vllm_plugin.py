@@ -324,14 +324,11 @@ def test_mode_and_activation(monkeypatch):
         decide("maybe", None, "cpu")
 
 
-def test_kernel_choice_from_the_registry(device):
+def test_kernel_choice_from_the_registry(device, monkeypatch):
     dt = torch.device(device).type
+    monkeypatch.setattr(kernels, "default_kernel", lambda: "auto")  # auto's rule, whatever the env
     c = vp.kernel_choice(device, 4, K, N, True)
     assert c.layout == ops.preferred_layout(device, 4, K, N)
-    forced = kernels.default_kernel()
-    if forced != "auto" and forced.split(":")[0] in kernels.kernel_names(dt):
-        assert c.threshold is None and c.below == forced and "GPTQ_MI100_KERNEL" in c.describe()
-        return
     assert c.threshold == ops.large_m_threshold(device, 4)
     assert {c.below, c.from_threshold} <= set(kernels.kernel_names(dt))
     raw = vp.kernel_choice(device, 3, K, N, False)
@@ -339,6 +336,33 @@ def test_kernel_choice_from_the_registry(device):
     if dt == "cpu":
         assert c.describe() == (f"layout 1, kernel cpu_c for M < {c.threshold}, "
                                 f"dequant_matmul from M = {c.threshold}")
+
+
+def test_kernel_choice_names_the_env_default_only_where_it_runs(device, monkeypatch):
+    """GPTQ_MI100_KERNEL is a preference: where its kernel does not read the layer's layout
+    or bits, the registry lets auto decide, and the plan must say auto's choice."""
+    dt = torch.device(device).type
+    table = [e for e in kernels.kernel_table(dt) if e.in_build and e.auto_range == "below_large_m"]
+    for e in table:
+        monkeypatch.setattr(kernels, "default_kernel", lambda: "auto")
+        layer_bits = [b for b in (2, 3, 4, 8)
+                      if vp.kernel_choice(device, b, K, N, True).layout in e.layouts
+                      and b in e.bits]
+        other_bits = [b for b in (2, 3, 4, 8) if b not in layer_bits]
+        auto = {b: vp.kernel_choice(device, b, K, N, True) for b in (2, 3, 4, 8)}
+        monkeypatch.setattr(kernels, "default_kernel", lambda e=e: e.name)
+        for b in layer_bits:
+            c = vp.kernel_choice(device, b, K, N, True)
+            assert c.threshold is None and c.below == e.name, (e.name, b)
+            assert f"kernel {e.name} (GPTQ_MI100_KERNEL)" in c.describe()
+        for b in other_bits:
+            assert vp.kernel_choice(device, b, K, N, True) == auto[b], (e.name, b)
+    # a registry where the forced kernel lacks a bit width (no such CPU kernel exists)
+    narrow = [e._replace(bits=(4,)) if e.name == "cpu_c" else e for e in kernels.kernel_table("cpu")]
+    monkeypatch.setattr(kernels, "kernel_table", lambda device_type="cuda": narrow)
+    monkeypatch.setattr(kernels, "default_kernel", lambda: "cpu_c")
+    assert vp.kernel_choice("cpu", 4, K, N, True).threshold is None
+    assert vp.kernel_choice("cpu", 3, K, N, True).threshold is not None
 
 
 # ------------------------------------------------------------------ register() on a fake vLLM
