@@ -1052,22 +1052,6 @@ static void tp_split(tp_plan* pl, const gptq_problem* p, int64_t tiles, int64_t 
   pl->ws_bytes = pl->splits > 1 ? (size_t)pl->splits * (size_t)p->m * (size_t)p->n * sizeof(float) : 0;
 }
 
-/* Splits for `blocks` blocks per split on `slots` resident places: a partial last round of
- * blocks costs as much as a full one, so time goes as rounds / splits with rounds =
- * ceil(blocks x splits / slots). More splits only where that drops by a tenth or more (each
- * split adds M x N fp32 partials). The wide mma tiles run one block per SM (NOTES entry 19). */
-static int64_t tp_whole_round_splits(int64_t blocks, int64_t slots, int64_t max_splits) {
-  int64_t best = 1, best_rounds = tp_ceil_div(blocks, slots);
-  for (int64_t s = 2; s <= max_splits; ++s) {
-    const int64_t rounds = tp_ceil_div(blocks * s, slots);
-    if (10 * rounds * best < 9 * best_rounds * s) { /* rounds / s < 0.9 best_rounds / best */
-      best = s;
-      best_rounds = rounds;
-    }
-  }
-  return best;
-}
-
 /* The wide mma tiles load 4 activations (8 bytes) per lane: a permuted or unaligned a is
  * gathered into the workspace first (one small extra launch). */
 static bool tp_wide_needs_gather(const gptq_problem* p) {
@@ -1094,15 +1078,12 @@ static tp_plan tp_make_plan(const gptq_problem* p, gptq_gpu_kernel kernel, const
     const int64_t rows = p->m < pl.mt ? p->m : pl.mt;
     pl.fn = tp_mma_pick(p->bits, act, pl.mt);
     pl.grid_x = tp_ceil_div(tp_ceil_div(p->n, 16), kMmaWaves);
-    /* narrow tiles: one wave of resident blocks when the strip groups alone are too few
-     * (several blocks per SM overlap a partial wave); wide tiles: whole rounds */
+    /* one wave of resident blocks when the strip groups alone are too few: whole waves
+     * only (a partial second wave would cost as much as a full one) */
     static int resident[2][4][9]; /* [act][row tile 8/16/32/64][bits], 0 = not asked yet */
     int& r = resident[act][pl.mt == 8 ? 0 : pl.mt == 16 ? 1 : pl.mt == 32 ? 2 : 3][p->bits];
     if (!r && pl.fn) r = gptq_resident_blocks(pl.fn, kTpThreads);
-    const int64_t slots = (int64_t)sm_count * (r > 0 ? r : 1);
-    const int64_t fill = want_splits ? want_splits
-                         : pl.mt > 16 ? tp_whole_round_splits(pl.grid_x, slots, tiles)
-                                      : slots / pl.grid_x;
+    const int64_t fill = want_splits ? want_splits : (int64_t)sm_count * (r > 0 ? r : 1) / pl.grid_x;
     /* wide row tiles read activations from global memory: any split length */
     tp_split(&pl, p, tiles, pl.mt > 16 ? tiles : kMmaActElems / (rows * tk), fill);
     if (pl.mt > 16 && tp_wide_needs_gather(p)) {
