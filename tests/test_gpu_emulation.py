@@ -128,7 +128,8 @@ def test_matrix_kernel_matches_reference(emulator, tmp_path, case):
 
 def test_split_k_past_one_load_batch(emulator, tmp_path):
     """18 K splits, one tile each: the split-K tail's in-order sum over many partials, for the
-    vector and the matrix kernel."""
+    vector and the matrix kernel (narrow and 64-row tiles: the wide tail sums a lane's 32
+    outputs one split at a time)."""
     wave, exe = emulator
     k, n, bits, gs = 1152, 40, 8, 64  # 18 tiles of 64 rows at 8 bits: 18 splits of one tile
     seed = seed_of("emu-splits", wave, k, n, bits, gs)
@@ -136,9 +137,9 @@ def test_split_k_past_one_load_batch(emulator, tmp_path):
     for m in (1, 3):
         a = torch.randn(m, k, generator=torch.Generator().manual_seed(seed + m)).half()
         ref = a.float() @ w_ref
-        for kernel in ("transposed", "transposed_mma"):
-            out = run_emulated(exe, tmp_path, a, w, tiled, kernel, splits=18)
-            assert_gemm_close(out, a, w_ref, ref, f"wave{wave} {kernel} 18 splits m={m}")
+        for kernel, tile in (("transposed", {}), ("transposed_mma", {}), ("transposed_mma", {"mt": 64})):
+            out = run_emulated(exe, tmp_path, a, w, tiled, kernel, splits=18, **tile)
+            assert_gemm_close(out, a, w_ref, ref, f"wave{wave} {kernel} {tile} 18 splits m={m}")
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"w{c[0]}-g{c[3]}{'-ao' if c[4] else ''}")

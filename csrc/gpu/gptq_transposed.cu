@@ -879,9 +879,23 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
   }
   each_output([&](int64_t row, int64_t col, float v) { p.ws[(split * p.m + row) * p.n + col] = v; });
   if (!tp_arrive_last(&p.counters[blockIdx.x], p.splits, &s_last)) return;
-  each_output([&](int64_t row, int64_t col, float) {
-    store(row, col, tp_sum_partials(p.ws + row * p.n + col, p.m * p.n, p.splits));
-  });
+  /* split order per output, but one split's loads for all the lane's outputs at a time:
+   * `splits` L2 round trips, not one per output (up to 32 at row tile 64, NOTES 20) */
+#pragma unroll
+  for (int b = 0; b < NB; ++b)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) acc[b][i] = 0.0f;
+  for (int sp = 0; sp < p.splits; ++sp) {
+    const float* ws = p.ws + (int64_t)sp * p.m * p.n;
+#pragma unroll
+    for (int b = 0; b < NB; ++b)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const int m = ROWS * b + gptq_mma_d_row(lane, i), col = gptq_mma_d_col(lane, i);
+        if (m < rows && col < width) acc[b][i] += gptq_load_coherent(ws + (p.m0 + m) * p.n + col0 + col);
+      }
+  }
+  each_output(store);
   if (t == 0) p.counters[blockIdx.x] = 0u; /* ready for the next launch on this stream */
 }
 
