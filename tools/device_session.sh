@@ -8,6 +8,7 @@
 #   tests-a, tests-b   the suite's test files in two alphabetical halves (on the H200 the
 #             whole suite needs more than 250 s alone: one half per call, or per part)
 #   forced    the whole GPU suite with GPTQ_MI100_KERNEL set to each issue-12 variant
+#             (FORCED_KERNELS="coalesced warp_shuffle" picks some)
 #   sanitize  tools/sanitize.sh (planted bug, memcheck, initcheck, racecheck)
 #   longrun   tests/test_long_run.py with GPTQ_MI100_LONG_RUN=100000
 #   variants  bench_gemm: every layout-2 kernel against exllama, fp16 and int4 at decode M
@@ -79,10 +80,11 @@ for part in "$@"; do
       if [ "$part" = tests-a ]; then sel=("${files[@]:0:half}"); else sel=("${files[@]:half}"); fi
       run_part "$part" "${TESTS_LIMIT:-300}" env GPTQ_MI100_TEST_DEVICE=cuda \
         python3 -m pytest -q -n 8 --durations=10 -p no:cacheprovider "${sel[@]}" ;;
-    forced)  # the whole suite per variant, after a check that the default really reaches it
-      for k in vectorized coalesced warp_shuffle; do
+    forced)  # the whole suite per variant, after a check that the default really reaches it;
+      # 15 workers x 1 thread: 54 s per variant on an H100 (results/nvidia-h100-2026-12-06)
+      for k in ${FORCED_KERNELS:-vectorized coalesced warp_shuffle}; do
         run_part "forced-$k" "${FORCED_LIMIT:-150}" env GPTQ_MI100_TEST_DEVICE=cuda GPTQ_MI100_KERNEL=$k \
-          bash -c 'python3 tools/forced_default_check.py && exec python3 -m pytest -q -n 8 \
+          OMP_NUM_THREADS=1 bash -c 'python3 tools/forced_default_check.py && exec python3 -m pytest -q -n 15 \
           -p no:cacheprovider tests --ignore=tests/test_gpu_emulation.py'
       done ;;
     sanitize)  # the sweep turns the load-time self-check off itself (tools/sanitizer_workload.py)
