@@ -343,13 +343,11 @@ def test_kernel_choice_names_the_env_default_only_where_it_runs(device, monkeypa
     or bits, the registry lets auto decide, and the plan must say auto's choice."""
     dt = torch.device(device).type
     table = [e for e in kernels.kernel_table(dt) if e.in_build and e.auto_range == "below_large_m"]
+    monkeypatch.setattr(kernels, "default_kernel", lambda: "auto")
+    auto = {b: vp.kernel_choice(device, b, K, N, True) for b in (2, 3, 4, 8)}
     for e in table:
-        monkeypatch.setattr(kernels, "default_kernel", lambda: "auto")
-        layer_bits = [b for b in (2, 3, 4, 8)
-                      if vp.kernel_choice(device, b, K, N, True).layout in e.layouts
-                      and b in e.bits]
-        other_bits = [b for b in (2, 3, 4, 8) if b not in layer_bits]
-        auto = {b: vp.kernel_choice(device, b, K, N, True) for b in (2, 3, 4, 8)}
+        layer_bits = [b for b in auto if auto[b].layout in e.layouts and b in e.bits]
+        other_bits = [b for b in auto if b not in layer_bits]
         monkeypatch.setattr(kernels, "default_kernel", lambda e=e: e.name)
         for b in layer_bits:
             c = vp.kernel_choice(device, b, K, N, True)

@@ -22,7 +22,8 @@ def main():
     info = next(e for e in kernels.kernel_table("cuda") if e.name == name)
     took_forced = 0
     for bits in info.bits:
-        t = quantize.random_gptq(512, 288 if bits == 3 else 272, bits, 128, symmetric=False, act_order=False,
+        n = 288 if bits == 3 else 272  # ragged strips; packing needs N % 32 (3-bit) / % 16
+        t = quantize.random_gptq(512, n, bits, 128, symmetric=False, act_order=False,
                                  v2_zeros=False, seed=bits)
         w = ops.prepare(t.qweight.cuda(), t.qzeros.cuda(), t.scales.cuda(), None, bits=bits,
                         group_size=128)
