@@ -861,7 +861,7 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
 
   /* lane's outputs: (m = ROWS b + d_row(i), column col0 + d_col(i)) = acc[b][i] */
   col0 = ((int64_t)gptq_block_x_reread() * kMmaWaves + wave) * 16; /* not held across the loop */
-  auto each_output = [&](auto&& f) { /* f(row, column, value) for this lane's outputs */
+  auto each_output = [&](auto&& f) { /* f(row, column, acc entry) for this lane's outputs */
 #pragma unroll
     for (int b = 0; b < NB; ++b)
 #pragma unroll
@@ -887,13 +887,7 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
     for (int i = 0; i < 4; ++i) acc[b][i] = 0.0f;
   for (int sp = 0; sp < p.splits; ++sp) {
     const float* ws = p.ws + (int64_t)sp * p.m * p.n;
-#pragma unroll
-    for (int b = 0; b < NB; ++b)
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const int m = ROWS * b + gptq_mma_d_row(lane, i), col = gptq_mma_d_col(lane, i);
-        if (m < rows && col < width) acc[b][i] += gptq_load_coherent(ws + (p.m0 + m) * p.n + col0 + col);
-      }
+    each_output([&](int64_t row, int64_t col, float& v) { v += gptq_load_coherent(ws + row * p.n + col); });
   }
   each_output(store);
   if (t == 0) p.counters[blockIdx.x] = 0u; /* ready for the next launch on this stream */
