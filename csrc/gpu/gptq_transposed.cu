@@ -223,16 +223,25 @@ struct tp_group_ref {
       : zeros(p.qzeros + col0 * BITS / 32), scales(p.scales + col0), zwords(p.n * BITS / 32), n(p.n),
         zbyte((uint32_t)(c * BITS / 32) * 4u), sbyte((uint32_t)c * 2u), zshift(c * BITS % 32),
         zero_offset(p.zero_offset), scale_bf16(p.scale_bf16) {}
-  /* fp16 zero pairs (zh exact for z <= 256: 8-bit v1 zero 255 + 1) */
-  __device__ __forceinline__ tp_zero zero(int g) const {
+  /* Raw loads and their decoding apart: a load ahead of use keeps the raw word, since
+   * decoding it at once would wait out the load there (NOTES 21). */
+  __device__ __forceinline__ uint32_t zero_word(int g) const {
     const char* row = reinterpret_cast<const char*>(zeros + (int64_t)g * zwords);
-    const uint32_t z = (*reinterpret_cast<const uint32_t*>(row + zbyte) >> zshift) & ((1u << BITS) - 1u);
-    return tp_make_zero<BITS, kTpF16>(z + (uint32_t)zero_offset);
+    return *reinterpret_cast<const uint32_t*>(row + zbyte);
   }
-  __device__ __forceinline__ float scale(int g) const {
+  /* fp16 zero pairs (zh exact for z <= 256: 8-bit v1 zero 255 + 1) */
+  __device__ __forceinline__ tp_zero zero_of_word(uint32_t word) const {
+    return tp_make_zero<BITS, kTpF16>(((word >> zshift) & ((1u << BITS) - 1u)) + (uint32_t)zero_offset);
+  }
+  __device__ __forceinline__ uint32_t scale_bits(int g) const {
     const char* row = reinterpret_cast<const char*>(scales + (int64_t)g * n);
-    return load_scale(reinterpret_cast<const uint16_t*>(row + sbyte), 0, scale_bf16);
+    return *reinterpret_cast<const uint16_t*>(row + sbyte);
   }
+  __device__ __forceinline__ float scale_of_bits(uint32_t bits16) const {
+    return scale_bf16 ? gptq_bf16_bits_to_float((uint16_t)bits16) : gptq_f16_bits_to_float((uint16_t)bits16);
+  }
+  __device__ __forceinline__ tp_zero zero(int g) const { return zero_of_word(zero_word(g)); }
+  __device__ __forceinline__ float scale(int g) const { return scale_of_bits(scale_bits(g)); }
 };
 
 /* How a kernel of the family feeds the shared tile math (the registry's `transposed` and
@@ -361,8 +370,9 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kTpMinBlocksFeed(MT, FEED)) void gptq_
   /* zero pair and scale of the first group of a tile, loaded one tile ahead with the
    * weights; groups shorter than a tile load the rest on demand (whole 16-row steps) */
   int g = kt * TK / gs;
-  tp_zero zr = {0u, 0u}, nzr = {0u, 0u};
-  float sc = 0.0f, nsc = 0.0f;
+  tp_zero zr = {0u, 0u};
+  float sc = 0.0f;
+  uint32_t nzword = 0u, nsbits = 0u; /* the next tile's, raw */
   if (active && kt < kt1) {
     zr = gr.zero(g);
     sc = gr.scale(g);
@@ -455,14 +465,14 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kTpMinBlocksFeed(MT, FEED)) void gptq_
   /* zero pair and scale of the slot's next tile, ahead of its use */
   auto prefetch_group = [&](int next) {
     if (active && next < kt1) {
-      nzr = gr.zero(next * TK / gs);
-      nsc = gr.scale(next * TK / gs);
+      nzword = gr.zero_word(next * TK / gs);
+      nsbits = gr.scale_bits(next * TK / gs);
     }
   };
   auto advance_group = [&](int next) {
     g = next * TK / gs;
-    zr = nzr;
-    sc = nsc;
+    zr = gr.zero_of_word(nzword);
+    sc = gr.scale_of_bits(nsbits);
   };
 
   if constexpr (kStaged) {
@@ -685,20 +695,20 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
   const int64_t tile_stride = 4 * (int64_t)width;
   const int64_t zwords = p.n * BITS / 32;
   const int gs = (int)p.group_size;
-  /* Everything one tile needs, as loaded: its chunks, the raw zero words and the scale
-   * bits of its first group (decoded at use). Inactive columns load nothing. */
+  /* What one tile needs before its first step, as loaded: its chunks and the raw zero
+   * words of its first group (decoded at use). Inactive columns load nothing. Its scales
+   * are loaded when the tile starts: they are first used at its end (fold), a tile of
+   * math later, and out of the ring they cost no register per stage (NOTES 21). */
   struct stage {
     uint4 w[CPL];
     uint32_t z[CPL];
-    uint32_t s[(DS + 1) / 2]; /* D-column scales, two 16-bit per word */
   };
-  /* The farthest tile in flight: its chunk pointer, and its group's zero word / scale
-   * pointers for the lane, advanced without division. */
+  /* The farthest tile in flight: its chunk pointer, and its group's zero word pointer
+   * for the lane, advanced without division. */
   const int32_t* zp0 = p.qzeros + (((col0 + ccol) * BITS) >> 5);
   const uint16_t* sp0 = p.scales + col0 + dcol0;
   const uint4* wq = w0 + kt0 * tile_stride;
   const int32_t* zq = zp0 + (int64_t)(kt0 * TK / gs) * zwords;
-  const uint16_t* sq = sp0 + (int64_t)(kt0 * TK / gs) * p.n;
   int ahead = kt0, ahead_end = (kt0 * TK / gs + 1) * gs;
   /* Inactive columns keep whatever a stage held: their A rows only reach D rows that are
    * never stored, and a stage past kt1 is never computed. */
@@ -708,19 +718,12 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
     while (kt * TK >= ahead_end) { /* once per group */
       ahead_end += gs;
       zq += zwords;
-      sq += p.n;
     }
 #pragma unroll
     for (int c = 0; c < CPL; ++c)
       if (on[c]) {
         sg.w[c] = wq[CSTEP * c];
         sg.z[c] = (uint32_t)zq[zword(c)];
-      }
-#pragma unroll
-    for (int i = 0; i < DS; ++i)
-      if (son[i]) {
-        const uint32_t bits16 = sq[DSTEP * i];
-        sg.s[i / 2] = i % 2 ? sg.s[i / 2] | bits16 << 16 : bits16;
       }
     wq += tile_stride;
   };
@@ -740,8 +743,6 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
       sg[i].w[c] = make_uint4(0u, 0u, 0u, 0u);
       sg[i].z[c] = 0u;
     }
-#pragma unroll
-    for (int j = 0; j < (DS + 1) / 2; ++j) sg[i].s[j] = 0u;
   }
   if (width == 0) ahead = kt1;
 
@@ -759,14 +760,19 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
 #pragma unroll
     for (int i = 0; i < 4; ++i) acc[b][i] = 0.0f;
 
-  /* The tile in use: zero pairs, D-column scales and words of its first group, and the
-   * group sums d (folded into acc x scale at each group end). */
+  /* The tile in use: zero pairs, D-column scale bits and words of its first group, and
+   * the group sums d (folded into acc x scale at each group end). */
   tp_zero z[CPL];
-  float sc[DS];
+  uint32_t sbits[DS];
+#pragma unroll
+  for (int i = 0; i < DS; ++i) sbits[i] = 0u;
   uint32_t wv[CPL][4];
   float d[NB][4];
   int row0 = 0, grp = 0, g_end = 0;
   auto fold = [&]() { /* acc += the group's sums x their D columns' scales; d restarts at 0 */
+    float sc[DS];
+#pragma unroll
+    for (int i = 0; i < DS; ++i) sc[i] = scale_of(sbits[i]);
 #pragma unroll
     for (int b = 0; b < NB; ++b) {
 #pragma unroll
@@ -784,11 +790,12 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
       wv[c][2] = cur.w[c].z;
       wv[c][3] = cur.w[c].w;
     }
-#pragma unroll
-    for (int i = 0; i < DS; ++i) sc[i] = scale_of(i % 2 ? cur.s[i / 2] >> 16 : cur.s[i / 2] & 0xffffu);
     row0 = kt * TK;
     grp = row0 / gs;
     g_end = (grp + 1) * gs;
+#pragma unroll
+    for (int i = 0; i < DS; ++i)
+      if (son[i]) sbits[i] = sp0[(int64_t)grp * p.n + DSTEP * i];
 #pragma unroll
     for (int b = 0; b < NB; ++b)
 #pragma unroll
@@ -806,7 +813,7 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
         if (on[c]) z[c] = zero_of((uint32_t)zp0[(int64_t)grp * zwords + zword(c)], zshift(c));
 #pragma unroll
       for (int i = 0; i < DS; ++i)
-        if (son[i]) sc[i] = load_scale(sp0 + DSTEP * i, (int64_t)grp * p.n, p.scale_bf16);
+        if (son[i]) sbits[i] = sp0[(int64_t)grp * p.n + DSTEP * i];
     }
     uint32_t a[2 * CPL];
 #pragma unroll
@@ -819,10 +826,13 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
       gptq_mma_16<ACT == kTpBF16>(d[b], a, bv);
     }
   };
-  /* one tile: B from the split's staged activations (narrow), or straight from a (wide:
-   * rows 8-byte aligned, k in order; the launcher gathers a into the workspace otherwise) */
-  auto tile = [&](int kt, const stage& cur, auto split_groups) {
+  /* one tile: its stage decoded first, then the farthest tile's loads issued (issued
+   * before the decode, they would share its wait: NOTES 21); B from the split's staged
+   * activations (narrow), or straight from a (wide: rows 8-byte aligned, k in order; the
+   * launcher gathers a into the workspace otherwise) */
+  auto tile = [&](int kt, const stage& cur, stage& far, auto split_groups) {
     tile_begin(kt, cur);
+    load_next_stage(far);
     const uint32_t* arow = kWide ? reinterpret_cast<const uint32_t*>(p.a + (p.m0 + brow) * p.lda + kt * TK + bk)
                                  : s_act + brow * stride + ((kt - kt0) * TK + bk) / 2;
     const int bstride = kWide ? (int)(p.lda / 2) : stride;
@@ -839,9 +849,8 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
   constexpr bool kRotateRing = kWide && GPTQ_TARGET_AMD;
   if (kRotateRing && width > 0) {
     for (int kt = kt0; kt < kt1; ++kt) {
-      load_next_stage(sg[kMmaStages - 1]); /* the farthest tile first */
-      if (split_groups) tile(kt, sg[0], std::true_type{});
-      else tile(kt, sg[0], std::false_type{});
+      if (split_groups) tile(kt, sg[0], sg[kMmaStages - 1], std::true_type{});
+      else tile(kt, sg[0], sg[kMmaStages - 1], std::false_type{});
 #pragma unroll
       for (int i = 0; i + 1 < kMmaStages; ++i) sg[i] = sg[i + 1];
     }
@@ -851,9 +860,9 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
 #pragma unroll
       for (int j = 0; j < kMmaStages; ++j) {
         if (kt + j < kt1) {
-          load_next_stage(sg[(j + kMmaStages - 1) % kMmaStages]); /* the farthest tile first */
-          if (split_groups) tile(kt + j, sg[j], std::true_type{});
-          else tile(kt + j, sg[j], std::false_type{});
+          stage& far = sg[(j + kMmaStages - 1) % kMmaStages];
+          if (split_groups) tile(kt + j, sg[j], far, std::true_type{});
+          else tile(kt + j, sg[j], far, std::false_type{});
         }
       }
     }
