@@ -695,20 +695,20 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
   const int64_t tile_stride = 4 * (int64_t)width;
   const int64_t zwords = p.n * BITS / 32;
   const int gs = (int)p.group_size;
-  /* What one tile needs before its first step, as loaded: its chunks and the raw zero
-   * words of its first group (decoded at use). Inactive columns load nothing. Its scales
-   * are loaded when the tile starts: they are first used at its end (fold), a tile of
-   * math later, and out of the ring they cost no register per stage (NOTES 21). */
+  /* Everything one tile needs, as loaded: its chunks, the raw zero words and the scale
+   * bits of its first group (decoded at use). Inactive columns load nothing. */
   struct stage {
     uint4 w[CPL];
     uint32_t z[CPL];
+    uint32_t s[(DS + 1) / 2]; /* D-column scales, two 16-bit per word */
   };
-  /* The farthest tile in flight: its chunk pointer, and its group's zero word pointer
-   * for the lane, advanced without division. */
+  /* The farthest tile in flight: its chunk pointer, and its group's zero word / scale
+   * pointers for the lane, advanced without division. */
   const int32_t* zp0 = p.qzeros + (((col0 + ccol) * BITS) >> 5);
   const uint16_t* sp0 = p.scales + col0 + dcol0;
   const uint4* wq = w0 + kt0 * tile_stride;
   const int32_t* zq = zp0 + (int64_t)(kt0 * TK / gs) * zwords;
+  const uint16_t* sq = sp0 + (int64_t)(kt0 * TK / gs) * p.n;
   int ahead = kt0, ahead_end = (kt0 * TK / gs + 1) * gs;
   /* Inactive columns keep whatever a stage held: their A rows only reach D rows that are
    * never stored, and a stage past kt1 is never computed. */
@@ -718,12 +718,19 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
     while (kt * TK >= ahead_end) { /* once per group */
       ahead_end += gs;
       zq += zwords;
+      sq += p.n;
     }
 #pragma unroll
     for (int c = 0; c < CPL; ++c)
       if (on[c]) {
         sg.w[c] = wq[CSTEP * c];
         sg.z[c] = (uint32_t)zq[zword(c)];
+      }
+#pragma unroll
+    for (int i = 0; i < DS; ++i)
+      if (son[i]) {
+        const uint32_t bits16 = sq[DSTEP * i];
+        sg.s[i / 2] = i % 2 ? sg.s[i / 2] | bits16 << 16 : bits16;
       }
     wq += tile_stride;
   };
@@ -743,6 +750,8 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
       sg[i].w[c] = make_uint4(0u, 0u, 0u, 0u);
       sg[i].z[c] = 0u;
     }
+#pragma unroll
+    for (int j = 0; j < (DS + 1) / 2; ++j) sg[i].s[j] = 0u;
   }
   if (width == 0) ahead = kt1;
 
@@ -760,19 +769,14 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
 #pragma unroll
     for (int i = 0; i < 4; ++i) acc[b][i] = 0.0f;
 
-  /* The tile in use: zero pairs, D-column scale bits and words of its first group, and
-   * the group sums d (folded into acc x scale at each group end). */
+  /* The tile in use: zero pairs, D-column scales and words of its first group, and the
+   * group sums d (folded into acc x scale at each group end). */
   tp_zero z[CPL];
-  uint32_t sbits[DS];
-#pragma unroll
-  for (int i = 0; i < DS; ++i) sbits[i] = 0u;
+  float sc[DS];
   uint32_t wv[CPL][4];
   float d[NB][4];
   int row0 = 0, grp = 0, g_end = 0;
   auto fold = [&]() { /* acc += the group's sums x their D columns' scales; d restarts at 0 */
-    float sc[DS];
-#pragma unroll
-    for (int i = 0; i < DS; ++i) sc[i] = scale_of(sbits[i]);
 #pragma unroll
     for (int b = 0; b < NB; ++b) {
 #pragma unroll
@@ -790,12 +794,11 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
       wv[c][2] = cur.w[c].z;
       wv[c][3] = cur.w[c].w;
     }
+#pragma unroll
+    for (int i = 0; i < DS; ++i) sc[i] = scale_of(i % 2 ? cur.s[i / 2] >> 16 : cur.s[i / 2] & 0xffffu);
     row0 = kt * TK;
     grp = row0 / gs;
     g_end = (grp + 1) * gs;
-#pragma unroll
-    for (int i = 0; i < DS; ++i)
-      if (son[i]) sbits[i] = sp0[(int64_t)grp * p.n + DSTEP * i];
 #pragma unroll
     for (int b = 0; b < NB; ++b)
 #pragma unroll
@@ -813,7 +816,7 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
         if (on[c]) z[c] = zero_of((uint32_t)zp0[(int64_t)grp * zwords + zword(c)], zshift(c));
 #pragma unroll
       for (int i = 0; i < DS; ++i)
-        if (son[i]) sbits[i] = sp0[(int64_t)grp * p.n + DSTEP * i];
+        if (son[i]) sc[i] = load_scale(sp0 + DSTEP * i, (int64_t)grp * p.n, p.scale_bf16);
     }
     uint32_t a[2 * CPL];
 #pragma unroll
@@ -826,13 +829,10 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
       gptq_mma_16<ACT == kTpBF16>(d[b], a, bv);
     }
   };
-  /* one tile: its stage decoded first, then the farthest tile's loads issued (issued
-   * before the decode, they would share its wait: NOTES 21); B from the split's staged
-   * activations (narrow), or straight from a (wide: rows 8-byte aligned, k in order; the
-   * launcher gathers a into the workspace otherwise) */
-  auto tile = [&](int kt, const stage& cur, stage& far, auto split_groups) {
+  /* one tile: B from the split's staged activations (narrow), or straight from a (wide:
+   * rows 8-byte aligned, k in order; the launcher gathers a into the workspace otherwise) */
+  auto tile = [&](int kt, const stage& cur, auto split_groups) {
     tile_begin(kt, cur);
-    load_next_stage(far);
     const uint32_t* arow = kWide ? reinterpret_cast<const uint32_t*>(p.a + (p.m0 + brow) * p.lda + kt * TK + bk)
                                  : s_act + brow * stride + ((kt - kt0) * TK + bk) / 2;
     const int bstride = kWide ? (int)(p.lda / 2) : stride;
@@ -849,8 +849,9 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
   constexpr bool kRotateRing = kWide && GPTQ_TARGET_AMD;
   if (kRotateRing && width > 0) {
     for (int kt = kt0; kt < kt1; ++kt) {
-      if (split_groups) tile(kt, sg[0], sg[kMmaStages - 1], std::true_type{});
-      else tile(kt, sg[0], sg[kMmaStages - 1], std::false_type{});
+      load_next_stage(sg[kMmaStages - 1]); /* the farthest tile first */
+      if (split_groups) tile(kt, sg[0], std::true_type{});
+      else tile(kt, sg[0], std::false_type{});
 #pragma unroll
       for (int i = 0; i + 1 < kMmaStages; ++i) sg[i] = sg[i + 1];
     }
@@ -860,9 +861,9 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
 #pragma unroll
       for (int j = 0; j < kMmaStages; ++j) {
         if (kt + j < kt1) {
-          stage& far = sg[(j + kMmaStages - 1) % kMmaStages];
-          if (split_groups) tile(kt + j, sg[j], far, std::true_type{});
-          else tile(kt + j, sg[j], far, std::false_type{});
+          load_next_stage(sg[(j + kMmaStages - 1) % kMmaStages]); /* the farthest tile first */
+          if (split_groups) tile(kt + j, sg[j], std::true_type{});
+          else tile(kt + j, sg[j], std::false_type{});
         }
       }
     }
