@@ -396,40 +396,21 @@ __device__ __forceinline__ uint32_t gptq_f16x2_to_bf16x2(uint32_t h) {
 }
 #endif
 
-/* Kernel launch on a stream with `smem` bytes of dynamic shared memory (the emulator runs
- * it on the host; its dynamic arrays are statics of their largest size). */
+/* Kernel launch on a stream (the emulator runs it on the host). */
 #if GPTQ_EMULATE
-#define GPTQ_LAUNCH_SMEM(fn, grid, block, smem, stream) ::gptq_emu::launch(fn, grid, block)
-#define GPTQ_DYNAMIC_SHARED(type, name, max_elems) static type name[max_elems]
+#define GPTQ_LAUNCH(fn, grid, block, stream) ::gptq_emu::launch(fn, grid, block)
 #else
-#define GPTQ_LAUNCH_SMEM(fn, grid, block, smem, stream) fn<<<grid, block, smem, stream>>>
-#define GPTQ_DYNAMIC_SHARED(type, name, max_elems) extern __shared__ __align__(16) type name[]
+#define GPTQ_LAUNCH(fn, grid, block, stream) fn<<<grid, block, 0, stream>>>
 #endif
-#define GPTQ_LAUNCH(fn, grid, block, stream) GPTQ_LAUNCH_SMEM(fn, grid, block, 0, stream)
 
-/* Let a kernel launch with more than 48 KiB of dynamic shared memory (per device). */
+/* Resident blocks per SM/CU of a kernel at this block size (launch planning; no sync). */
 template <typename F>
-static inline gptq_error_t gptq_allow_dynamic_smem(F* kernel, int bytes) {
-#if GPTQ_EMULATE
-  (void)kernel;
-  (void)bytes;
-  return GPTQ_SUCCESS;
-#elif GPTQ_HIP
-  return hipFuncSetAttribute((const void*)kernel, hipFuncAttributeMaxDynamicSharedMemorySize, bytes);
-#else
-  return cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
-#endif
-}
-
-/* Resident blocks per SM/CU of a kernel at this block size and dynamic shared memory
- * (launch planning; no sync). */
-template <typename F>
-static inline int gptq_resident_blocks(F* kernel, int threads, int smem = 0) {
+static inline int gptq_resident_blocks(F* kernel, int threads) {
   int blocks = 0;
 #if GPTQ_HIP
-  if (hipOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, kernel, threads, smem) != hipSuccess) {
+  if (hipOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, kernel, threads, 0) != hipSuccess) {
 #else
-  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, kernel, threads, smem) != cudaSuccess) {
+  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, kernel, threads, 0) != cudaSuccess) {
 #endif
     (void)gptq_get_last_error();
     return 1;
@@ -477,34 +458,5 @@ __device__ __forceinline__ uint4 gptq_ld_2x_v2(const int32_t* p) {
   const uint2 hi = *reinterpret_cast<const uint2*>(p + 2);
   return make_uint4(lo.x, lo.y, hi.x, hi.y);
 }
-
-/* ---- asynchronous copy to shared memory (NVIDIA island) --------------------------- *
- * gptq_async_copy16(dst, src): 16 bytes global -> shared with no register in between, so
- * a ring of tiles in flight costs shared memory, not registers (sm_80+ cp.async.cg, which
- * also skips L1: streamed weights are read once). gptq_async_commit() closes this thread's
- * group of copies; gptq_async_wait<N>() returns once at most its N latest groups are
- * pending, and the finished copies are visible to this thread (only to it: a thread reads
- * back only what it copied, so no barrier is needed). gfx908 has no 16-byte asynchronous
- * copy (its LDS-direct loads move 4 bytes): GPTQ_ASYNC_COPY 0, kernels keep a register ring
- * there. The emulator copies at once. */
-#define GPTQ_ASYNC_COPY (!GPTQ_TARGET_AMD)
-#if GPTQ_HIP || GPTQ_EMULATE /* a plain copy: what the emulator runs, never used on gfx908 */
-__device__ __forceinline__ void gptq_async_copy16(void* dst, const void* src) {
-  *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(src);
-}
-__device__ __forceinline__ void gptq_async_commit() {}
-template <int N>
-__device__ __forceinline__ void gptq_async_wait() {}
-#else
-__device__ __forceinline__ void gptq_async_copy16(void* dst, const void* src) {
-  const unsigned s = (unsigned)__cvta_generic_to_shared(dst);
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(s), "l"(src) : "memory");
-}
-__device__ __forceinline__ void gptq_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
-template <int N>
-__device__ __forceinline__ void gptq_async_wait() {
-  asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
-}
-#endif
 
 #endif /* GPTQ_MI100_GPU_COMPAT_H */

@@ -34,8 +34,6 @@
  */
 #include <mutex>
 #include <type_traits>
-#include <utility>
-#include <vector>
 
 #include "compat.h"
 #include "device_util.cuh"
@@ -602,14 +600,6 @@ static constexpr int kMmaActElems = 8192;          /* rows x K-range activations
 static constexpr int kMmaMinBlocks(int mt, int bits) {
   return (!GPTQ_TARGET_AMD && mt == 8 && bits >= 4) ? 3 : (mt >= 32 && !GPTQ_TARGET_AMD) ? 1 : 2;
 }
-/* NVIDIA, row tiles <= 16: the weight chunks travel through a per-thread ring in shared
- * memory (cp.async, compat.h) kMmaAsyncStages tiles deep instead of the register ring: a
- * warp keeps 5 KiB in flight instead of 2 at no register cost (NOTES 22). 48 KiB per block
- * + 18 KiB of activations: 3 blocks per SM fit. Wide tiles read B through L1 and keep it. */
-static constexpr int kMmaAsyncStages = 6;
-__host__ __device__ static constexpr int kMmaRingBytes(int mt) {
-  return (GPTQ_ASYNC_COPY && mt <= 16) ? kMmaAsyncStages * GPTQ_MMA_CHUNKS * kTpThreads * 16 : 0;
-}
 /* Row tiles: multiples of the instruction's rows up to 16 (NVIDIA 8 and 16, gfx908 16). */
 static constexpr int kMmaMinRowTile = GPTQ_MMA_ROWS;
 /* Tiles per wave in registers or in flight: the one computed and kMmaStages - 1 ahead,
@@ -671,11 +661,6 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
   /* rows x half pairs, each row padded to 8 (mod 32) words: conflict-free 8-byte reads */
   __shared__ __align__(16) uint32_t s_act[kWide ? 4 : kMmaActElems / 2 + 40 * MT];
   __shared__ int s_last;
-  /* the weight ring (kAsyncW): chunk c of ring slot r for thread t at [(r CPL + c) 256 + t],
-   * so a warp's 16-byte reads are contiguous */
-  constexpr bool kAsyncW = kMmaRingBytes(MT) > 0;
-  constexpr int RING = kMmaAsyncStages;
-  GPTQ_DYNAMIC_SHARED(uint4, s_ring, kAsyncW ? RING * CPL * kTpThreads : 1);
 
   const int t = threadIdx.x, wave = gptq_wave_uniform((int)(threadIdx.x / WAVE)), lane = (int)(threadIdx.x % WAVE);
   const int64_t strip = (int64_t)blockIdx.x * kMmaWaves + wave, split = blockIdx.y;
@@ -710,16 +695,12 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
   const int64_t tile_stride = 4 * (int64_t)width;
   const int64_t zwords = p.n * BITS / 32;
   const int gs = (int)p.group_size;
-  /* Everything one tile needs, as loaded: its chunks (kAsyncW: in the shared ring), the
-   * raw zero words and the scale bits of its first group (decoded at use). Inactive columns
-   * load nothing. With the register ring two scales share a word (registers are short
-   * there); with the shared ring each has its own, since packing at load time waits out
-   * the load (NOTES 21). */
-  constexpr int SREGS = kAsyncW ? DS : (DS + 1) / 2;
+  /* Everything one tile needs, as loaded: its chunks, the raw zero words and the scale
+   * bits of its first group (decoded at use). Inactive columns load nothing. */
   struct stage {
-    uint4 w[kAsyncW ? 1 : CPL];
+    uint4 w[CPL];
     uint32_t z[CPL];
-    uint32_t s[SREGS];
+    uint32_t s[(DS + 1) / 2]; /* D-column scales, two 16-bit per word */
   };
   /* The farthest tile in flight: its chunk pointer, and its group's zero word / scale
    * pointers for the lane, advanced without division. */
@@ -742,34 +723,16 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
 #pragma unroll
     for (int c = 0; c < CPL; ++c)
       if (on[c]) {
-        if constexpr (!kAsyncW) sg.w[c] = wq[CSTEP * c];
+        sg.w[c] = wq[CSTEP * c];
         sg.z[c] = (uint32_t)zq[zword(c)];
       }
 #pragma unroll
     for (int i = 0; i < DS; ++i)
       if (son[i]) {
         const uint32_t bits16 = sq[DSTEP * i];
-        if constexpr (SREGS == DS) sg.s[i] = bits16;
-        else sg.s[i / 2] = i % 2 ? sg.s[i / 2] | bits16 << 16 : bits16;
+        sg.s[i / 2] = i % 2 ? sg.s[i / 2] | bits16 << 16 : bits16;
       }
-    if constexpr (!kAsyncW) wq += tile_stride;
-  };
-  /* kAsyncW: tile w_next's chunks into ring slot w_put, one commit group per call (empty
-   * past kt1, so that the group count per tile stays fixed) */
-  int w_next = kt0, w_put = 0, w_get = 0;
-  const uint4* wa = w0 + kt0 * tile_stride;
-  auto issue_w = [&]() {
-    if constexpr (kAsyncW) {
-      if (w_next < kt1) {
-#pragma unroll
-        for (int c = 0; c < CPL; ++c)
-          if (on[c]) gptq_async_copy16(&s_ring[(w_put * CPL + c) * kTpThreads + t], wa + CSTEP * c);
-        wa += tile_stride;
-      }
-      ++w_next;
-      w_put = w_put + 1 == RING ? 0 : w_put + 1;
-      gptq_async_commit();
-    }
+    wq += tile_stride;
   };
   auto zero_of = [&](uint32_t raw, int sh) {
     return tp_make_zero<BITS, ACT>(((raw >> sh) & ((1u << BITS) - 1u)) + (uint32_t)p.zero_offset);
@@ -784,18 +747,13 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
   for (int i = 0; i < kMmaStages; ++i) {
 #pragma unroll
     for (int c = 0; c < CPL; ++c) {
-      if constexpr (!kAsyncW) sg[i].w[c] = make_uint4(0u, 0u, 0u, 0u);
+      sg[i].w[c] = make_uint4(0u, 0u, 0u, 0u);
       sg[i].z[c] = 0u;
     }
 #pragma unroll
-    for (int j = 0; j < SREGS; ++j) sg[i].s[j] = 0u;
+    for (int j = 0; j < (DS + 1) / 2; ++j) sg[i].s[j] = 0u;
   }
-  if (width == 0) ahead = w_next = kt1;
-
-  /* the shared ring first: tiles kt0 .. kt0 + RING - 2 (its deepest loads go out first) */
-  if constexpr (kAsyncW)
-#pragma unroll
-    for (int i = 0; i < RING - 1; ++i) issue_w();
+  if (width == 0) ahead = kt1;
 
 #pragma unroll
   for (int i = 0; i < kMmaStages - 1; ++i) load_next_stage(sg[i]);
@@ -828,30 +786,16 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
     }
   };
   auto tile_begin = [&](int kt, const stage& cur) {
-    uint4 w[CPL];
-    if constexpr (kAsyncW) {
-      /* tile kt's group is done once at most RING - 2 later ones are pending; its slot is
-       * read before the next copy goes out (into the slot the previous tile used) */
-      gptq_async_wait<RING - 2>();
-#pragma unroll
-      for (int c = 0; c < CPL; ++c) w[c] = s_ring[(w_get * CPL + c) * kTpThreads + t];
-      w_get = w_get + 1 == RING ? 0 : w_get + 1;
-      issue_w();
-    } else {
-#pragma unroll
-      for (int c = 0; c < CPL; ++c) w[c] = cur.w[c];
-    }
 #pragma unroll
     for (int c = 0; c < CPL; ++c) {
       z[c] = zero_of(cur.z[c], zshift(c));
-      wv[c][0] = w[c].x;
-      wv[c][1] = w[c].y;
-      wv[c][2] = w[c].z;
-      wv[c][3] = w[c].w;
+      wv[c][0] = cur.w[c].x;
+      wv[c][1] = cur.w[c].y;
+      wv[c][2] = cur.w[c].z;
+      wv[c][3] = cur.w[c].w;
     }
 #pragma unroll
-    for (int i = 0; i < DS; ++i)
-      sc[i] = scale_of(SREGS == DS ? cur.s[i] : i % 2 ? cur.s[i / 2] >> 16 : cur.s[i / 2] & 0xffffu);
+    for (int i = 0; i < DS; ++i) sc[i] = scale_of(i % 2 ? cur.s[i / 2] >> 16 : cur.s[i / 2] & 0xffffu);
     row0 = kt * TK;
     grp = row0 / gs;
     g_end = (grp + 1) * gs;
@@ -1112,37 +1056,7 @@ struct tp_plan {
   size_t ws_bytes;      /* split partials, then the gathered activations (if any) */
   bool gather;          /* the wide tile reads a copy of a at gather_offset */
   size_t gather_offset;
-  int smem;             /* dynamic shared memory of the launch (the mma weight ring) */
 };
-
-/* A launch with more than 48 KiB of shared memory must be allowed once per (device,
- * kernel); false when the runtime refused. */
-static bool tp_allow_smem(tp_kernel_fn fn, int bytes) {
-  if (bytes == 0) return true;
-  static std::mutex mu;
-  static std::vector<std::pair<int, tp_kernel_fn>> allowed;
-  thread_local int last_dev = -1;
-  thread_local tp_kernel_fn last_fn = nullptr;
-  int dev = 0;
-  if (gptq_get_device(&dev) != GPTQ_SUCCESS) {
-    (void)gptq_get_last_error();
-    return false;
-  }
-  if (dev == last_dev && fn == last_fn) return true;
-  std::lock_guard<std::mutex> lock(mu);
-  bool found = false;
-  for (const auto& a : allowed) found = found || (a.first == dev && a.second == fn);
-  if (!found) {
-    if (gptq_allow_dynamic_smem(fn, bytes) != GPTQ_SUCCESS) {
-      (void)gptq_get_last_error();
-      return false;
-    }
-    allowed.emplace_back(dev, fn);
-  }
-  last_dev = dev;
-  last_fn = fn;
-  return true;
-}
 
 /* Split K into tiles_per_split pieces: at least what LDS needs (cap tiles per split) and,
  * when the columns alone do not fill the GPU, up to `fill` splits. */
@@ -1167,7 +1081,6 @@ static tp_plan tp_make_plan(const gptq_problem* p, gptq_gpu_kernel kernel, const
   tp_plan pl;
   pl.gather = false;
   pl.gather_offset = 0;
-  pl.smem = 0;
   const int act = p->a_dtype == GPTQ_BF16 ? kTpBF16 : kTpF16;
   const int tk = 512 / p->bits;
   const int64_t tiles = p->k / tk;
@@ -1187,8 +1100,7 @@ static tp_plan tp_make_plan(const gptq_problem* p, gptq_gpu_kernel kernel, const
      * only (a partial second wave would cost as much as a full one) */
     static int resident[2][4][9]; /* [act][row tile 8/16/32/64][bits], 0 = not asked yet */
     int& r = resident[act][pl.mt == 8 ? 0 : pl.mt == 16 ? 1 : pl.mt == 32 ? 2 : 3][p->bits];
-    pl.smem = kMmaRingBytes(pl.mt);
-    if (!r && pl.fn && tp_allow_smem(pl.fn, pl.smem)) r = gptq_resident_blocks(pl.fn, kTpThreads, pl.smem);
+    if (!r && pl.fn) r = gptq_resident_blocks(pl.fn, kTpThreads);
     const int64_t fill = want_splits ? want_splits : (int64_t)sm_count * (r > 0 ? r : 1) / pl.grid_x;
     /* wide row tiles read activations from global memory: any split length */
     tp_split(&pl, p, tiles, pl.mt > 16 ? tiles : kMmaActElems / (rows * tk), fill);
@@ -1339,11 +1251,10 @@ gptq_status gptq_gpu_transposed_gemm(const gptq_problem* p, gptq_gpu_kernel kern
     a.a_perm = nullptr;
   }
   const dim3 grid((unsigned)pl.grid_x, (unsigned)pl.splits);
-  if (!tp_allow_smem(pl.fn, pl.smem)) return GPTQ_ERR_LAUNCH;
   /* M beyond one pass: passes of pl.mt rows, in order on the stream (each re-reads W) */
   for (int64_t m0 = 0; m0 < p->m; m0 += pl.mt) {
     a.m0 = m0;
-    GPTQ_LAUNCH_SMEM(pl.fn, grid, kTpThreads, pl.smem, (gptq_stream_t)stream)(a);
+    GPTQ_LAUNCH(pl.fn, grid, kTpThreads, (gptq_stream_t)stream)(a);
     const gptq_status st = gptq_launch_status();
     if (st != GPTQ_OK) return st;
   }
