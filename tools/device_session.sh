@@ -17,6 +17,11 @@
 #   tune      `python -m gptq_mi100 tune` on the Qwen3-32B TP=4 shapes (its wall time is a target)
 #   profile   ncu (stall reasons, issue rate, DRAM) of the wide-tile mma kernel and of the
 #             layout-2 dequantize at gate_up M = 64 (the issue-11 gap)
+#   stalls    ncu --set full of one GEMM (STALLS="K N BITS M KERNEL [NAME_REGEX]", default gate_up
+#             W4 M = 1 transposed_mma; the regex defaults to the kernel's name, but `transposed`'s
+#             variants launch gptq_transposed_kernel): details.txt, source.csv, and
+#             tools/ncu_stalls.py's summary
+#             (stall samples by reason and by SASS instruction) in stalls.txt
 #   dequant   bench_gemm at M 64..512: dequant_matmul and the 64-row mma tile against fp16
 #             (NOTES entry 17's prediction)
 #   minilm    tests/test_end_to_end_minilm.py on the GPU; the weights come as a carried shim
@@ -102,6 +107,15 @@ for part in "$@"; do
           --section MemoryWorkloadAnalysis python3 -m benchmarks.profile_gemm --k 5120 \
           --n 12800 --bits 4 --m 64 --kernel "$pk" $extra
       done ;;
+    stalls)
+      read -r sk sn sb sm skern sre <<< "${STALLS:-5120 12800 4 1 transposed_mma}"
+      mkdir -p "$dest/stalls"
+      run_part stalls 120 bash -c "ncu --profile-from-start off --clock-control none \
+        --kernel-name regex:'${sre:-${skern%%:*}}' --launch-skip 2 --launch-count 1 --set full --import-source no \
+        -o '$dest/stalls/k' python3 -m benchmarks.profile_gemm --k $sk --n $sn --bits $sb --m $sm \
+        --kernel '$skern' && ncu -i '$dest/stalls/k.ncu-rep' --page details > '$dest/stalls/details.txt' && \
+        ncu -i '$dest/stalls/k.ncu-rep' --page source --print-source sass --csv > '$dest/stalls/source.csv' && \
+        rm -f '$dest/stalls/k.ncu-rep' && python3 tools/ncu_stalls.py '$dest/stalls/source.csv' > '$dest/stalls/stalls.txt'" ;;
     dequant)
       run_part dequant 150 python3 -m benchmarks.bench_gemm --device cuda --shapes qwen3-32b-tp4 \
         --bits 4 --m 64 128 512 --no-plot --out-dir "$dest/dequant" \
@@ -128,7 +142,7 @@ for part in "$@"; do
     tune)
       run_part tune 180 python3 -m gptq_mi100 tune --device cuda --out "$dest/tune/table.json" ;;
     *)
-      echo "device_session: unknown part '$part' (tests, tests-a, tests-b, forced, sanitize, profile, dequant, minilm, longrun, variants, issue11, tune)" >&2
+      echo "device_session: unknown part '$part' (tests, tests-a, tests-b, forced, sanitize, profile, stalls, dequant, minilm, longrun, variants, issue11, tune)" >&2
       exit 2 ;;
   esac
 done
