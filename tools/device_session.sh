@@ -19,9 +19,8 @@
 #             layout-2 dequantize at gate_up M = 64 (the issue-11 gap)
 #   stalls    ncu --set full of one GEMM (STALLS="K N BITS M KERNEL [NAME_REGEX]", default gate_up
 #             W4 M = 1 transposed_mma; the regex defaults to the kernel's name, but `transposed`'s
-#             variants launch gptq_transposed_kernel): details.txt, source.csv, and
-#             tools/ncu_stalls.py's summary
-#             (stall samples by reason and by SASS instruction) in stalls.txt
+#             variants launch gptq_transposed_kernel): details.txt, source.csv and, from
+#             tools/ncu_stalls.py, stalls.txt (stall samples by reason and by SASS instruction)
 #   dequant   bench_gemm at M 64..512: dequant_matmul and the 64-row mma tile against fp16
 #             (NOTES entry 17's prediction)
 #   minilm    tests/test_end_to_end_minilm.py on the GPU; the weights come as a carried shim

@@ -7,9 +7,12 @@
 #include "compat.h"
 #include "../gptq_kernels.h"
 
+/* A scale's 16 bits (fp16, or bf16 when bf16 != 0) as fp32. */
+__device__ __forceinline__ float scale_from_bits(uint32_t bits16, int bf16) {
+  return bf16 ? gptq_bf16_bits_to_float((uint16_t)bits16) : gptq_f16_bits_to_float((uint16_t)bits16);
+}
 __device__ __forceinline__ float load_scale(const uint16_t* scales, int64_t idx, int bf16) {
-  const uint16_t b = scales[idx];
-  return bf16 ? gptq_bf16_bits_to_float(b) : gptq_f16_bits_to_float(b);
+  return scale_from_bits(scales[idx], bf16);
 }
 
 /* Clamp an index into [0, hi) and count it once when it was out of range. */

@@ -237,11 +237,8 @@ struct tp_group_ref {
     const char* row = reinterpret_cast<const char*>(scales + (int64_t)g * n);
     return *reinterpret_cast<const uint16_t*>(row + sbyte);
   }
-  __device__ __forceinline__ float scale_of_bits(uint32_t bits16) const {
-    return scale_bf16 ? gptq_bf16_bits_to_float((uint16_t)bits16) : gptq_f16_bits_to_float((uint16_t)bits16);
-  }
   __device__ __forceinline__ tp_zero zero(int g) const { return zero_of_word(zero_word(g)); }
-  __device__ __forceinline__ float scale(int g) const { return scale_of_bits(scale_bits(g)); }
+  __device__ __forceinline__ float scale(int g) const { return scale_from_bits(scale_bits(g), scale_bf16); }
 };
 
 /* How a kernel of the family feeds the shared tile math (the registry's `transposed` and
@@ -472,7 +469,7 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kTpMinBlocksFeed(MT, FEED)) void gptq_
   auto advance_group = [&](int next) {
     g = next * TK / gs;
     zr = gr.zero_of_word(nzword);
-    sc = gr.scale_of_bits(nsbits);
+    sc = scale_from_bits(nsbits, gr.scale_bf16);
   };
 
   if constexpr (kStaged) {
@@ -737,9 +734,6 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
   auto zero_of = [&](uint32_t raw, int sh) {
     return tp_make_zero<BITS, ACT>(((raw >> sh) & ((1u << BITS) - 1u)) + (uint32_t)p.zero_offset);
   };
-  auto scale_of = [&](uint32_t bits16) {
-    return p.scale_bf16 ? gptq_bf16_bits_to_float((uint16_t)bits16) : gptq_f16_bits_to_float((uint16_t)bits16);
-  };
 
   /* tiles kt0 .. kt0 + kMmaStages - 2 in flight before the activations are staged */
   stage sg[kMmaStages];
@@ -795,7 +789,7 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
       wv[c][3] = cur.w[c].w;
     }
 #pragma unroll
-    for (int i = 0; i < DS; ++i) sc[i] = scale_of(i % 2 ? cur.s[i / 2] >> 16 : cur.s[i / 2] & 0xffffu);
+    for (int i = 0; i < DS; ++i) sc[i] = scale_from_bits(i % 2 ? cur.s[i / 2] >> 16 : cur.s[i / 2] & 0xffffu, p.scale_bf16);
     row0 = kt * TK;
     grp = row0 / gs;
     g_end = (grp + 1) * gs;
