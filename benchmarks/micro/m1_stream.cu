@@ -1,0 +1,451 @@
+/* m1_stream.cu: what bounds a weight-streaming W4 kernel on layout 2 at M = 1..8 (NVIDIA).
+ *
+ * A standalone experiment, not part of the extension: the same layout, dequantization and
+ * mma.sync as gptq_transposed_mma_kernel, with the knobs the extension fixes made template
+ * parameters, timed with CUDA graphs over weight copies rotated past L2 next to a read-only
+ * stream of the same bytes. It answers, in one device call:
+ *   MODE 0 (loads only: chunks, zero words, scales XOR-folded, nothing else): can this
+ *          access pattern (a warp walks a strip's contiguous 1 KiB tiles) at D tiles per warp
+ *          in flight reach the read-stream bandwidth at all?
+ *   MODE 1 (the full tile math): how much of that does the math give back?
+ *   ACT 0: B (activations) by 8-byte loads from global (L1 hits), no block barrier;
+ *   ACT 1: activations staged in shared memory once per block (the extension's way).
+ * Every variant is checked against a host fp32 reference of the same layout (partials of
+ * the K splits summed on the host: the experiment leaves out the in-kernel split reduce).
+ *
+ * Build and run (device machine): nvcc -O3 -std=c++17 -arch=sm_90 -I csrc/gpu \
+ *   benchmarks/micro/m1_stream.cu -o /tmp/m1 && /tmp/m1 [K N M]...
+ */
+#include <cuda_runtime.h>
+#include <cuda_fp16.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#define CK(x)                                                                              \
+  do {                                                                                     \
+    cudaError_t e_ = (x);                                                                  \
+    if (e_ != cudaSuccess) {                                                               \
+      fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_));   \
+      exit(1);                                                                             \
+    }                                                                                      \
+  } while (0)
+
+static constexpr int TK = 128; /* 4-bit tile rows; group size 128 = one group per tile */
+
+struct Params {
+  const uint4* qw;        /* layout 2, strips of 16 columns (N % 16 == 0) */
+  const uint32_t* qz;     /* [K/128, N/8] */
+  const uint16_t* sc;     /* [K/128, N] fp16 */
+  const uint16_t* a;      /* [M, K] fp16 */
+  float* ws;              /* [splits, M, N] */
+  int K, N, M, tps;       /* tiles per split */
+  int zoff;               /* 1: GPTQ v1 zeros */
+};
+
+__device__ __forceinline__ uint32_t and_or(uint32_t x, uint32_t m, uint32_t o) {
+  uint32_t r;
+  asm("lop3.b32 %0, %1, %2, %3, 0xea;" : "=r"(r) : "r"(x), "r"(m), "r"(o)); /* (x & m) | o */
+  return r;
+}
+__device__ __forceinline__ uint32_t hsub2u(uint32_t a, uint32_t b) {
+  __half2 x, y;
+  memcpy(&x, &a, 4);
+  memcpy(&y, &b, 4);
+  __half2 r = __hsub2(x, y);
+  uint32_t u;
+  memcpy(&u, &r, 4);
+  return u;
+}
+__device__ __forceinline__ uint32_t hfma2u(uint32_t a, uint32_t b, uint32_t c) {
+  __half2 x, y, z;
+  memcpy(&x, &a, 4);
+  memcpy(&y, &b, 4);
+  memcpy(&z, &c, 4);
+  __half2 r = __hfma2(x, y, z);
+  uint32_t u;
+  memcpy(&u, &r, 4);
+  return u;
+}
+__device__ __forceinline__ void mma16816(float d[4], const uint32_t a[4], const uint32_t b[2]) {
+  asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+template <int HINT>
+__device__ __forceinline__ uint4 load_chunk(const uint4* p) {
+  uint4 v;
+  if (HINT)
+    asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
+  else
+    v = *p;
+  return v;
+}
+
+struct Stage {
+  uint4 w0, w1;   /* chunks (q = lane % 4, col = lane / 4) and (q, col + 8) */
+  uint2 z;        /* the strip's two zero words of the tile's group */
+  uint32_t s0, s1; /* scale bits of columns col, col + 8 */
+};
+
+template <int MODE, int D, int WARPS, int MINB, int ACT, int HINT>
+__global__ void __launch_bounds__(WARPS * 32, MINB) m1_kernel(Params p) {
+  extern __shared__ __align__(16) uint32_t s_act[]; /* ACT 1: [M][tps * 64 + 8] fp16 pairs */
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int strip = blockIdx.x * WARPS + warp, split = blockIdx.y;
+  const int tiles = p.K / TK;
+  const int kt0 = split * p.tps, kt1 = min(kt0 + p.tps, tiles);
+  const int col0 = strip * 16;
+  const bool active = col0 < p.N && kt0 < kt1;
+  const int ccol = lane >> 2, cq = lane & 3;
+  const int n8 = p.N / 8;
+  const uint4* wq = p.qw + ((size_t)strip * tiles) * 64 + cq * 16 + ccol;
+  const uint32_t* zq = p.qz + col0 / 8;
+  const uint16_t* sq = p.sc + col0 + ccol;
+  const int astride = p.tps * 64 + 8;
+
+  Stage sg[D];
+  int ahead = kt0;
+  auto load = [&](Stage& s) {
+    const int kt = ahead++;
+    if (kt >= kt1) return;
+    s.w0 = load_chunk<HINT>(wq + (size_t)kt * 64);
+    s.w1 = load_chunk<HINT>(wq + (size_t)kt * 64 + 8);
+    s.z = *reinterpret_cast<const uint2*>(zq + (size_t)kt * n8);
+    s.s0 = sq[(size_t)kt * p.N];
+    s.s1 = sq[(size_t)kt * p.N + 8];
+  };
+  if (active) {
+#pragma unroll
+    for (int i = 0; i < D - 1; ++i) load(sg[i]);
+  }
+  if (ACT == 1) { /* the split's activations, as fp16 pairs, rows padded */
+    const int half = (kt1 - kt0) * 64;
+    for (int i = threadIdx.x; i < p.M * half; i += blockDim.x) {
+      const int m = i / half, pr = i - m * half;
+      s_act[m * astride + pr] = *reinterpret_cast<const uint32_t*>(p.a + (size_t)m * p.K + kt0 * TK + 2 * pr);
+    }
+    __syncthreads();
+  }
+  float acc[4] = {0.f, 0.f, 0.f, 0.f};
+  uint32_t x = 0;
+  const int brow = ccol;
+  auto tile = [&](int kt, const Stage& s) {
+    if (MODE == 0) {
+      x ^= s.w0.x ^ s.w0.y ^ s.w0.z ^ s.w0.w ^ s.w1.x ^ s.w1.y ^ s.w1.z ^ s.w1.w ^ s.z.x ^ s.z.y ^ s.s0 ^ s.s1;
+      return;
+    }
+    const uint32_t z0 = ((s.z.x >> (4 * ccol)) & 15u) + p.zoff, z1 = ((s.z.y >> (4 * ccol)) & 15u) + p.zoff;
+    const uint32_t zh0 = 0x64006400u + z0 * 0x10001u, zh1 = 0x64006400u + z1 * 0x10001u;
+    const uint32_t zl0 = (0xd400u + 16u * z0) * 0x10001u, zl1 = (0xd400u + 16u * z1) * 0x10001u;
+    const uint32_t w0[4] = {s.w0.x, s.w0.y, s.w0.z, s.w0.w}, w1[4] = {s.w1.x, s.w1.y, s.w1.z, s.w1.w};
+    float d[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+    for (int st = 0; st < 8; ++st) {
+      const uint32_t x0 = (st & 1) ? w0[st / 2] >> 8 : w0[st / 2];
+      const uint32_t x1 = (st & 1) ? w1[st / 2] >> 8 : w1[st / 2];
+      uint32_t a[4];
+      a[0] = hsub2u(and_or(x0, 0x000f000fu, 0x64006400u), zh0);
+      a[1] = hsub2u(and_or(x1, 0x000f000fu, 0x64006400u), zh1);
+      a[2] = hfma2u(and_or(x0, 0x00f000f0u, 0x64006400u), 0x2c002c00u, zl0);
+      a[3] = hfma2u(and_or(x1, 0x00f000f0u, 0x64006400u), 0x2c002c00u, zl1);
+      uint2 b = make_uint2(0u, 0u);
+      if (brow < p.M) {
+        if (ACT == 0)
+          b = *reinterpret_cast<const uint2*>(p.a + (size_t)brow * p.K + kt * TK + 16 * st + 4 * cq);
+        else
+          b = *reinterpret_cast<const uint2*>(s_act + brow * astride + ((kt - kt0) * TK + 16 * st + 4 * cq) / 2);
+      }
+      const uint32_t bv[2] = {b.x, b.y};
+      mma16816(d, a, bv);
+    }
+    const float f0 = __half2float(__ushort_as_half((uint16_t)s.s0)), f1 = __half2float(__ushort_as_half((uint16_t)s.s1));
+    acc[0] = fmaf(d[0], f0, acc[0]);
+    acc[1] = fmaf(d[1], f0, acc[1]);
+    acc[2] = fmaf(d[2], f1, acc[2]);
+    acc[3] = fmaf(d[3], f1, acc[3]);
+  };
+  if (active) {
+    for (int kt = kt0; kt < kt1; kt += D) {
+#pragma unroll
+      for (int j = 0; j < D; ++j) {
+        if (kt + j < kt1) {
+          load(sg[(j + D - 1) % D]);
+          tile(kt + j, sg[j]);
+        }
+      }
+    }
+  }
+  if (col0 >= p.N) return;
+  float* ws = p.ws + (size_t)split * p.M * p.N;
+  if (MODE == 0) {
+    if (lane == 0) ws[col0] = (float)(x & 0xffff);
+    return;
+  }
+  /* d[0], d[1]: column ccol, rows 2 cq, 2 cq + 1; d[2], d[3]: column ccol + 8 */
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const int m = 2 * cq + (i & 1), col = col0 + ccol + 8 * (i >> 1);
+    if (m < p.M) ws[(size_t)m * p.N + col] = active ? acc[i] : 0.f;
+  }
+}
+
+/* read-only stream of the same bytes: the floor the variants are judged against */
+__global__ void __launch_bounds__(512) stream_kernel(const uint4* src, size_t n16, uint32_t* out) {
+  uint32_t x = 0;
+  const size_t stride = (size_t)gridDim.x * blockDim.x;
+  size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+  for (; i + 3 * stride < n16; i += 4 * stride) {
+    const uint4 a = src[i], b = src[i + stride], c = src[i + 2 * stride], d = src[i + 3 * stride];
+    x ^= a.x ^ a.y ^ a.z ^ a.w ^ b.x ^ b.y ^ b.z ^ b.w ^ c.x ^ c.y ^ c.z ^ c.w ^ d.x ^ d.y ^ d.z ^ d.w;
+  }
+  for (; i < n16; i += stride) {
+    const uint4 a = src[i];
+    x ^= a.x ^ a.y ^ a.z ^ a.w;
+  }
+  if (x == 0x12345678u) out[0] = x;
+}
+__global__ void empty_kernel() {}
+
+/* ---- host ------------------------------------------------------------------------------ */
+struct Problem {
+  int K, N, M;
+  size_t wbytes, zbytes, sbytes, copy_bytes; /* one copy: weights + zeros + scales, aligned */
+  int copies;
+  char* pool;
+  uint16_t* a;
+  float* ws;
+  std::vector<uint32_t> hw, hz;
+  std::vector<uint16_t> hs, ha;
+};
+
+static float h2f(uint16_t h) {
+  __half x;
+  memcpy(&x, &h, 2);
+  return __half2float(x);
+}
+static uint16_t f2h(float f) {
+  __half x = __float2half(f);
+  uint16_t h;
+  memcpy(&h, &x, 2);
+  return h;
+}
+
+/* host decode of layout 2 (gptq_mi100/layouts.py): value of (k, n) */
+static int q_at(const Problem& pr, int k, int n) {
+  const int tiles = pr.K / TK, strip = n / 16, col = n % 16, kt = k / TK, r = k % TK;
+  const int st = r / 16, q = (r % 16) / 4, j = r % 4, t = 2 * st + j / 2;
+  const size_t chunk = ((size_t)strip * tiles + kt) * 64 + q * 16 + col;
+  const uint32_t word = pr.hw[chunk * 4 + t / 4];
+  return (word >> (4 * (t % 4) + 16 * (j % 2))) & 15;
+}
+
+static std::vector<double> reference(const Problem& pr, int zoff) {
+  std::vector<double> c((size_t)pr.M * pr.N, 0.0);
+  std::vector<float> col(pr.K);
+  for (int n = 0; n < pr.N; ++n) {
+    for (int k = 0; k < pr.K; ++k) {
+      const int g = k / TK;
+      const int z = ((pr.hz[(size_t)g * (pr.N / 8) + n / 8] >> (4 * (n % 8))) & 15) + zoff;
+      col[k] = (float)(q_at(pr, k, n) - z) * h2f(pr.hs[(size_t)g * pr.N + n]);
+    }
+    for (int m = 0; m < pr.M; ++m) {
+      double s = 0;
+      for (int k = 0; k < pr.K; ++k) s += (double)col[k] * h2f(pr.ha[(size_t)m * pr.K + k]);
+      c[(size_t)m * pr.N + n] = s;
+    }
+  }
+  return c;
+}
+
+static void setup(Problem& pr, int K, int N, int M) {
+  pr.K = K, pr.N = N, pr.M = M;
+  pr.wbytes = (size_t)K * N / 2;
+  pr.zbytes = (size_t)(K / TK) * (N / 8) * 4;
+  pr.sbytes = (size_t)(K / TK) * N * 2;
+  pr.copy_bytes = (pr.wbytes + pr.zbytes + pr.sbytes + 4095) / 4096 * 4096 + 4096;
+  pr.copies = (int)std::max<size_t>(24, (512ull << 20) / pr.copy_bytes + 1);
+  uint64_t s = 0x9e3779b97f4a7c15ull ^ ((uint64_t)K << 32) ^ N;
+  auto rnd = [&]() {
+    s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+    return (uint32_t)(s >> 11);
+  };
+  pr.hw.resize(pr.wbytes / 4);
+  for (auto& w : pr.hw) w = rnd();
+  pr.hz.resize(pr.zbytes / 4);
+  for (auto& z : pr.hz) z = rnd();
+  pr.hs.resize(pr.sbytes / 2);
+  for (auto& v : pr.hs) v = f2h(0.002f + 0.008f * (rnd() % 1000) / 1000.f);
+  pr.ha.resize((size_t)M * K);
+  for (auto& v : pr.ha) v = f2h(((int)(rnd() % 2001) - 1000) / 1000.f);
+  CK(cudaMalloc(&pr.pool, pr.copy_bytes * pr.copies));
+  for (int c = 0; c < pr.copies; ++c) {
+    char* base = pr.pool + pr.copy_bytes * c;
+    CK(cudaMemcpy(base, pr.hw.data(), pr.wbytes, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(base + pr.wbytes, pr.hz.data(), pr.zbytes, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(base + pr.wbytes + pr.zbytes, pr.hs.data(), pr.sbytes, cudaMemcpyHostToDevice));
+  }
+  CK(cudaMalloc(&pr.a, pr.ha.size() * 2));
+  CK(cudaMemcpy(pr.a, pr.ha.data(), pr.ha.size() * 2, cudaMemcpyHostToDevice));
+  CK(cudaMalloc(&pr.ws, (size_t)64 * M * N * 4));
+}
+
+static Params params_of(const Problem& pr, int c, int tps) {
+  char* base = pr.pool + pr.copy_bytes * c;
+  Params p;
+  p.qw = reinterpret_cast<const uint4*>(base);
+  p.qz = reinterpret_cast<const uint32_t*>(base + pr.wbytes);
+  p.sc = reinterpret_cast<const uint16_t*>(base + pr.wbytes + pr.zbytes);
+  p.a = pr.a, p.ws = pr.ws, p.K = pr.K, p.N = pr.N, p.M = pr.M, p.tps = tps, p.zoff = 1;
+  return p;
+}
+
+/* median per-call time (us) of a graph of `copies` launches, one per copy */
+template <typename F>
+static double time_graph(int copies, F&& launch_copy) {
+  cudaStream_t st;
+  CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+  for (int c = 0; c < copies; ++c) launch_copy(c, st); /* warm */
+  CK(cudaStreamSynchronize(st));
+  cudaGraph_t g;
+  cudaGraphExec_t ge;
+  CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
+  for (int c = 0; c < copies; ++c) launch_copy(c, st);
+  CK(cudaStreamEndCapture(st, &g));
+  CK(cudaGraphInstantiate(&ge, g, 0));
+  cudaEvent_t e0, e1;
+  CK(cudaEventCreate(&e0));
+  CK(cudaEventCreate(&e1));
+  std::vector<float> t;
+  for (int r = 0; r < 21; ++r) {
+    CK(cudaEventRecord(e0, st));
+    CK(cudaGraphLaunch(ge, st));
+    CK(cudaEventRecord(e1, st));
+    CK(cudaEventSynchronize(e1));
+    float ms;
+    CK(cudaEventElapsedTime(&ms, e0, e1));
+    t.push_back(ms);
+  }
+  std::sort(t.begin(), t.end());
+  CK(cudaGraphExecDestroy(ge));
+  CK(cudaGraphDestroy(g));
+  CK(cudaStreamDestroy(st));
+  return t[t.size() / 2] * 1000.0 / copies;
+}
+
+struct Variant {
+  const char* name;
+  int mode, d, warps, act;
+  void (*fn)(Params);
+};
+#define V(MODE, D, W, MB, ACT, HINT) \
+  Variant{#MODE " D" #D " W" #W " B" #MB " act" #ACT " hint" #HINT, MODE, D, W, ACT, m1_kernel<MODE, D, W, MB, ACT, HINT>}
+
+static const Variant kVariants[] = {
+    V(0, 2, 8, 3, 0, 0), V(0, 3, 8, 3, 0, 0), V(0, 4, 8, 2, 0, 0), V(0, 6, 8, 2, 0, 0), V(0, 8, 4, 2, 0, 0),
+    V(0, 3, 8, 3, 0, 1), V(0, 4, 8, 2, 0, 1),
+    V(1, 3, 8, 3, 1, 0), V(1, 3, 8, 3, 0, 0), V(1, 4, 8, 2, 0, 0), V(1, 4, 8, 3, 0, 0), V(1, 6, 8, 2, 0, 0),
+    V(1, 6, 4, 3, 0, 0), V(1, 8, 4, 2, 0, 0), V(1, 4, 8, 2, 0, 1), V(1, 6, 8, 2, 0, 1), V(1, 4, 8, 2, 1, 0),
+    V(1, 2, 8, 3, 0, 0), V(1, 3, 4, 6, 0, 0), V(1, 4, 4, 4, 0, 0), V(0, 3, 4, 6, 0, 0),
+};
+
+int main(int argc, char** argv) {
+  std::vector<int> shapes = {5120, 12800, 1, 6400, 5120, 1, 5120, 2560, 1, 2048, 5120, 1, 4096, 28672, 1, 5120, 12800, 8};
+  if (argc > 1) {
+    shapes.clear();
+    for (int i = 1; i + 2 < argc; i += 3) {
+      shapes.push_back(atoi(argv[i]));
+      shapes.push_back(atoi(argv[i + 1]));
+      shapes.push_back(atoi(argv[i + 2]));
+    }
+  }
+  cudaDeviceProp prop;
+  CK(cudaGetDeviceProperties(&prop, 0));
+  const int sms = prop.multiProcessorCount;
+  printf("device %s, %d SMs, L2 %d MiB\n", prop.name, sms, prop.l2CacheSize >> 20);
+  for (const Variant& v : kVariants) {
+    cudaFuncAttributes fa;
+    CK(cudaFuncGetAttributes(&fa, v.fn));
+    CK(cudaFuncSetAttribute(v.fn, cudaFuncAttributeMaxDynamicSharedMemorySize, 64 * 1024));
+    int occ = 0;
+    CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, v.fn, v.warps * 32, v.act ? 16 * 1024 : 0));
+    printf("variant %-32s regs %3d spill %4d B, blocks/SM %d (%d warps)\n", v.name, fa.numRegs,
+           (int)fa.localSizeBytes, occ, occ * v.warps);
+  }
+  uint32_t* dummy;
+  CK(cudaMalloc(&dummy, 4));
+  for (size_t si = 0; si + 2 < shapes.size(); si += 3) {
+    Problem pr;
+    setup(pr, shapes[si], shapes[si + 1], shapes[si + 2]);
+    const size_t bytes = pr.wbytes + pr.zbytes + pr.sbytes;
+    const double t_empty = time_graph(pr.copies, [&](int, cudaStream_t st) { empty_kernel<<<1, 32, 0, st>>>(); });
+    const double t_stream = time_graph(pr.copies, [&](int c, cudaStream_t st) {
+      stream_kernel<<<sms * 4, 512, 0, st>>>(reinterpret_cast<const uint4*>(pr.pool + pr.copy_bytes * c), bytes / 16, dummy);
+    });
+    const double B = bytes / (t_stream - t_empty) / 1e3; /* GB/s of the read stream past the floor */
+    printf("\nshape K %d N %d M %d: %.2f MB per call, %d copies; launch floor %.2f us; read stream %.2f us "
+           "(%.0f GB/s past the floor)\n",
+           pr.K, pr.N, pr.M, bytes / 1e6, pr.copies, t_empty, t_stream, B);
+    const std::vector<double> ref = reference(pr, 1);
+    double refmax = 0;
+    for (double r : ref) refmax = std::max(refmax, std::fabs(r));
+    const int tiles = pr.K / TK, strips = pr.N / 16;
+    for (const Variant& v : kVariants) {
+      int occ = 0;
+      CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, v.fn, v.warps * 32, 0));
+      std::vector<int> split_opts;
+      for (int s : {1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32}) {
+        const int tps = (tiles + s - 1) / s;
+        const int real = (tiles + tps - 1) / tps;
+        if (real == s) split_opts.push_back(s);
+      }
+      double best = 1e30;
+      int best_s = 0;
+      char line[1024];
+      int len = 0;
+      for (int s : split_opts) {
+        const int tps = (tiles + s - 1) / s;
+        const dim3 grid((strips + v.warps - 1) / v.warps, s);
+        const size_t smem = v.act ? (size_t)pr.M * (tps * 64 + 8) * 4 : 0;
+        if (smem > 64 * 1024) continue;
+        /* check once per split count on copy 0 */
+        CK(cudaMemset(pr.ws, 0xff, (size_t)s * pr.M * pr.N * 4));
+        v.fn<<<grid, v.warps * 32, smem>>>(params_of(pr, 0, tps));
+        CK(cudaGetLastError());
+        CK(cudaDeviceSynchronize());
+        if (v.mode == 1) {
+          std::vector<float> part((size_t)s * pr.M * pr.N);
+          CK(cudaMemcpy(part.data(), pr.ws, part.size() * 4, cudaMemcpyDeviceToHost));
+          double err = 0;
+          for (size_t i = 0; i < ref.size(); ++i) {
+            double sum = 0;
+            for (int sp = 0; sp < s; ++sp) sum += part[(size_t)sp * ref.size() + i];
+            err = std::max(err, std::fabs(sum - ref[i]));
+          }
+          if (!(err <= 1e-3 * refmax)) {
+            printf("FAIL %s splits %d: max err %.3g of %.3g\n", v.name, s, err, refmax);
+            return 1;
+          }
+        }
+        const double t = time_graph(pr.copies, [&](int c, cudaStream_t st) {
+          v.fn<<<grid, v.warps * 32, smem, st>>>(params_of(pr, c, tps));
+        });
+        len += snprintf(line + len, sizeof(line) - len, " s%d:%.1f", s, t);
+        if (t < best) best = t, best_s = s;
+      }
+      printf("%-34s best %6.2f us (splits %2d, %4.0f%% of stream B past the floor) |%s\n", v.name, best, best_s,
+             100.0 * bytes / ((best - t_empty) * 1e3) / B, line);
+    }
+    CK(cudaFree(pr.pool));
+    CK(cudaFree(pr.a));
+    CK(cudaFree(pr.ws));
+  }
+  return 0;
+}
