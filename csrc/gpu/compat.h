@@ -424,6 +424,23 @@ __device__ __forceinline__ float gptq_load_coherent(const float* p) {
   return *(const volatile float*)p;
 }
 
+/* ---- weight stream loads ---------------------------------------------------------- */
+/* gptq_load_stream16(p): 16 bytes read once per call (weights). NVIDIA: read-only path
+ * without an L1 line (ld.global.nc.L1::no_allocate): the activations that every warp
+ * re-reads keep L1 (3-10% at M = 1..8, H100, benchmarks/micro/m1_stream.cu). gfx908: a
+ * plain load (global_load_dwordx4; the resource report checks it). */
+#if GPTQ_TARGET_AMD || GPTQ_EMULATE
+__device__ __forceinline__ uint4 gptq_load_stream16(const uint4* p) { return *p; }
+#else
+__device__ __forceinline__ uint4 gptq_load_stream16(const uint4* p) {
+  uint4 v;
+  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "l"(p));
+  return v;
+}
+#endif
+
 /* ---- cross-lane -------------------------------------------------------------------- */
 /* gptq_shfl_xor(v, mask): v of lane ^ mask (mask below the wave size).
  * gptq_shfl_group(v, src, width): v of lane src within each aligned group of `width` lanes

@@ -595,14 +595,19 @@ static constexpr int kMmaActElems = 8192;          /* rows x K-range activations
  * warps) where that spills nothing (M tile 8 at 4 and 8 bits), else 2 (<= 128, 16 warps);
  * gfx908 2 (<= 128 VGPRs, 2 waves per SIMD; the accumulators live in AGPRs). */
 static constexpr int kMmaMinBlocks(int mt, int bits) {
-  return (!GPTQ_TARGET_AMD && mt == 8 && bits >= 4) ? 3 : (mt >= 32 && !GPTQ_TARGET_AMD) ? 1 : 2;
+  return (!GPTQ_TARGET_AMD && mt == 8 && bits >= 4) ? 4 : (mt >= 32 && !GPTQ_TARGET_AMD) ? 1 : 2;
 }
 /* Row tiles: multiples of the instruction's rows up to 16 (NVIDIA 8 and 16, gfx908 16). */
 static constexpr int kMmaMinRowTile = GPTQ_MMA_ROWS;
 /* Tiles per wave in registers or in flight: the one computed and kMmaStages - 1 ahead,
  * weights and their zeros/scales alike (a dependent zero/scale load costs a full HBM
- * latency per tile). */
-static constexpr int kMmaStages = 3;
+ * latency per tile). NVIDIA narrow tiles 2: with more, ptxas's shared load scoreboards made
+ * tiles wait for loads issued after theirs (benchmarks/micro/m1_stream.cu, NOTES 24). */
+static constexpr int kMmaStagesNarrow = GPTQ_TARGET_AMD ? 3 : 1, kMmaStagesWide = 3;
+/* Where a narrow tile's B operands come from: the split's activations staged in LDS (act-
+ * order gathers there; gfx908 always), or 8-byte loads straight from a (L1 hits: no block
+ * barrier; NVIDIA, when a is in order and 8-byte aligned). Wide tiles always read a. */
+enum { kMmaBStaged = 0, kMmaBGlobal = 1 };
 
 /* The two (q - z) pairs of step `st` in a chunk word (pairs 2st, 2st + 1 of the chunk at
  * positions p, p + 1 of word (2st) / PPW), as A registers (fp16, or bf16 for bf16
@@ -643,7 +648,7 @@ __device__ __forceinline__ void tp_mma_step_pairs(uint32_t w, int st, tp_zero z,
   }
 }
 
-template <int BITS, int ACT, int MT>
+template <int BITS, int ACT, int MT, int BSRC>
 __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_transposed_mma_kernel(tp_args p) {
   constexpr int TK = 512 / BITS, STEPS = TK / 16, PPW = 16 / BITS;
   constexpr int CPL = GPTQ_MMA_CHUNKS, DS = GPTQ_MMA_DSCALES, ROWS = GPTQ_MMA_ROWS;
@@ -654,9 +659,11 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
    * LDS would cut splits to one tile of K at 64 rows, and staging chunks of it cost a block
    * barrier per chunk with its load latency exposed (NOTES entry 18). */
   constexpr bool kWide = MT > 16;
+  constexpr bool kBGlobal = kWide || BSRC == kMmaBGlobal;
+  constexpr int kMmaStages = kWide ? kMmaStagesWide : kMmaStagesNarrow;
   static_assert(MT % ROWS == 0 && (MT <= 16 || MT == 32 || MT == 64), "row tile: whole instructions");
   /* rows x half pairs, each row padded to 8 (mod 32) words: conflict-free 8-byte reads */
-  __shared__ __align__(16) uint32_t s_act[kWide ? 4 : kMmaActElems / 2 + 40 * MT];
+  __shared__ __align__(16) uint32_t s_act[kBGlobal ? 4 : kMmaActElems / 2 + 40 * MT];
   __shared__ int s_last;
 
   const int t = threadIdx.x, wave = gptq_wave_uniform((int)(threadIdx.x / WAVE)), lane = (int)(threadIdx.x % WAVE);
@@ -720,7 +727,7 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
 #pragma unroll
     for (int c = 0; c < CPL; ++c)
       if (on[c]) {
-        sg.w[c] = wq[CSTEP * c];
+        sg.w[c] = gptq_load_stream16(wq + CSTEP * c);
         sg.z[c] = (uint32_t)zq[zword(c)];
       }
 #pragma unroll
@@ -752,7 +759,7 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
 #pragma unroll
   for (int i = 0; i < kMmaStages - 1; ++i) load_next_stage(sg[i]);
 
-  if constexpr (!kWide) {
+  if constexpr (!kBGlobal) {
     tp_stage_act<8, ACT>(s_act, stride, p, (int64_t)kt0 * TK, half, rows, rows);
     __syncthreads();
   }
@@ -827,9 +834,9 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
    * rows 8-byte aligned, k in order; the launcher gathers a into the workspace otherwise) */
   auto tile = [&](int kt, const stage& cur, auto split_groups) {
     tile_begin(kt, cur);
-    const uint32_t* arow = kWide ? reinterpret_cast<const uint32_t*>(p.a + (p.m0 + brow) * p.lda + kt * TK + bk)
+    const uint32_t* arow = kBGlobal ? reinterpret_cast<const uint32_t*>(p.a + (p.m0 + brow) * p.lda + kt * TK + bk)
                                  : s_act + brow * stride + ((kt - kt0) * TK + bk) / 2;
-    const int bstride = kWide ? (int)(p.lda / 2) : stride;
+    const int bstride = kBGlobal ? (int)(p.lda / 2) : stride;
     /* a 2-bit tile (32 steps) fully unrolled at 64 rows spills on sm_90: 8 steps at a time */
     constexpr int kStepUnroll = (kWide && BITS == 2) ? 8 : STEPS;
 #pragma unroll kStepUnroll
@@ -1024,14 +1031,16 @@ static int tp_feed(gptq_gpu_kernel kernel, const gptq_gpu_tile* tile) {
 
 /* Row tiles are whole instructions: NVIDIA 8, 16, 32, 64; gfx908 16, 32, 64 (no 8 there). */
 template <int B, int A, int M>
-static tp_kernel_fn tp_mma_fn() {
-  if constexpr (M % GPTQ_MMA_ROWS == 0) return gptq_transposed_mma_kernel<B, A, M>;
-  else return nullptr;
+static tp_kernel_fn tp_mma_fn(bool b_global) {
+  if constexpr (M % GPTQ_MMA_ROWS != 0) return nullptr;
+  else if constexpr (M > 16) return gptq_transposed_mma_kernel<B, A, M, kMmaBGlobal>;
+  else if constexpr (GPTQ_TARGET_AMD) return gptq_transposed_mma_kernel<B, A, M, kMmaBStaged>;
+  else return b_global ? gptq_transposed_mma_kernel<B, A, M, kMmaBGlobal> : gptq_transposed_mma_kernel<B, A, M, kMmaBStaged>;
 }
 
-static tp_kernel_fn tp_mma_pick(int bits, int act, int mt) {
+static tp_kernel_fn tp_mma_pick(int bits, int act, int mt, bool b_global) {
 #define GPTQ_TP_CASE(B, A, M) \
-  if (bits == B && act == A && mt == M) return tp_mma_fn<B, A, M>();
+  if (bits == B && act == A && mt == M) return tp_mma_fn<B, A, M>(b_global);
 #define GPTQ_TP_CASES(B, A) GPTQ_TP_CASE(B, A, 8) GPTQ_TP_CASE(B, A, 16) GPTQ_TP_CASE(B, A, 32) GPTQ_TP_CASE(B, A, 64)
   GPTQ_TP_CASES(2, kTpF16) GPTQ_TP_CASES(2, kTpBF16)
   GPTQ_TP_CASES(4, kTpF16) GPTQ_TP_CASES(4, kTpBF16)
@@ -1064,9 +1073,10 @@ static void tp_split(tp_plan* pl, const gptq_problem* p, int64_t tiles, int64_t 
   pl->ws_bytes = pl->splits > 1 ? (size_t)pl->splits * (size_t)p->m * (size_t)p->n * sizeof(float) : 0;
 }
 
-/* The wide mma tiles load 4 activations (8 bytes) per lane: a permuted or unaligned a is
- * gathered into the workspace first (one small extra launch). */
-static bool tp_wide_needs_gather(const gptq_problem* p) {
+/* The mma tiles that read a directly load 4 activations (8 bytes) per lane: wide tiles
+ * gather a permuted or unaligned a into the workspace first (one small extra launch);
+ * narrow tiles stage it in LDS instead. */
+static bool tp_a_not_direct(const gptq_problem* p) {
   return p->a_perm || (p->lda & 3) || ((uintptr_t)p->a & 7u);
 }
 
@@ -1088,17 +1098,18 @@ static tp_plan tp_make_plan(const gptq_problem* p, gptq_gpu_kernel kernel, const
             : p->m <= kMmaMinRowTile ? kMmaMinRowTile
             : (p->m <= 16 || GPTQ_TARGET_AMD) ? 16 : 32;
     const int64_t rows = p->m < pl.mt ? p->m : pl.mt;
-    pl.fn = tp_mma_pick(p->bits, act, pl.mt);
+    const bool b_global = pl.mt > 16 || (!GPTQ_TARGET_AMD && !tp_a_not_direct(p));
+    pl.fn = tp_mma_pick(p->bits, act, pl.mt, b_global);
     pl.grid_x = tp_ceil_div(tp_ceil_div(p->n, 16), kMmaWaves);
     /* one wave of resident blocks when the strip groups alone are too few: whole waves
      * only (a partial second wave would cost as much as a full one) */
-    static int resident[2][4][9]; /* [act][row tile 8/16/32/64][bits], 0 = not asked yet */
-    int& r = resident[act][pl.mt == 8 ? 0 : pl.mt == 16 ? 1 : pl.mt == 32 ? 2 : 3][p->bits];
+    static int resident[2][2][4][9]; /* [B source][act][row tile 8/16/32/64][bits], 0 = not asked yet */
+    int& r = resident[b_global][act][pl.mt == 8 ? 0 : pl.mt == 16 ? 1 : pl.mt == 32 ? 2 : 3][p->bits];
     if (!r && pl.fn) r = gptq_resident_blocks(pl.fn, kTpThreads);
     const int64_t fill = want_splits ? want_splits : (int64_t)sm_count * (r > 0 ? r : 1) / pl.grid_x;
-    /* wide row tiles read activations from global memory: any split length */
-    tp_split(&pl, p, tiles, pl.mt > 16 ? tiles : kMmaActElems / (rows * tk), fill);
-    if (pl.mt > 16 && tp_wide_needs_gather(p)) {
+    /* tiles that read activations from global memory: any split length */
+    tp_split(&pl, p, tiles, b_global ? tiles : kMmaActElems / (rows * tk), fill);
+    if (pl.mt > 16 && tp_a_not_direct(p)) {
       pl.gather = true;
       pl.gather_offset = (pl.ws_bytes + 15) & ~(size_t)15;
       pl.ws_bytes = pl.gather_offset + (size_t)p->m * (size_t)p->k * sizeof(uint16_t);
