@@ -98,8 +98,9 @@ struct Stage {
   uint32_t s0, s1; /* scale bits of columns col, col + 8 */
 };
 
-template <int MODE, int D, int WARPS, int MINB, int ACT, int HINT>
+template <int MODE, int D, int WARPS, int MINB, int ACT, int HINT, int NB = 1>
 __global__ void __launch_bounds__(WARPS * 32, MINB) m1_kernel(Params p) {
+  static_assert(NB == 1 || ACT == 0, "row tiles of 16+ (NB mma per step) read B from L1");
   extern __shared__ __align__(16) uint32_t s_act[]; /* ACT 1: [M][tps * 64 + 8] fp16 pairs */
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int strip = blockIdx.x * WARPS + warp, split = blockIdx.y;
@@ -144,7 +145,7 @@ __global__ void __launch_bounds__(WARPS * 32, MINB) m1_kernel(Params p) {
     }
     __syncthreads();
   }
-  float acc[4] = {0.f, 0.f, 0.f, 0.f};
+  float acc[NB][4] = {};
   uint32_t x = 0;
   auto tile = [&](int kt, const Stage<ACT>& s) {
     if (MODE == 0) {
@@ -155,7 +156,7 @@ __global__ void __launch_bounds__(WARPS * 32, MINB) m1_kernel(Params p) {
     const uint32_t zh0 = 0x64006400u + z0 * 0x10001u, zh1 = 0x64006400u + z1 * 0x10001u;
     const uint32_t zl0 = (0xd400u + 16u * z0) * 0x10001u, zl1 = (0xd400u + 16u * z1) * 0x10001u;
     const uint32_t w0[4] = {s.w0.x, s.w0.y, s.w0.z, s.w0.w}, w1[4] = {s.w1.x, s.w1.y, s.w1.z, s.w1.w};
-    float d[4] = {0.f, 0.f, 0.f, 0.f};
+    float d[NB][4] = {};
 #pragma unroll
     for (int st = 0; st < 8; ++st) {
       const uint32_t x0 = (st & 1) ? w0[st / 2] >> 8 : w0[st / 2];
@@ -165,23 +166,30 @@ __global__ void __launch_bounds__(WARPS * 32, MINB) m1_kernel(Params p) {
       a[1] = hsub2u(and_or(x1, 0x000f000fu, 0x64006400u), zh1);
       a[2] = hfma2u(and_or(x0, 0x00f000f0u, 0x64006400u), 0x2c002c00u, zl0);
       a[3] = hfma2u(and_or(x1, 0x00f000f0u, 0x64006400u), 0x2c002c00u, zl1);
-      uint2 b = make_uint2(0u, 0u);
-      if (ACT == 2) {
-        b = s.b[st];
-      } else if (brow < p.M) {
-        if (ACT == 0)
-          b = *reinterpret_cast<const uint2*>(p.a + (size_t)brow * p.K + kt * TK + 16 * st + 4 * cq);
-        else
-          b = *reinterpret_cast<const uint2*>(s_act + brow * astride + ((kt - kt0) * TK + 16 * st + 4 * cq) / 2);
+#pragma unroll
+      for (int nb = 0; nb < NB; ++nb) {
+        uint2 b = make_uint2(0u, 0u);
+        const int row = brow + 8 * nb;
+        if (ACT == 2) {
+          b = s.b[st];
+        } else if (row < p.M) {
+          if (ACT == 0)
+            b = *reinterpret_cast<const uint2*>(p.a + (size_t)row * p.K + kt * TK + 16 * st + 4 * cq);
+          else
+            b = *reinterpret_cast<const uint2*>(s_act + row * astride + ((kt - kt0) * TK + 16 * st + 4 * cq) / 2);
+        }
+        const uint32_t bv[2] = {b.x, b.y};
+        mma16816(d[nb], a, bv);
       }
-      const uint32_t bv[2] = {b.x, b.y};
-      mma16816(d, a, bv);
     }
     const float f0 = __half2float(__ushort_as_half((uint16_t)s.s0)), f1 = __half2float(__ushort_as_half((uint16_t)s.s1));
-    acc[0] = fmaf(d[0], f0, acc[0]);
-    acc[1] = fmaf(d[1], f0, acc[1]);
-    acc[2] = fmaf(d[2], f1, acc[2]);
-    acc[3] = fmaf(d[3], f1, acc[3]);
+#pragma unroll
+    for (int nb = 0; nb < NB; ++nb) {
+      acc[nb][0] = fmaf(d[nb][0], f0, acc[nb][0]);
+      acc[nb][1] = fmaf(d[nb][1], f0, acc[nb][1]);
+      acc[nb][2] = fmaf(d[nb][2], f1, acc[nb][2]);
+      acc[nb][3] = fmaf(d[nb][3], f1, acc[nb][3]);
+    }
   };
   if (active) {
     for (int kt = kt0; kt < kt1; kt += D) {
@@ -202,10 +210,12 @@ __global__ void __launch_bounds__(WARPS * 32, MINB) m1_kernel(Params p) {
   }
   /* d[0], d[1]: column ccol, rows 2 cq, 2 cq + 1; d[2], d[3]: column ccol + 8 */
 #pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const int m = 2 * cq + (i & 1), col = col0 + ccol + 8 * (i >> 1);
-    if (m < p.M) ws[(size_t)m * p.N + col] = active ? acc[i] : 0.f;
-  }
+  for (int nb = 0; nb < NB; ++nb)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int m = 8 * nb + 2 * cq + (i & 1), col = col0 + ccol + 8 * (i >> 1);
+      if (m < p.M) ws[(size_t)m * p.N + col] = active ? acc[nb][i] : 0.f;
+    }
 }
 
 /* read-only stream of the same bytes: the floor the variants are judged against */
@@ -353,15 +363,19 @@ static double time_graph(int copies, F&& launch_copy) {
 
 struct Variant {
   const char* name;
-  int mode, d, warps, act;
+  int mode, d, warps, act, nb; /* nb: mma per step (row tile 8 nb); runs where 8 (nb - 1) < M <= 8 nb */
   void (*fn)(Params);
 };
 #define V(MODE, D, W, MB, ACT, HINT) \
-  Variant{#MODE " D" #D " W" #W " B" #MB " act" #ACT " hint" #HINT, MODE, D, W, ACT, m1_kernel<MODE, D, W, MB, ACT, HINT>}
+  Variant{#MODE " D" #D " W" #W " B" #MB " act" #ACT " hint" #HINT, MODE, D, W, ACT, 1, m1_kernel<MODE, D, W, MB, ACT, HINT>}
+#define VR(NB, D, W, MB) \
+  Variant{"1 mt" #NB "x8 D" #D " W" #W " B" #MB " act0 hint1", 1, D, W, 0, NB, m1_kernel<1, D, W, MB, 0, 1, NB>}
 
 static const Variant kVariants[] = {
     V(0, 2, 8, 3, 0, 0), V(1, 2, 8, 3, 0, 1), V(1, 1, 8, 4, 0, 0), V(1, 1, 8, 4, 0, 1), V(1, 1, 8, 4, 1, 1),
     V(1, 1, 4, 8, 0, 1), V(1, 1, 8, 3, 0, 1), V(1, 1, 8, 5, 0, 1), V(1, 2, 4, 6, 0, 1),
+    VR(2, 1, 8, 3), VR(2, 1, 8, 2), VR(2, 2, 8, 2), VR(4, 1, 8, 2), VR(4, 1, 8, 1), VR(4, 2, 8, 1), VR(4, 3, 8, 1),
+    VR(8, 1, 8, 1), VR(8, 2, 8, 1), VR(8, 1, 4, 2), VR(8, 3, 8, 1),
 };
 
 int main(int argc, char** argv) {
@@ -406,6 +420,7 @@ int main(int argc, char** argv) {
     for (double r : ref) refmax = std::max(refmax, std::fabs(r));
     const int tiles = pr.K / TK, strips = pr.N / 16;
     for (const Variant& v : kVariants) {
+      if (pr.M > 8 * v.nb || (v.nb > 1 && pr.M <= 8 * (v.nb / 2))) continue; /* row tile for this M */
       int occ = 0;
       CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, v.fn, v.warps * 32, 0));
       std::vector<int> split_opts;
