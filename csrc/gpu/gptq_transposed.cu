@@ -569,20 +569,23 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kTpMinBlocksFeed(MT, FEED)) void gptq_
  *           loads cover the whole tile                                  grid.y = K split
  *   per 16-row step, per GPTQ_MMA_ROWS activation rows, one matrix instruction with the
  *     roles swapped ("swap AB"): A = W^T, the 16 columns x 16 k of the tile (the lane's
- *     chunks, exact (q - z) pairs), B = activations^T, 16 k x ROWS rows (one 8-byte LDS
- *     load: row = the lane's chunk column, k = 4 q), D = fp32: NVIDIA mma.sync m16n8k16
+ *     chunks, exact (q - z) pairs), B = activations^T, 16 k x ROWS rows (one 8-byte load
+ *     from LDS or a: row = the lane's chunk column, k = 4 q), D = fp32: NVIDIA mma.sync m16n8k16
  *     (8 rows), gfx908 v_mfma_f32_16x16x16f16 (16 rows); compat.h holds both islands.
  *     D accumulates a group in fp32, then x the D column's scale into acc.
  *   NVIDIA: M <= 8 costs what M = 1 costs, 9..16 a second mma per step; gfx908: M <= 16 one
  *   MFMA per step. Row tiles 32 and 64 (one weight pass for M <= 64) take B straight from
  *   global memory instead of LDS. More rows: passes of the row tile.
  *
- * Bytes in flight: each lane keeps the next two tiles (chunks, zero words, scales) in
- * flight, 2 KiB per wave. H200: 3 blocks/SM (<= 80 registers) = 24 warps = 48 KiB per SM,
- * above the ~30 KiB that ~4 TB/s x ~1 us loaded latency needs per SM. Measured there
- * (benchmarks/NOTES.md, entry 7): issue-bound, ~240 warp-instructions per 1 KiB tile at ~0.45
- * per scheduler-cycle; deeper prefetch (L2) made it slower, not faster. gfx908 (reasoned,
- * not measured, NOTES entry 11): 2 blocks/CU = 8 waves x 2 KiB = 16 KiB per CU in flight,
+ * Bytes in flight. NVIDIA narrow tiles (M <= 16): a wave loads a tile (1 KiB, 16-byte
+ * loads that skip L1) and then uses it; B comes straight from a (L1 hits) unless act-order
+ * or alignment needs the LDS staging. Latency is hidden by occupancy: row tile 8 runs 4
+ * blocks = 32 warps per SM (63 registers), 32 KiB per SM in flight, above the ~23 KiB that
+ * ~3 TB/s x ~1 us loaded latency needs per SM of an H100 (H200: ~30 KiB at 4 TB/s). A
+ * register ring of tiles ahead measured slower (NOTES 24): ptxas shares load scoreboards
+ * between the ring and the tile's own loads, so a tile waited for loads issued after it.
+ * Wide tiles keep a 3-deep ring. gfx908 (reasoned, not measured, NOTES entry 11): a 3-deep
+ * ring, 2 blocks/CU = 8 waves x 2 KiB = 16 KiB per CU in flight,
  * against ~8 KiB that 1.2 TB/s x ~700 cycles needs per CU; one MFMA 16x16x16 (32 cycles) and
  * ~4 VALU per step: 8 steps of a 4-bit tile cost ~290 SIMD cycles against ~610 cycles for a
  * CU's four SIMDs to receive their four 1 KiB tiles from HBM: memory-bound through M = 16.
@@ -591,7 +594,7 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kTpMinBlocksFeed(MT, FEED)) void gptq_
  */
 static constexpr int kMmaWaves = GPTQ_TARGET_AMD ? kTpThreads / 64 : kTpThreads / 32; /* strips per block */
 static constexpr int kMmaActElems = 8192;          /* rows x K-range activations per block */
-/* Resident blocks per SM/CU the register cap must allow: NVIDIA 3 (<= 80 registers, 24
+/* Resident blocks per SM/CU the register cap must allow: NVIDIA 4 (<= 64 registers, 32
  * warps) where that spills nothing (M tile 8 at 4 and 8 bits), else 2 (<= 128, 16 warps);
  * gfx908 2 (<= 128 VGPRs, 2 waves per SIMD; the accumulators live in AGPRs). */
 static constexpr int kMmaMinBlocks(int mt, int bits) {
