@@ -598,7 +598,7 @@ static constexpr int kMmaActElems = 8192;          /* rows x K-range activations
  * warps) where that spills nothing (M tile 8 at 4 and 8 bits), else 2 (<= 128, 16 warps);
  * gfx908 2 (<= 128 VGPRs, 2 waves per SIMD; the accumulators live in AGPRs). */
 static constexpr int kMmaMinBlocks(int mt, int bits) {
-  return (!GPTQ_TARGET_AMD && mt == 8 && bits >= 4) ? 4 : (mt >= 32 && !GPTQ_TARGET_AMD) ? 1 : 2;
+  return (!GPTQ_TARGET_AMD && mt == 8 && bits >= 4) ? 4 : (mt >= 64 && !GPTQ_TARGET_AMD) ? 1 : 2;
 }
 /* Row tiles: multiples of the instruction's rows up to 16 (NVIDIA 8 and 16, gfx908 16). */
 static constexpr int kMmaMinRowTile = GPTQ_MMA_ROWS;
@@ -606,7 +606,7 @@ static constexpr int kMmaMinRowTile = GPTQ_MMA_ROWS;
  * weights and their zeros/scales alike (a dependent zero/scale load costs a full HBM
  * latency per tile). NVIDIA narrow tiles 2: with more, ptxas's shared load scoreboards made
  * tiles wait for loads issued after theirs (benchmarks/micro/m1_stream.cu, NOTES 24). */
-static constexpr int kMmaStagesNarrow = GPTQ_TARGET_AMD ? 3 : 1, kMmaStagesWide = 3;
+static constexpr int kMmaStagesNarrow = GPTQ_TARGET_AMD ? 3 : 1, kMmaStagesWide = GPTQ_TARGET_AMD ? 3 : 1;
 /* Where a narrow tile's B operands come from: the split's activations staged in LDS (act-
  * order gathers there; gfx908 always), or 8-byte loads straight from a (L1 hits: no block
  * barrier; NVIDIA, when a is in order and 8-byte aligned). Wide tiles always read a. */
