@@ -103,7 +103,8 @@ def test_vector_family_matches_reference(emulator, tmp_path, case):
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"w{c[0]}-g{c[3]}{'-ao' if c[4] else ''}")
 def test_matrix_kernel_matches_reference(emulator, tmp_path, case):
     """transposed_mma through the emulated mma.sync (warp32) and MFMA (wave64) fragments, its
-    narrow (LDS-staged) and wide (B from global memory; act-order: gathered first) row tiles, fp16 and bf16 activations, bf16 scales."""
+    row tiles (B staged in LDS: wave64's narrow tiles; B from global memory: warp32's and the
+    wide tiles, a permuted a gathered first), fp16 and bf16 activations, bf16 scales."""
     wave, exe = emulator
     bits, k, n, gs, act, v2 = case
     seed = seed_of("emu-mma", wave, *case)

@@ -12,6 +12,9 @@
 #   sanitize  tools/sanitize.sh (planted bug, memcheck, initcheck, racecheck)
 #   longrun   tests/test_long_run.py with GPTQ_MI100_LONG_RUN=100000
 #   variants  bench_gemm: every layout-2 kernel against exllama, fp16 and int4 at decode M
+#   issue10   bench_gemm for issue 10's table: qwen3-32b-tp4 + Llama-3-8B gate_up, W4/W8,
+#             M 1..64, auto exllama fp16_linear int4pack; then W4 M 1..8 auto with act-order
+#             and with bf16; benchmarks/issue10_targets.py and issue11_targets.py tables
 #   issue11   bench_gemm at M 1..512 for auto and transposed_mma's wide tiles, then
 #             benchmarks/issue11_targets.py's table (targets.md)
 #   tune      `python -m gptq_mi100 tune` on the Qwen3-32B TP=4 shapes (its wall time is a target)
@@ -130,6 +133,19 @@ for part in "$@"; do
         --shapes qwen3-32b-tp4 --bits 4 --m 1 4 8 16 --no-plot --out-dir "$dest/variants" \
         --kernels transposed_mma transposed vectorized vectorized:load=8 coalesced warp_shuffle exllama \
         fp16_linear int4pack ;;
+    issue10)
+      i10=(python3 -m benchmarks.bench_gemm --device cuda --shapes qwen3-32b-tp4 4096x28672 --no-plot)
+      run_part issue10-main "${ISSUE10_LIMIT:-240}" "${i10[@]}" --bits 4 8 --m 1 2 4 8 16 32 64 \
+        --out-dir "$dest/issue10/main" --kernels auto exllama fp16_linear int4pack
+      run_part issue10-ao 90 "${i10[@]}" --bits 4 --m 1 2 4 8 --act-order --out-dir "$dest/issue10/ao" \
+        --kernels auto
+      run_part issue10-bf16 90 "${i10[@]}" --bits 4 --m 1 2 4 8 --activations bfloat16 \
+        --out-dir "$dest/issue10/bf16" --kernels auto
+      r="$dest/issue10"
+      [ -f "$r/main/results.json" ] && python3 -m benchmarks.issue10_targets "$r/main/results.json" \
+        $([ -f "$r/ao/results.json" ] && echo --act-order "$r/ao/results.json") \
+        $([ -f "$r/bf16/results.json" ] && echo --bf16 "$r/bf16/results.json") > "$r/targets_issue10.md" &&
+        python3 -m benchmarks.issue11_targets "$r/main/results.json" > "$r/targets_issue11.md" ;;
     issue11)
       run_part issue11 "${ISSUE11_LIMIT:-300}" python3 -m benchmarks.bench_gemm --device cuda \
         --shapes qwen3-32b-tp4 4096x28672 --bits 4 8 --m 1 8 16 32 64 128 512 --no-plot \
@@ -141,7 +157,7 @@ for part in "$@"; do
     tune)
       run_part tune 180 python3 -m gptq_mi100 tune --device cuda --out "$dest/tune/table.json" ;;
     *)
-      echo "device_session: unknown part '$part' (tests, tests-a, tests-b, forced, sanitize, profile, stalls, dequant, minilm, longrun, variants, issue11, tune)" >&2
+      echo "device_session: unknown part '$part' (tests, tests-a, tests-b, forced, sanitize, profile, stalls, dequant, minilm, longrun, variants, issue10, issue11, tune)" >&2
       exit 2 ;;
   esac
 done

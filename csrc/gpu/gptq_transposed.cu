@@ -607,10 +607,13 @@ static constexpr int kMmaMinRowTile = GPTQ_MMA_ROWS;
  * latency per tile). NVIDIA narrow tiles 2: with more, ptxas's shared load scoreboards made
  * tiles wait for loads issued after theirs (benchmarks/micro/m1_stream.cu, NOTES 24). */
 static constexpr int kMmaStagesNarrow = GPTQ_TARGET_AMD ? 3 : 1, kMmaStagesWide = GPTQ_TARGET_AMD ? 3 : 1;
-/* Where a narrow tile's B operands come from: the split's activations staged in LDS (act-
- * order gathers there; gfx908 always), or 8-byte loads straight from a (L1 hits: no block
- * barrier; NVIDIA, when a is in order and 8-byte aligned). Wide tiles always read a. */
+/* Where B operands come from: the split's activations staged in LDS (gfx908 narrow tiles,
+ * a_perm gathered there), or 8-byte loads straight from a, L1 hits with no block barrier
+ * (wide tiles; every NVIDIA tile: LDS staging measured ~20% slower there, m1_stream act1).
+ * Tiles reading a directly need it in order and 8-byte aligned: the launcher gathers a
+ * permuted or unaligned a into the workspace first (one small extra launch). */
 enum { kMmaBStaged = 0, kMmaBGlobal = 1 };
+static constexpr bool kMmaBFromGlobal(int mt) { return mt > 16 || !GPTQ_TARGET_AMD; }
 
 /* The two (q - z) pairs of step `st` in a chunk word (pairs 2st, 2st + 1 of the chunk at
  * positions p, p + 1 of word (2st) / PPW), as A registers (fp16, or bf16 for bf16
@@ -907,7 +910,7 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
   if (t == 0) p.counters[blockIdx.x] = 0u; /* ready for the next launch on this stream */
 }
 
-/* ---- activations for the wide mma tiles: dst[m, k] = a[m, a_perm ? a_perm[k] : k] ------
+/* ---- activations for the mma tiles that read a directly: dst[m, k] = a[m, a_perm[k]] ----
  * (dense rows of K, 8-byte aligned), when a is permuted or its rows are not 8-byte aligned */
 __global__ void gptq_transposed_gather_act_kernel(tp_args p, uint16_t* dst) {
   const int64_t k = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; /* grid.x covers K */
@@ -1034,16 +1037,15 @@ static int tp_feed(gptq_gpu_kernel kernel, const gptq_gpu_tile* tile) {
 
 /* Row tiles are whole instructions: NVIDIA 8, 16, 32, 64; gfx908 16, 32, 64 (no 8 there). */
 template <int B, int A, int M>
-static tp_kernel_fn tp_mma_fn(bool b_global) {
+static tp_kernel_fn tp_mma_fn() {
   if constexpr (M % GPTQ_MMA_ROWS != 0) return nullptr;
-  else if constexpr (M > 16) return gptq_transposed_mma_kernel<B, A, M, kMmaBGlobal>;
-  else if constexpr (GPTQ_TARGET_AMD) return gptq_transposed_mma_kernel<B, A, M, kMmaBStaged>;
-  else return b_global ? gptq_transposed_mma_kernel<B, A, M, kMmaBGlobal> : gptq_transposed_mma_kernel<B, A, M, kMmaBStaged>;
+  else if constexpr (kMmaBFromGlobal(M)) return gptq_transposed_mma_kernel<B, A, M, kMmaBGlobal>;
+  else return gptq_transposed_mma_kernel<B, A, M, kMmaBStaged>;
 }
 
-static tp_kernel_fn tp_mma_pick(int bits, int act, int mt, bool b_global) {
+static tp_kernel_fn tp_mma_pick(int bits, int act, int mt) {
 #define GPTQ_TP_CASE(B, A, M) \
-  if (bits == B && act == A && mt == M) return tp_mma_fn<B, A, M>(b_global);
+  if (bits == B && act == A && mt == M) return tp_mma_fn<B, A, M>();
 #define GPTQ_TP_CASES(B, A) GPTQ_TP_CASE(B, A, 8) GPTQ_TP_CASE(B, A, 16) GPTQ_TP_CASE(B, A, 32) GPTQ_TP_CASE(B, A, 64)
   GPTQ_TP_CASES(2, kTpF16) GPTQ_TP_CASES(2, kTpBF16)
   GPTQ_TP_CASES(4, kTpF16) GPTQ_TP_CASES(4, kTpBF16)
@@ -1060,7 +1062,7 @@ struct tp_plan {
   int splits;           /* grid.y */
   int tiles_per_split;
   size_t ws_bytes;      /* split partials, then the gathered activations (if any) */
-  bool gather;          /* the wide tile reads a copy of a at gather_offset */
+  bool gather;          /* the tile reads a dense copy of a at gather_offset */
   size_t gather_offset;
 };
 
@@ -1076,9 +1078,7 @@ static void tp_split(tp_plan* pl, const gptq_problem* p, int64_t tiles, int64_t 
   pl->ws_bytes = pl->splits > 1 ? (size_t)pl->splits * (size_t)p->m * (size_t)p->n * sizeof(float) : 0;
 }
 
-/* The mma tiles that read a directly load 4 activations (8 bytes) per lane: wide tiles
- * gather a permuted or unaligned a into the workspace first (one small extra launch);
- * narrow tiles stage it in LDS instead. */
+/* Tiles that read a directly load 4 activations (8 bytes) per lane (kMmaBFromGlobal). */
 static bool tp_a_not_direct(const gptq_problem* p) {
   return p->a_perm || (p->lda & 3) || ((uintptr_t)p->a & 7u);
 }
@@ -1101,18 +1101,18 @@ static tp_plan tp_make_plan(const gptq_problem* p, gptq_gpu_kernel kernel, const
             : p->m <= kMmaMinRowTile ? kMmaMinRowTile
             : (p->m <= 16 || GPTQ_TARGET_AMD) ? 16 : 32;
     const int64_t rows = p->m < pl.mt ? p->m : pl.mt;
-    const bool b_global = pl.mt > 16 || (!GPTQ_TARGET_AMD && !tp_a_not_direct(p));
-    pl.fn = tp_mma_pick(p->bits, act, pl.mt, b_global);
+    const bool b_global = kMmaBFromGlobal(pl.mt);
+    pl.fn = tp_mma_pick(p->bits, act, pl.mt);
     pl.grid_x = tp_ceil_div(tp_ceil_div(p->n, 16), kMmaWaves);
     /* one wave of resident blocks when the strip groups alone are too few: whole waves
      * only (a partial second wave would cost as much as a full one) */
-    static int resident[2][2][4][9]; /* [B source][act][row tile 8/16/32/64][bits], 0 = not asked yet */
-    int& r = resident[b_global][act][pl.mt == 8 ? 0 : pl.mt == 16 ? 1 : pl.mt == 32 ? 2 : 3][p->bits];
+    static int resident[2][4][9]; /* [act][row tile 8/16/32/64][bits], 0 = not asked yet */
+    int& r = resident[act][pl.mt == 8 ? 0 : pl.mt == 16 ? 1 : pl.mt == 32 ? 2 : 3][p->bits];
     if (!r && pl.fn) r = gptq_resident_blocks(pl.fn, kTpThreads);
     const int64_t fill = want_splits ? want_splits : (int64_t)sm_count * (r > 0 ? r : 1) / pl.grid_x;
     /* tiles that read activations from global memory: any split length */
     tp_split(&pl, p, tiles, b_global ? tiles : kMmaActElems / (rows * tk), fill);
-    if (pl.mt > 16 && tp_a_not_direct(p)) {
+    if (b_global && tp_a_not_direct(p)) {
       pl.gather = true;
       pl.gather_offset = (pl.ws_bytes + 15) & ~(size_t)15;
       pl.ws_bytes = pl.gather_offset + (size_t)p->m * (size_t)p->k * sizeof(uint16_t);
