@@ -15,6 +15,7 @@
 #   issue10   bench_gemm for issue 10's table: qwen3-32b-tp4 + Llama-3-8B gate_up, W4/W8,
 #             M 1..64, auto exllama fp16_linear int4pack; then W4 M 1..8 auto with act-order
 #             and with bf16; benchmarks/issue10_targets.py and issue11_targets.py tables
+#             (ISSUE10_M, ISSUE10_KERNELS narrow the main run)
 #   issue11   bench_gemm at M 1..512 for auto and transposed_mma's wide tiles, then
 #             benchmarks/issue11_targets.py's table (targets.md)
 #   tune      `python -m gptq_mi100 tune` on the Qwen3-32B TP=4 shapes (its wall time is a target)
@@ -135,8 +136,8 @@ for part in "$@"; do
         fp16_linear int4pack ;;
     issue10)
       i10=(python3 -m benchmarks.bench_gemm --device cuda --shapes qwen3-32b-tp4 4096x28672 --no-plot)
-      run_part issue10-main "${ISSUE10_LIMIT:-240}" "${i10[@]}" --bits 4 8 --m 1 2 4 8 16 32 64 \
-        --out-dir "$dest/issue10/main" --kernels auto exllama fp16_linear int4pack
+      run_part issue10-main "${ISSUE10_LIMIT:-240}" "${i10[@]}" --bits 4 8 --m ${ISSUE10_M:-1 2 4 8 16 32 64} \
+        --out-dir "$dest/issue10/main" --kernels ${ISSUE10_KERNELS:-auto exllama fp16_linear int4pack}
       run_part issue10-ao 90 "${i10[@]}" --bits 4 --m 1 2 4 8 --act-order --out-dir "$dest/issue10/ao" \
         --kernels auto
       run_part issue10-bf16 90 "${i10[@]}" --bits 4 --m 1 2 4 8 --activations bfloat16 \
