@@ -11,6 +11,12 @@
  *   ACT 0: B (activations) by 8-byte loads from global (L1 hits), no block barrier;
  *   ACT 1: activations staged in shared memory once per block (the extension's way);
  *   ACT 2: as ACT 0, but a tile's B loads are part of its ring stage (issued with its weights).
+ *   FOLD 1: the group scale multiplies the fp16 (q - z) pairs (one hmul2 per A register) and
+ *          the mma accumulates straight into the output registers: no per-group fp32 D set
+ *          (half the accumulator registers at wide row tiles; one fp16 rounding per weight,
+ *          what dequantize + matmul has).
+ *   RG:    row groups per strip: RG warps of a block share a strip (same weight chunks, L1
+ *          hits after the first), each with 8 NB rows of its own (RG x 8 NB rows per pass).
  * Every variant is checked against a host fp32 reference of the same layout (partials of
  * the K splits summed on the host: the experiment leaves out the in-kernel split reduce).
  *
@@ -98,12 +104,14 @@ struct Stage {
   uint32_t s0, s1; /* scale bits of columns col, col + 8 */
 };
 
-template <int MODE, int D, int WARPS, int MINB, int ACT, int HINT, int NB = 1>
+template <int MODE, int D, int WARPS, int MINB, int ACT, int HINT, int NB = 1, int FOLD = 0, int RG = 1>
 __global__ void __launch_bounds__(WARPS * 32, MINB) m1_kernel(Params p) {
   static_assert(NB == 1 || ACT == 0, "row tiles of 16+ (NB mma per step) read B from L1");
   extern __shared__ __align__(16) uint32_t s_act[]; /* ACT 1: [M][tps * 64 + 8] fp16 pairs */
+  static_assert(WARPS % RG == 0 && (RG == 1 || (ACT == 0 && HINT == 0)), "row groups: B from L1, chunks via L1");
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int strip = blockIdx.x * WARPS + warp, split = blockIdx.y;
+  const int strip = blockIdx.x * (WARPS / RG) + warp / RG, split = blockIdx.y;
+  const int row0 = (warp % RG) * 8 * NB; /* this warp's first activation row */
   const int tiles = p.K / TK;
   const int kt0 = split * p.tps, kt1 = min(kt0 + p.tps, tiles);
   const int col0 = strip * 16;
@@ -117,7 +125,7 @@ __global__ void __launch_bounds__(WARPS * 32, MINB) m1_kernel(Params p) {
 
   Stage<ACT> sg[D];
   int ahead = kt0;
-  const int brow = ccol;
+  const int brow = row0 + ccol;
   auto load = [&](Stage<ACT>& s) {
     const int kt = ahead++;
     if (kt >= kt1) return;
@@ -157,6 +165,7 @@ __global__ void __launch_bounds__(WARPS * 32, MINB) m1_kernel(Params p) {
     const uint32_t zl0 = (0xd400u + 16u * z0) * 0x10001u, zl1 = (0xd400u + 16u * z1) * 0x10001u;
     const uint32_t w0[4] = {s.w0.x, s.w0.y, s.w0.z, s.w0.w}, w1[4] = {s.w1.x, s.w1.y, s.w1.z, s.w1.w};
     float d[NB][4] = {};
+    const uint32_t sp0 = s.s0 * 0x10001u, sp1 = s.s1 * 0x10001u; /* FOLD: scale pairs */
 #pragma unroll
     for (int st = 0; st < 8; ++st) {
       const uint32_t x0 = (st & 1) ? w0[st / 2] >> 8 : w0[st / 2];
@@ -166,6 +175,12 @@ __global__ void __launch_bounds__(WARPS * 32, MINB) m1_kernel(Params p) {
       a[1] = hsub2u(and_or(x1, 0x000f000fu, 0x64006400u), zh1);
       a[2] = hfma2u(and_or(x0, 0x00f000f0u, 0x64006400u), 0x2c002c00u, zl0);
       a[3] = hfma2u(and_or(x1, 0x00f000f0u, 0x64006400u), 0x2c002c00u, zl1);
+      if (FOLD) {
+        a[0] = hfma2u(a[0], sp0, 0u);
+        a[1] = hfma2u(a[1], sp1, 0u);
+        a[2] = hfma2u(a[2], sp0, 0u);
+        a[3] = hfma2u(a[3], sp1, 0u);
+      }
 #pragma unroll
       for (int nb = 0; nb < NB; ++nb) {
         uint2 b = make_uint2(0u, 0u);
@@ -179,9 +194,10 @@ __global__ void __launch_bounds__(WARPS * 32, MINB) m1_kernel(Params p) {
             b = *reinterpret_cast<const uint2*>(s_act + row * astride + ((kt - kt0) * TK + 16 * st + 4 * cq) / 2);
         }
         const uint32_t bv[2] = {b.x, b.y};
-        mma16816(d[nb], a, bv);
+        mma16816(FOLD ? acc[nb] : d[nb], a, bv);
       }
     }
+    if (FOLD) return;
     const float f0 = __half2float(__ushort_as_half((uint16_t)s.s0)), f1 = __half2float(__ushort_as_half((uint16_t)s.s1));
 #pragma unroll
     for (int nb = 0; nb < NB; ++nb) {
@@ -213,7 +229,7 @@ __global__ void __launch_bounds__(WARPS * 32, MINB) m1_kernel(Params p) {
   for (int nb = 0; nb < NB; ++nb)
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
-      const int m = 8 * nb + 2 * cq + (i & 1), col = col0 + ccol + 8 * (i >> 1);
+      const int m = row0 + 8 * nb + 2 * cq + (i & 1), col = col0 + ccol + 8 * (i >> 1);
       if (m < p.M) ws[(size_t)m * p.N + col] = active ? acc[nb][i] : 0.f;
     }
 }
@@ -363,23 +379,33 @@ static double time_graph(int copies, F&& launch_copy) {
 
 struct Variant {
   const char* name;
-  int mode, d, warps, act, nb; /* nb: mma per step (row tile 8 nb); runs where 8 (nb - 1) < M <= 8 nb */
+  int mode, d, warps, act, nb, rg; /* rows per pass 8 nb rg; runs where half of that < M <= it */
   void (*fn)(Params);
 };
 #define V(MODE, D, W, MB, ACT, HINT) \
-  Variant{#MODE " D" #D " W" #W " B" #MB " act" #ACT " hint" #HINT, MODE, D, W, ACT, 1, m1_kernel<MODE, D, W, MB, ACT, HINT>}
+  Variant{#MODE " D" #D " W" #W " B" #MB " act" #ACT " hint" #HINT, MODE, D, W, ACT, 1, 1, m1_kernel<MODE, D, W, MB, ACT, HINT>}
 #define VR(NB, D, W, MB) \
-  Variant{"1 mt" #NB "x8 D" #D " W" #W " B" #MB " act0 hint1", 1, D, W, 0, NB, m1_kernel<1, D, W, MB, 0, 1, NB>}
+  Variant{"1 mt" #NB "x8 D" #D " W" #W " B" #MB " act0 hint1", 1, D, W, 0, NB, 1, m1_kernel<1, D, W, MB, 0, 1, NB>}
+/* folded scales, RG row groups of 8 NB rows per strip (RG > 1: chunks through L1, hint 0) */
+#define VF(NB, RG, W, MB) \
+  Variant{"1 fold mt" #NB "x8 rg" #RG " W" #W " B" #MB, 1, 1, W, 0, NB, RG, \
+          m1_kernel<1, 1, W, MB, 0, RG == 1, NB, 1, RG>}
 
 static const Variant kVariants[] = {
-    V(0, 2, 8, 3, 0, 0), V(1, 2, 8, 3, 0, 1), V(1, 1, 8, 4, 0, 0), V(1, 1, 8, 4, 0, 1), V(1, 1, 8, 4, 1, 1),
-    V(1, 1, 4, 8, 0, 1), V(1, 1, 8, 3, 0, 1), V(1, 1, 8, 5, 0, 1), V(1, 2, 4, 6, 0, 1),
-    VR(2, 1, 8, 3), VR(2, 1, 8, 2), VR(2, 2, 8, 2), VR(4, 1, 8, 2), VR(4, 1, 8, 1), VR(4, 2, 8, 1), VR(4, 3, 8, 1),
-    VR(8, 1, 8, 1), VR(8, 2, 8, 1), VR(8, 1, 4, 2), VR(8, 3, 8, 1),
+    /* M <= 8: the best of calls 1-2 (the extension's narrow tile), folded or not */
+    V(1, 1, 8, 4, 0, 1), VF(1, 1, 8, 4),
+    /* M 9..16: the extension's mt16 (2 blocks/SM), folded, two row groups of mt8 */
+    VR(2, 1, 8, 2), VF(2, 1, 8, 2), VF(2, 1, 8, 3), VF(1, 2, 8, 4),
+    /* M 17..32 */
+    VR(4, 1, 8, 2), VF(4, 1, 8, 2), VF(4, 1, 8, 3), VF(2, 2, 8, 3), VF(1, 4, 8, 4),
+    /* M 33..64 */
+    VR(8, 1, 8, 1), VF(8, 1, 8, 1), VF(8, 1, 8, 2), VF(4, 2, 8, 2), VF(2, 4, 8, 3), VF(1, 8, 8, 4),
 };
 
 int main(int argc, char** argv) {
-  std::vector<int> shapes = {5120, 12800, 1, 6400, 5120, 1, 5120, 2560, 1, 2048, 5120, 1, 4096, 28672, 1, 5120, 12800, 8};
+  /* Qwen3-32B TP=4 gate_up at M 1..64, down at 32 and 64 (K N M triples) */
+  std::vector<int> shapes = {5120, 12800, 1,  5120, 12800, 8,  5120, 12800, 16, 5120, 12800, 32,
+                             5120, 12800, 64, 6400, 5120, 32,  6400, 5120, 64};
   if (argc > 1) {
     shapes.clear();
     for (int i = 1; i + 2 < argc; i += 3) {
@@ -420,7 +446,8 @@ int main(int argc, char** argv) {
     for (double r : ref) refmax = std::max(refmax, std::fabs(r));
     const int tiles = pr.K / TK, strips = pr.N / 16;
     for (const Variant& v : kVariants) {
-      if (pr.M > 8 * v.nb || (v.nb > 1 && pr.M <= 8 * (v.nb / 2))) continue; /* row tile for this M */
+      const int rows = 8 * v.nb * v.rg; /* rows per pass: runs where rows / 2 < M <= rows */
+      if (pr.M > rows || (rows > 8 && 2 * pr.M <= rows)) continue;
       int occ = 0;
       CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, v.fn, v.warps * 32, 0));
       std::vector<int> split_opts;
@@ -435,7 +462,8 @@ int main(int argc, char** argv) {
       int len = 0;
       for (int s : split_opts) {
         const int tps = (tiles + s - 1) / s;
-        const dim3 grid((strips + v.warps - 1) / v.warps, s);
+        const int spb = v.warps / v.rg; /* strips per block */
+        const dim3 grid((strips + spb - 1) / spb, s);
         const size_t smem = v.act ? (size_t)pr.M * (tps * 64 + 8) * 4 : 0;
         if (smem > 64 * 1024) continue;
         /* check once per split count on copy 0 */
