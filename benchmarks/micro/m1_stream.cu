@@ -15,6 +15,9 @@
  *          the mma accumulates straight into the output registers: no per-group fp32 D set
  *          (half the accumulator registers at wide row tiles; one fp16 rounding per weight,
  *          what dequantize + matmul has).
+ *   FOLD 2: exact as FOLD 0 (D per group, x scale in fp32), but acc lives in shared memory
+ *          (one read-modify-write per output per tile): the same registers saved, no change
+ *          in rounding.
  *   RG:    row groups per strip: RG warps of a block share a strip (same weight chunks, L1
  *          hits after the first), each with 8 NB rows of its own (RG x 8 NB rows per pass).
  * Every variant is checked against a host fp32 reference of the same layout (partials of
@@ -108,6 +111,7 @@ template <int MODE, int D, int WARPS, int MINB, int ACT, int HINT, int NB = 1, i
 __global__ void __launch_bounds__(WARPS * 32, MINB) m1_kernel(Params p) {
   static_assert(NB == 1 || ACT == 0, "row tiles of 16+ (NB mma per step) read B from L1");
   extern __shared__ __align__(16) uint32_t s_act[]; /* ACT 1: [M][tps * 64 + 8] fp16 pairs */
+  static_assert(FOLD != 2 || ACT == 0, "FOLD 2 keeps acc in the dynamic shared memory");
   static_assert(WARPS % RG == 0 && (RG == 1 || (ACT == 0 && HINT == 0)), "row groups: B from L1, chunks via L1");
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int strip = blockIdx.x * (WARPS / RG) + warp / RG, split = blockIdx.y;
@@ -154,6 +158,11 @@ __global__ void __launch_bounds__(WARPS * 32, MINB) m1_kernel(Params p) {
     __syncthreads();
   }
   float acc[NB][4] = {};
+  float* s_acc = reinterpret_cast<float*>(s_act) + warp * NB * 4 * 32 + lane; /* FOLD 2: [warp][nb 4 + i][lane] */
+  if constexpr (FOLD == 2) {
+#pragma unroll
+    for (int i = 0; i < NB * 4; ++i) s_acc[32 * i] = 0.f;
+  }
   uint32_t x = 0;
   auto tile = [&](int kt, const Stage<ACT>& s) {
     if (MODE == 0) {
@@ -175,7 +184,7 @@ __global__ void __launch_bounds__(WARPS * 32, MINB) m1_kernel(Params p) {
       a[1] = hsub2u(and_or(x1, 0x000f000fu, 0x64006400u), zh1);
       a[2] = hfma2u(and_or(x0, 0x00f000f0u, 0x64006400u), 0x2c002c00u, zl0);
       a[3] = hfma2u(and_or(x1, 0x00f000f0u, 0x64006400u), 0x2c002c00u, zl1);
-      if (FOLD) {
+      if constexpr (FOLD == 1) {
         a[0] = hfma2u(a[0], sp0, 0u);
         a[1] = hfma2u(a[1], sp1, 0u);
         a[2] = hfma2u(a[2], sp0, 0u);
@@ -194,17 +203,24 @@ __global__ void __launch_bounds__(WARPS * 32, MINB) m1_kernel(Params p) {
             b = *reinterpret_cast<const uint2*>(s_act + row * astride + ((kt - kt0) * TK + 16 * st + 4 * cq) / 2);
         }
         const uint32_t bv[2] = {b.x, b.y};
-        mma16816(FOLD ? acc[nb] : d[nb], a, bv);
+        mma16816(FOLD == 1 ? acc[nb] : d[nb], a, bv);
       }
     }
-    if (FOLD) return;
+    if constexpr (FOLD == 1) return;
     const float f0 = __half2float(__ushort_as_half((uint16_t)s.s0)), f1 = __half2float(__ushort_as_half((uint16_t)s.s1));
+    if constexpr (FOLD == 2) {
 #pragma unroll
-    for (int nb = 0; nb < NB; ++nb) {
-      acc[nb][0] = fmaf(d[nb][0], f0, acc[nb][0]);
-      acc[nb][1] = fmaf(d[nb][1], f0, acc[nb][1]);
-      acc[nb][2] = fmaf(d[nb][2], f1, acc[nb][2]);
-      acc[nb][3] = fmaf(d[nb][3], f1, acc[nb][3]);
+      for (int nb = 0; nb < NB; ++nb)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) s_acc[32 * (4 * nb + i)] = fmaf(d[nb][i], i < 2 ? f0 : f1, s_acc[32 * (4 * nb + i)]);
+    } else {
+#pragma unroll
+      for (int nb = 0; nb < NB; ++nb) {
+        acc[nb][0] = fmaf(d[nb][0], f0, acc[nb][0]);
+        acc[nb][1] = fmaf(d[nb][1], f0, acc[nb][1]);
+        acc[nb][2] = fmaf(d[nb][2], f1, acc[nb][2]);
+        acc[nb][3] = fmaf(d[nb][3], f1, acc[nb][3]);
+      }
     }
   };
   if (active) {
@@ -217,6 +233,12 @@ __global__ void __launch_bounds__(WARPS * 32, MINB) m1_kernel(Params p) {
         }
       }
     }
+  }
+  if constexpr (FOLD == 2) {
+#pragma unroll
+    for (int nb = 0; nb < NB; ++nb)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) acc[nb][i] = s_acc[32 * (4 * nb + i)];
   }
   if (col0 >= p.N) return;
   float* ws = p.ws + (size_t)split * p.M * p.N;
@@ -380,26 +402,32 @@ static double time_graph(int copies, F&& launch_copy) {
 struct Variant {
   const char* name;
   int mode, d, warps, act, nb, rg; /* rows per pass 8 nb rg; runs where half of that < M <= it */
+  int acc_smem; /* FOLD 2: bytes of shared memory for acc */
   void (*fn)(Params);
 };
 #define V(MODE, D, W, MB, ACT, HINT) \
-  Variant{#MODE " D" #D " W" #W " B" #MB " act" #ACT " hint" #HINT, MODE, D, W, ACT, 1, 1, m1_kernel<MODE, D, W, MB, ACT, HINT>}
+  Variant{#MODE " D" #D " W" #W " B" #MB " act" #ACT " hint" #HINT, MODE, D, W, ACT, 1, 1, 0, m1_kernel<MODE, D, W, MB, ACT, HINT>}
 #define VR(NB, D, W, MB) \
-  Variant{"1 mt" #NB "x8 D" #D " W" #W " B" #MB " act0 hint1", 1, D, W, 0, NB, 1, m1_kernel<1, D, W, MB, 0, 1, NB>}
+  Variant{"1 mt" #NB "x8 D" #D " W" #W " B" #MB " act0 hint1", 1, D, W, 0, NB, 1, 0, m1_kernel<1, D, W, MB, 0, 1, NB>}
 /* folded scales, RG row groups of 8 NB rows per strip (RG > 1: chunks through L1, hint 0) */
 #define VF(NB, RG, W, MB) \
-  Variant{"1 fold mt" #NB "x8 rg" #RG " W" #W " B" #MB, 1, 1, W, 0, NB, RG, \
+  Variant{"1 fold mt" #NB "x8 rg" #RG " W" #W " B" #MB, 1, 1, W, 0, NB, RG, 0, \
           m1_kernel<1, 1, W, MB, 0, RG == 1, NB, 1, RG>}
+/* exact D x scale, acc in shared memory */
+#define VS(NB, W, MB) \
+  Variant{"1 accsmem mt" #NB "x8 W" #W " B" #MB, 1, 1, W, 0, NB, 1, (W) * (NB) * 4 * 32 * 4, \
+          m1_kernel<1, 1, W, MB, 0, 1, NB, 2, 1>}
 
 static const Variant kVariants[] = {
     /* M <= 8: the best of calls 1-2 (the extension's narrow tile), folded or not */
     V(1, 1, 8, 4, 0, 1), VF(1, 1, 8, 4),
     /* M 9..16: the extension's mt16 (2 blocks/SM), folded, two row groups of mt8 */
-    VR(2, 1, 8, 2), VF(2, 1, 8, 2), VF(2, 1, 8, 3), VF(1, 2, 8, 4),
+    VR(2, 1, 8, 2), VF(2, 1, 8, 2), VF(2, 1, 8, 3), VF(1, 2, 8, 4), VS(2, 8, 3),
     /* M 17..32 */
-    VR(4, 1, 8, 2), VF(4, 1, 8, 2), VF(4, 1, 8, 3), VF(2, 2, 8, 3), VF(1, 4, 8, 4),
+    VR(4, 1, 8, 2), VF(4, 1, 8, 2), VF(4, 1, 8, 3), VF(2, 2, 8, 3), VF(1, 4, 8, 4), VS(4, 8, 3),
     /* M 33..64 */
     VR(8, 1, 8, 1), VF(8, 1, 8, 1), VF(8, 1, 8, 2), VF(4, 2, 8, 2), VF(2, 4, 8, 3), VF(1, 8, 8, 4),
+    VS(8, 8, 2),
 };
 
 int main(int argc, char** argv) {
@@ -423,7 +451,7 @@ int main(int argc, char** argv) {
     CK(cudaFuncGetAttributes(&fa, v.fn));
     CK(cudaFuncSetAttribute(v.fn, cudaFuncAttributeMaxDynamicSharedMemorySize, 64 * 1024));
     int occ = 0;
-    CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, v.fn, v.warps * 32, v.act ? 16 * 1024 : 0));
+    CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, v.fn, v.warps * 32, v.act ? 16 * 1024 : v.acc_smem));
     printf("variant %-32s regs %3d spill %4d B, blocks/SM %d (%d warps)\n", v.name, fa.numRegs,
            (int)fa.localSizeBytes, occ, occ * v.warps);
   }
@@ -449,7 +477,7 @@ int main(int argc, char** argv) {
       const int rows = 8 * v.nb * v.rg; /* rows per pass: runs where rows / 2 < M <= rows */
       if (pr.M > rows || (rows > 8 && 2 * pr.M <= rows)) continue;
       int occ = 0;
-      CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, v.fn, v.warps * 32, 0));
+      CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, v.fn, v.warps * 32, v.acc_smem));
       std::vector<int> split_opts;
       for (int s : {1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32}) {
         const int tps = (tiles + s - 1) / s;
@@ -464,7 +492,7 @@ int main(int argc, char** argv) {
         const int tps = (tiles + s - 1) / s;
         const int spb = v.warps / v.rg; /* strips per block */
         const dim3 grid((strips + spb - 1) / spb, s);
-        const size_t smem = v.act ? (size_t)pr.M * (tps * 64 + 8) * 4 : 0;
+        const size_t smem = v.act ? (size_t)pr.M * (tps * 64 + 8) * 4 : (size_t)v.acc_smem;
         if (smem > 64 * 1024) continue;
         /* check once per split count on copy 0 */
         CK(cudaMemset(pr.ws, 0xff, (size_t)s * pr.M * pr.N * 4));
