@@ -577,14 +577,15 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kTpMinBlocksFeed(MT, FEED)) void gptq_
  *   MFMA per step. Row tiles 32 and 64 (one weight pass for M <= 64) take B straight from
  *   global memory instead of LDS. More rows: passes of the row tile.
  *
- * Bytes in flight. NVIDIA narrow tiles (M <= 16): a wave loads a tile (1 KiB, 16-byte
- * loads that skip L1) and then uses it; B comes straight from a (L1 hits) unless act-order
- * or alignment needs the LDS staging. Latency is hidden by occupancy: row tile 8 runs 4
+ * Bytes in flight. NVIDIA (every row tile): a wave loads a tile (1 KiB, 16-byte loads
+ * that skip L1) and then uses it; B comes straight from a (L1 hits; act-order or an
+ * unaligned a is gathered first). Latency is hidden by occupancy: row tile 8 runs 4
  * blocks = 32 warps per SM (63 registers), 32 KiB per SM in flight, above the ~23 KiB that
  * ~3 TB/s x ~1 us loaded latency needs per SM of an H100 (H200: ~30 KiB at 4 TB/s). A
  * register ring of tiles ahead measured slower (NOTES 24): ptxas shares load scoreboards
  * between the ring and the tile's own loads, so a tile waited for loads issued after it.
- * Wide tiles keep a 3-deep ring. gfx908 (reasoned, not measured, NOTES entry 11): a 3-deep
+ * Wide tiles hold acc in shared memory to run 3 (32 rows) / 2 (64 rows) blocks per SM.
+ * gfx908 (reasoned, not measured, NOTES entry 11): a 3-deep
  * ring, 2 blocks/CU = 8 waves x 2 KiB = 16 KiB per CU in flight,
  * against ~8 KiB that 1.2 TB/s x ~700 cycles needs per CU; one MFMA 16x16x16 (32 cycles) and
  * ~4 VALU per step: 8 steps of a 4-bit tile cost ~290 SIMD cycles against ~610 cycles for a
@@ -595,11 +596,18 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kTpMinBlocksFeed(MT, FEED)) void gptq_
 static constexpr int kMmaWaves = GPTQ_TARGET_AMD ? kTpThreads / 64 : kTpThreads / 32; /* strips per block */
 static constexpr int kMmaActElems = 8192;          /* rows x K-range activations per block */
 /* Resident blocks per SM/CU the register cap must allow: NVIDIA 4 (<= 64 registers, 32
- * warps) where that spills nothing (M tile 8 at 4 and 8 bits), else 2 (<= 128, 16 warps);
- * gfx908 2 (<= 128 VGPRs, 2 waves per SIMD; the accumulators live in AGPRs). */
+ * warps) at row tile 8, 3 (<= 80) at row tile 32 (acc in shared memory), both at 4 and 8
+ * bits without spills; else 2 (<= 128; row tile 64 at 4/8 bits spills 28-44 bytes there,
+ * resource report); gfx908 2 (<= 128 VGPRs, 2 waves per SIMD; accumulators in AGPRs). */
 static constexpr int kMmaMinBlocks(int mt, int bits) {
-  return (!GPTQ_TARGET_AMD && mt == 8 && bits >= 4) ? 4 : (mt >= 64 && !GPTQ_TARGET_AMD) ? 1 : 2;
+  return GPTQ_TARGET_AMD ? 2 : (mt == 8 && bits >= 4) ? 4 : (mt == 32 && bits >= 4) ? 3 : 2;
 }
+/* NVIDIA wide tiles keep acc (the running sum over groups) in shared memory, each lane its
+ * own words (no barrier), and only the group's D set in registers: half the accumulator
+ * registers, so 3 (row tile 32) / 2 (64) blocks per SM instead of 2 / 1, where more warps
+ * in flight measured faster (NOTES 26, 28). The fmas are the same, in the same order. gfx908
+ * keeps acc in registers (AGPRs there). */
+__host__ __device__ static constexpr bool kMmaAccInLds(int mt) { return !GPTQ_TARGET_AMD && mt > 16; }
 /* Row tiles: multiples of the instruction's rows up to 16 (NVIDIA 8 and 16, gfx908 16). */
 static constexpr int kMmaMinRowTile = GPTQ_MMA_ROWS;
 /* Tiles per wave in registers or in flight: the one computed and kMmaStages - 1 ahead,
@@ -671,6 +679,8 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
   /* rows x half pairs, each row padded to 8 (mod 32) words: conflict-free 8-byte reads */
   __shared__ __align__(16) uint32_t s_act[kBGlobal ? 4 : kMmaActElems / 2 + 40 * MT];
   __shared__ int s_last;
+  constexpr bool kAccLds = kMmaAccInLds(MT);
+  __shared__ float s_acc[kAccLds ? kMmaWaves * NB * 4 * WAVE : 1]; /* [wave][4 b + i][lane] */
 
   const int t = threadIdx.x, wave = gptq_wave_uniform((int)(threadIdx.x / WAVE)), lane = (int)(threadIdx.x % WAVE);
   const int64_t strip = (int64_t)blockIdx.x * kMmaWaves + wave, split = blockIdx.y;
@@ -775,6 +785,11 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
   for (int b = 0; b < NB; ++b)
 #pragma unroll
     for (int i = 0; i < 4; ++i) acc[b][i] = 0.0f;
+  float* const acc_lds = s_acc + (kAccLds ? wave * NB * 4 * WAVE + lane : 0);
+  if constexpr (kAccLds) {
+#pragma unroll
+    for (int j = 0; j < NB * 4; ++j) acc_lds[j * WAVE] = 0.0f;
+  }
 
   /* The tile in use: zero pairs, D-column scales and words of its first group, and the
    * group sums d (folded into acc x scale at each group end). */
@@ -787,7 +802,10 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
 #pragma unroll
     for (int b = 0; b < NB; ++b) {
 #pragma unroll
-      for (int i = 0; i < 4; ++i) acc[b][i] = fmaf(d[b][i], sc[gptq_mma_dscale_of(i)], acc[b][i]);
+      for (int i = 0; i < 4; ++i) {
+        float& r = kAccLds ? acc_lds[(4 * b + i) * WAVE] : acc[b][i];
+        r = fmaf(d[b][i], sc[gptq_mma_dscale_of(i)], r);
+      }
 #pragma unroll
       for (int i = 0; i < 4; ++i) d[b][i] = 0.0f;
     }
@@ -876,6 +894,12 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
     }
   }
 
+  if constexpr (kAccLds) {
+#pragma unroll
+    for (int b = 0; b < NB; ++b)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) acc[b][i] = acc_lds[(4 * b + i) * WAVE];
+  }
   /* lane's outputs: (m = ROWS b + d_row(i), column col0 + d_col(i)) = acc[b][i] */
   col0 = ((int64_t)gptq_block_x_reread() * kMmaWaves + wave) * 16; /* not held across the loop */
   auto each_output = [&](auto&& f) { /* f(row, column, acc entry) for this lane's outputs */
