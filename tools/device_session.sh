@@ -12,6 +12,7 @@
 #   sanitize  tools/sanitize.sh (planted bug, memcheck, initcheck, racecheck)
 #   longrun   tests/test_long_run.py with GPTQ_MI100_LONG_RUN=100000
 #   variants  bench_gemm: every layout-2 kernel against exllama, fp16 and int4 at decode M
+#   micro     benchmarks/micro/m1_stream.cu (nvcc, seconds) with its default shapes (NOTES 24-28)
 #   issue10   bench_gemm for issue 10's table: qwen3-32b-tp4 + Llama-3-8B gate_up, W4/W8,
 #             M 1..64, auto exllama fp16_linear int4pack; then W4 M 1..8 auto with act-order
 #             and with bf16; benchmarks/issue10_targets.py and issue11_targets.py tables
@@ -134,6 +135,9 @@ for part in "$@"; do
         --shapes qwen3-32b-tp4 --bits 4 --m 1 4 8 16 --no-plot --out-dir "$dest/variants" \
         --kernels transposed_mma transposed vectorized vectorized:load=8 coalesced warp_shuffle exllama \
         fp16_linear int4pack ;;
+    micro)
+      run_part micro "${MICRO_LIMIT:-200}" bash -c "nvcc -O3 -std=c++17 -arch=sm_90 \
+        benchmarks/micro/m1_stream.cu -o /tmp/m1_stream && /tmp/m1_stream" ;;
     issue10)
       i10=(python3 -m benchmarks.bench_gemm --device cuda --shapes qwen3-32b-tp4 4096x28672 --no-plot)
       run_part issue10-main "${ISSUE10_LIMIT:-240}" "${i10[@]}" --bits 4 8 --m ${ISSUE10_M:-1 2 4 8 16 32 64} \
@@ -158,7 +162,7 @@ for part in "$@"; do
     tune)
       run_part tune 180 python3 -m gptq_mi100 tune --device cuda --out "$dest/tune/table.json" ;;
     *)
-      echo "device_session: unknown part '$part' (tests, tests-a, tests-b, forced, sanitize, profile, stalls, dequant, minilm, longrun, variants, issue10, issue11, tune)" >&2
+      echo "device_session: unknown part '$part' (tests, tests-a, tests-b, forced, sanitize, profile, stalls, dequant, minilm, longrun, variants, micro, issue10, issue11, tune)" >&2
       exit 2 ;;
   esac
 done

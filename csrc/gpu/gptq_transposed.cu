@@ -584,7 +584,7 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kTpMinBlocksFeed(MT, FEED)) void gptq_
  * ~3 TB/s x ~1 us loaded latency needs per SM of an H100 (H200: ~30 KiB at 4 TB/s). A
  * register ring of tiles ahead measured slower (NOTES 24): ptxas shares load scoreboards
  * between the ring and the tile's own loads, so a tile waited for loads issued after it.
- * Wide tiles hold acc in shared memory to run 3 (32 rows) / 2 (64 rows) blocks per SM.
+ * Row tile 32 holds acc in shared memory to run 3 blocks per SM (64: 1 block).
  * gfx908 (reasoned, not measured, NOTES entry 11): a 3-deep
  * ring, 2 blocks/CU = 8 waves x 2 KiB = 16 KiB per CU in flight,
  * against ~8 KiB that 1.2 TB/s x ~700 cycles needs per CU; one MFMA 16x16x16 (32 cycles) and
@@ -595,19 +595,19 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kTpMinBlocksFeed(MT, FEED)) void gptq_
  */
 static constexpr int kMmaWaves = GPTQ_TARGET_AMD ? kTpThreads / 64 : kTpThreads / 32; /* strips per block */
 static constexpr int kMmaActElems = 8192;          /* rows x K-range activations per block */
-/* Resident blocks per SM/CU the register cap must allow: NVIDIA 4 (<= 64 registers, 32
- * warps) at row tile 8, 3 (<= 80) at row tile 32 (acc in shared memory), both at 4 and 8
- * bits without spills; else 2 (<= 128; row tile 64 at 4/8 bits spills 28-44 bytes there,
- * resource report); gfx908 2 (<= 128 VGPRs, 2 waves per SIMD; accumulators in AGPRs). */
+/* Resident blocks per SM/CU the register cap must allow, without spills (resource report):
+ * NVIDIA 4 (<= 64 registers, 32 warps) at row tile 8 and 3 (<= 80) at row tile 32 (acc in
+ * shared memory), both at 4 and 8 bits; row tile 64 1; else 2 (<= 128, 16 warps). gfx908 2
+ * (<= 128 VGPRs, 2 waves per SIMD; the accumulators live in AGPRs). */
 static constexpr int kMmaMinBlocks(int mt, int bits) {
-  return GPTQ_TARGET_AMD ? 2 : (mt == 8 && bits >= 4) ? 4 : (mt == 32 && bits >= 4) ? 3 : 2;
+  return GPTQ_TARGET_AMD ? 2 : (mt == 8 && bits >= 4) ? 4 : (mt == 32 && bits >= 4) ? 3 : mt == 64 ? 1 : 2;
 }
-/* NVIDIA wide tiles keep acc (the running sum over groups) in shared memory, each lane its
+/* NVIDIA row tile 32 keeps acc (the running sum over groups) in shared memory, each lane its
  * own words (no barrier), and only the group's D set in registers: half the accumulator
- * registers, so 3 (row tile 32) / 2 (64) blocks per SM instead of 2 / 1, where more warps
- * in flight measured faster (NOTES 26, 28). The fmas are the same, in the same order. gfx908
- * keeps acc in registers (AGPRs there). */
-__host__ __device__ static constexpr bool kMmaAccInLds(int mt) { return !GPTQ_TARGET_AMD && mt > 16; }
+ * registers, so 3 blocks per SM instead of 2, where more warps in flight measured faster
+ * (NOTES 26, 28). The fmas are the same, in the same order. Row tile 64 at 2 blocks spilled
+ * 28-44 bytes even so: it stays at 1 block, acc in registers. gfx908 keeps acc in AGPRs. */
+__host__ __device__ static constexpr bool kMmaAccInLds(int mt) { return !GPTQ_TARGET_AMD && mt == 32; }
 /* Row tiles: multiples of the instruction's rows up to 16 (NVIDIA 8 and 16, gfx908 16). */
 static constexpr int kMmaMinRowTile = GPTQ_MMA_ROWS;
 /* Tiles per wave in registers or in flight: the one computed and kMmaStages - 1 ahead,
