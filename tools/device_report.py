@@ -152,8 +152,7 @@ def split_isa(isa):
 DECODE_KERNEL = re.compile(r"^gptq_transposed_kernel<(\d+), (\d+), (\d+), 0>$")
 VARIANT_KERNEL = re.compile(r"^gptq_transposed_kernel<(\d+), (\d+), (\d+), ([123])>$")
 VARIANT_NAMES = {1: "vectorized (load=8)", 2: "coalesced", 3: "warp_shuffle"}
-# the 4th argument (B source: 0 LDS-staged, 1 global) exists on NVIDIA builds only
-MMA_KERNEL = re.compile(r"^gptq_transposed_mma_kernel<(\d+), (\d+), (\d+)(?:, \d+)?>$")
+MMA_KERNEL = re.compile(r"^gptq_transposed_mma_kernel<(\d+), (\d+), (\d+)>$")
 MMA_TILES = [(b, a, 16) for b in (2, 4, 8) for a in (0, 1)]
 MFMA = {0: re.compile(r"^v_mfma_f32_16x16x16f16\b"), 1: re.compile(r"^v_mfma_f32_16x16x8bf16\b")}
 LOAD_X2 = re.compile(r"^(global|buffer)_load_dwordx2\b")

@@ -612,16 +612,16 @@ __host__ __device__ static constexpr bool kMmaAccInLds(int mt) { return !GPTQ_TA
 static constexpr int kMmaMinRowTile = GPTQ_MMA_ROWS;
 /* Tiles per wave in registers or in flight: the one computed and kMmaStages - 1 ahead,
  * weights and their zeros/scales alike (a dependent zero/scale load costs a full HBM
- * latency per tile). NVIDIA narrow tiles 2: with more, ptxas's shared load scoreboards made
- * tiles wait for loads issued after theirs (benchmarks/micro/m1_stream.cu, NOTES 24). */
-static constexpr int kMmaStagesNarrow = GPTQ_TARGET_AMD ? 3 : 1, kMmaStagesWide = GPTQ_TARGET_AMD ? 3 : 1;
+ * latency per tile). gfx908 3. NVIDIA 1 (load a tile, then use it): with a ring, ptxas's
+ * shared load scoreboards made tiles wait for loads issued after theirs
+ * (benchmarks/micro/m1_stream.cu, NOTES 24 and 26). */
+static constexpr int kMmaStages = GPTQ_TARGET_AMD ? 3 : 1;
 /* Where B operands come from: the split's activations staged in LDS (gfx908 narrow tiles,
  * a_perm gathered there), or 8-byte loads straight from a, L1 hits with no block barrier
  * (wide tiles; every NVIDIA tile: LDS staging measured ~20% slower there, m1_stream act1).
  * Tiles reading a directly need it in order and 8-byte aligned: the launcher gathers a
  * permuted or unaligned a into the workspace first (one small extra launch). */
-enum { kMmaBStaged = 0, kMmaBGlobal = 1 };
-static constexpr bool kMmaBFromGlobal(int mt) { return mt > 16 || !GPTQ_TARGET_AMD; }
+__host__ __device__ static constexpr bool kMmaBFromGlobal(int mt) { return mt > 16 || !GPTQ_TARGET_AMD; }
 
 /* The two (q - z) pairs of step `st` in a chunk word (pairs 2st, 2st + 1 of the chunk at
  * positions p, p + 1 of word (2st) / PPW), as A registers (fp16, or bf16 for bf16
@@ -662,7 +662,7 @@ __device__ __forceinline__ void tp_mma_step_pairs(uint32_t w, int st, tp_zero z,
   }
 }
 
-template <int BITS, int ACT, int MT, int BSRC>
+template <int BITS, int ACT, int MT>
 __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_transposed_mma_kernel(tp_args p) {
   constexpr int TK = 512 / BITS, STEPS = TK / 16, PPW = 16 / BITS;
   constexpr int CPL = GPTQ_MMA_CHUNKS, DS = GPTQ_MMA_DSCALES, ROWS = GPTQ_MMA_ROWS;
@@ -673,8 +673,7 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
    * LDS would cut splits to one tile of K at 64 rows, and staging chunks of it cost a block
    * barrier per chunk with its load latency exposed (NOTES entry 18). */
   constexpr bool kWide = MT > 16;
-  constexpr bool kBGlobal = kWide || BSRC == kMmaBGlobal;
-  constexpr int kMmaStages = kWide ? kMmaStagesWide : kMmaStagesNarrow;
+  constexpr bool kBGlobal = kMmaBFromGlobal(MT);
   static_assert(MT % ROWS == 0 && (MT <= 16 || MT == 32 || MT == 64), "row tile: whole instructions");
   /* rows x half pairs, each row padded to 8 (mod 32) words: conflict-free 8-byte reads */
   __shared__ __align__(16) uint32_t s_act[kBGlobal ? 4 : kMmaActElems / 2 + 40 * MT];
@@ -1063,8 +1062,7 @@ static int tp_feed(gptq_gpu_kernel kernel, const gptq_gpu_tile* tile) {
 template <int B, int A, int M>
 static tp_kernel_fn tp_mma_fn() {
   if constexpr (M % GPTQ_MMA_ROWS != 0) return nullptr;
-  else if constexpr (kMmaBFromGlobal(M)) return gptq_transposed_mma_kernel<B, A, M, kMmaBGlobal>;
-  else return gptq_transposed_mma_kernel<B, A, M, kMmaBStaged>;
+  else return gptq_transposed_mma_kernel<B, A, M>;
 }
 
 static tp_kernel_fn tp_mma_pick(int bits, int act, int mt) {
