@@ -1128,9 +1128,16 @@ static tp_plan tp_make_plan(const gptq_problem* p, gptq_gpu_kernel kernel, const
     pl.grid_x = tp_ceil_div(tp_ceil_div(p->n, 16), kMmaWaves);
     /* one wave of resident blocks when the strip groups alone are too few: whole waves
      * only (a partial second wave would cost as much as a full one) */
-    static int resident[2][4][9]; /* [act][row tile 8/16/32/64][bits], 0 = not asked yet */
-    int& r = resident[act][pl.mt == 8 ? 0 : pl.mt == 16 ? 1 : pl.mt == 32 ? 2 : 3][p->bits];
-    if (!r && pl.fn) r = gptq_resident_blocks(pl.fn, kTpThreads);
+    /* [act][row tile 8/16/32/64][bits], 0 = not asked yet; racing writers store the same
+     * value. Per process: a build holds one architecture (sm_90 or gfx908), and every
+     * device of it gives the same answer. */
+    static int resident[2][4][9];
+    int* slot = &resident[act][pl.mt == 8 ? 0 : pl.mt == 16 ? 1 : pl.mt == 32 ? 2 : 3][p->bits];
+    int r = __atomic_load_n(slot, __ATOMIC_RELAXED);
+    if (!r && pl.fn) {
+      r = gptq_resident_blocks(pl.fn, kTpThreads);
+      __atomic_store_n(slot, r, __ATOMIC_RELAXED);
+    }
     const int64_t fill = want_splits ? want_splits : (int64_t)sm_count * (r > 0 ? r : 1) / pl.grid_x;
     /* tiles that read activations from global memory: any split length */
     tp_split(&pl, p, tiles, b_global ? tiles : kMmaActElems / (rows * tk), fill);
