@@ -574,8 +574,9 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kTpMinBlocksFeed(MT, FEED)) void gptq_
  *     (8 rows), gfx908 v_mfma_f32_16x16x16f16 (16 rows); compat.h holds both islands.
  *     D accumulates a group in fp32, then x the D column's scale into acc.
  *   NVIDIA: M <= 8 costs what M = 1 costs, 9..16 a second mma per step; gfx908: M <= 16 one
- *   MFMA per step. Row tiles 32 and 64 (one weight pass for M <= 64) take B straight from
- *   global memory instead of LDS. More rows: passes of the row tile.
+ *   MFMA per step. Row tiles 32 and 64 (one weight pass for M <= 64), and every NVIDIA
+ *   tile, take B straight from global memory instead of LDS (kMmaBFromGlobal). More rows:
+ *   passes of the row tile.
  *
  * Bytes in flight. NVIDIA (every row tile): a wave loads a tile (1 KiB, 16-byte loads
  * that skip L1) and then uses it; B comes straight from a (L1 hits; act-order or an
