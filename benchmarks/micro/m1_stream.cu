@@ -20,6 +20,9 @@
  *          in rounding.
  *   RG:    row groups per strip: RG warps of a block share a strip (same weight chunks, L1
  *          hits after the first), each with 8 NB rows of its own (RG x 8 NB rows per pass).
+ *   SW:    strips per warp (FOLD 1, no ring): a warp loads the tiles of SW adjacent strips, then
+ *          each B fragment once per step for SW mma (B loads per weight byte / SW; W x SW strips
+ *          per block).
  * Every variant is checked against a host fp32 reference of the same layout (partials of
  * the K splits summed on the host: the experiment leaves out the in-kernel split reduce).
  *
@@ -256,6 +259,90 @@ __global__ void __launch_bounds__(WARPS * 32, MINB) m1_kernel(Params p) {
     }
 }
 
+/* SW strips per warp (MODE 1, FOLD 1, ACT 0, hint 1, no ring): a warp owns SW adjacent strips,
+ * loads the SW tiles of a k-tile, then per 16-k step loads each B fragment once and issues SW
+ * mma with it (one per strip): B loads per weight byte / SW, acc[SW][NB][4]. A strip at or past
+ * N loads nothing (zero weights and scales) and stores nothing. */
+template <int WARPS, int MINB, int NB, int SW>
+__global__ void __launch_bounds__(WARPS * 32, MINB) m1_sw_kernel(Params p) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int strip0 = (blockIdx.x * WARPS + warp) * SW, split = blockIdx.y;
+  const int tiles = p.K / TK;
+  const int kt0 = split * p.tps, kt1 = min(kt0 + p.tps, tiles);
+  const int col0 = strip0 * 16;
+  const bool active = col0 < p.N && kt0 < kt1;
+  const int ccol = lane >> 2, cq = lane & 3;
+  const int n8 = p.N / 8;
+  const uint4* wq = p.qw + ((size_t)strip0 * tiles) * 64 + cq * 16 + ccol;
+  const uint32_t* zq = p.qz + col0 / 8;
+  const uint16_t* sq = p.sc + col0 + ccol;
+  float acc[SW][NB][4] = {};
+  if (active) {
+    for (int kt = kt0; kt < kt1; ++kt) {
+      Stage<0> sg[SW];
+#pragma unroll
+      for (int j = 0; j < SW; ++j) {
+        if (col0 + 16 * j < p.N) {
+          const uint4* w = wq + ((size_t)j * tiles + kt) * 64;
+          sg[j].w0 = load_chunk<1>(w);
+          sg[j].w1 = load_chunk<1>(w + 8);
+          sg[j].z = *reinterpret_cast<const uint2*>(zq + (size_t)kt * n8 + 2 * j);
+          sg[j].s0 = sq[(size_t)kt * p.N + 16 * j];
+          sg[j].s1 = sq[(size_t)kt * p.N + 16 * j + 8];
+        } else {
+          sg[j].w0 = sg[j].w1 = make_uint4(0u, 0u, 0u, 0u);
+          sg[j].z = make_uint2(0u, 0u);
+          sg[j].s0 = sg[j].s1 = 0u;
+        }
+      }
+#pragma unroll
+      for (int st = 0; st < 8; ++st) {
+        uint2 b[NB];
+#pragma unroll
+        for (int nb = 0; nb < NB; ++nb) {
+          b[nb] = make_uint2(0u, 0u);
+          const int row = ccol + 8 * nb;
+          if (row < p.M) b[nb] = *reinterpret_cast<const uint2*>(p.a + (size_t)row * p.K + kt * TK + 16 * st + 4 * cq);
+        }
+#pragma unroll
+        for (int j = 0; j < SW; ++j) {
+          const uint32_t z0 = ((sg[j].z.x >> (4 * ccol)) & 15u) + p.zoff, z1 = ((sg[j].z.y >> (4 * ccol)) & 15u) + p.zoff;
+          const uint32_t zh0 = 0x64006400u + z0 * 0x10001u, zh1 = 0x64006400u + z1 * 0x10001u;
+          const uint32_t zl0 = (0xd400u + 16u * z0) * 0x10001u, zl1 = (0xd400u + 16u * z1) * 0x10001u;
+          const uint32_t sp0 = sg[j].s0 * 0x10001u, sp1 = sg[j].s1 * 0x10001u;
+          const uint32_t w0[4] = {sg[j].w0.x, sg[j].w0.y, sg[j].w0.z, sg[j].w0.w};
+          const uint32_t w1[4] = {sg[j].w1.x, sg[j].w1.y, sg[j].w1.z, sg[j].w1.w};
+          const uint32_t x0 = (st & 1) ? w0[st / 2] >> 8 : w0[st / 2];
+          const uint32_t x1 = (st & 1) ? w1[st / 2] >> 8 : w1[st / 2];
+          uint32_t a[4];
+          a[0] = hfma2u(hsub2u(and_or(x0, 0x000f000fu, 0x64006400u), zh0), sp0, 0u);
+          a[1] = hfma2u(hsub2u(and_or(x1, 0x000f000fu, 0x64006400u), zh1), sp1, 0u);
+          a[2] = hfma2u(hfma2u(and_or(x0, 0x00f000f0u, 0x64006400u), 0x2c002c00u, zl0), sp0, 0u);
+          a[3] = hfma2u(hfma2u(and_or(x1, 0x00f000f0u, 0x64006400u), 0x2c002c00u, zl1), sp1, 0u);
+#pragma unroll
+          for (int nb = 0; nb < NB; ++nb) {
+            const uint32_t bv[2] = {b[nb].x, b[nb].y};
+            mma16816(acc[j][nb], a, bv);
+          }
+        }
+      }
+    }
+  }
+  if (col0 >= p.N) return;
+  float* ws = p.ws + (size_t)split * p.M * p.N;
+#pragma unroll
+  for (int j = 0; j < SW; ++j) {
+    if (col0 + 16 * j >= p.N) break;
+#pragma unroll
+    for (int nb = 0; nb < NB; ++nb)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const int m = 8 * nb + 2 * cq + (i & 1), col = col0 + 16 * j + ccol + 8 * (i >> 1);
+        if (m < p.M) ws[(size_t)m * p.N + col] = active ? acc[j][nb][i] : 0.f;
+      }
+  }
+}
+
 /* read-only stream of the same bytes: the floor the variants are judged against */
 __global__ void __launch_bounds__(512) stream_kernel(const uint4* src, size_t n16, uint32_t* out) {
   uint32_t x = 0;
@@ -404,19 +491,23 @@ struct Variant {
   int mode, d, warps, act, nb, rg; /* rows per pass 8 nb rg; runs where half of that < M <= it */
   int acc_smem; /* FOLD 2: bytes of shared memory for acc */
   void (*fn)(Params);
+  int sw; /* strips per warp */
 };
 #define V(MODE, D, W, MB, ACT, HINT) \
-  Variant{#MODE " D" #D " W" #W " B" #MB " act" #ACT " hint" #HINT, MODE, D, W, ACT, 1, 1, 0, m1_kernel<MODE, D, W, MB, ACT, HINT>}
+  Variant{#MODE " D" #D " W" #W " B" #MB " act" #ACT " hint" #HINT, MODE, D, W, ACT, 1, 1, 0, m1_kernel<MODE, D, W, MB, ACT, HINT>, 1}
 #define VR(NB, D, W, MB) \
-  Variant{"1 mt" #NB "x8 D" #D " W" #W " B" #MB " act0 hint1", 1, D, W, 0, NB, 1, 0, m1_kernel<1, D, W, MB, 0, 1, NB>}
+  Variant{"1 mt" #NB "x8 D" #D " W" #W " B" #MB " act0 hint1", 1, D, W, 0, NB, 1, 0, m1_kernel<1, D, W, MB, 0, 1, NB>, 1}
 /* folded scales, RG row groups of 8 NB rows per strip (RG > 1: chunks through L1, hint 0) */
 #define VF(NB, RG, W, MB) \
   Variant{"1 fold mt" #NB "x8 rg" #RG " W" #W " B" #MB, 1, 1, W, 0, NB, RG, 0, \
-          m1_kernel<1, 1, W, MB, 0, RG == 1, NB, 1, RG>}
+          m1_kernel<1, 1, W, MB, 0, RG == 1, NB, 1, RG>, 1}
 /* exact D x scale, acc in shared memory */
 #define VS(NB, W, MB) \
   Variant{"1 accsmem mt" #NB "x8 W" #W " B" #MB, 1, 1, W, 0, NB, 1, (W) * (NB) * 4 * 32 * 4, \
-          m1_kernel<1, 1, W, MB, 0, 1, NB, 2, 1>}
+          m1_kernel<1, 1, W, MB, 0, 1, NB, 2, 1>, 1}
+/* folded scales, SW strips per warp sharing each B fragment */
+#define VW(NB, SW, W, MB) \
+  Variant{"1 fold mt" #NB "x8 sw" #SW " W" #W " B" #MB, 1, 1, W, 0, NB, 1, 0, m1_sw_kernel<W, MB, NB, SW>, SW}
 
 static const Variant kVariants[] = {
     /* M <= 8: the best of calls 1-2 (the extension's narrow tile), folded or not */
@@ -428,6 +519,10 @@ static const Variant kVariants[] = {
     /* M 33..64 */
     VR(8, 1, 8, 1), VF(8, 1, 8, 1), VF(8, 1, 8, 2), VF(4, 2, 8, 2), VF(2, 4, 8, 3), VF(1, 8, 8, 4),
     VS(8, 8, 2),
+    /* SW strips per warp (folded): M 9..16, 17..32, 33..64 */
+    VW(2, 2, 8, 3), VW(2, 4, 4, 3),
+    VW(4, 2, 8, 2), VW(4, 2, 4, 4), VW(4, 4, 4, 2),
+    VW(8, 2, 8, 1), VW(8, 2, 4, 2),
 };
 
 int main(int argc, char** argv) {
@@ -490,7 +585,7 @@ int main(int argc, char** argv) {
       int len = 0;
       for (int s : split_opts) {
         const int tps = (tiles + s - 1) / s;
-        const int spb = v.warps / v.rg; /* strips per block */
+        const int spb = v.warps / v.rg * v.sw; /* strips per block */
         const dim3 grid((strips + spb - 1) / spb, s);
         const size_t smem = v.act ? (size_t)pr.M * (tps * 64 + 8) * 4 : (size_t)v.acc_smem;
         if (smem > 64 * 1024) continue;
