@@ -187,11 +187,21 @@ __device__ __forceinline__ bool tp_arrive_last(unsigned* counter, int splits, in
 }
 
 /* An output's split-K partials summed in split order (ws: split 0's, `stride` floats per
- * split). A plain loop: 16 loads issued before the adds (past the last split re-reading it)
- * measured slower on the H200 wherever splits are few (NOTES entry 14). */
+ * split), BATCH loads in flight before their adds: ceil(splits / BATCH) dependent L2 round
+ * trips instead of `splits`; the same adds in the same order whatever BATCH is. The vector
+ * kernels take 1 (they sit at their 64-register cap on sm_90; batches that re-read the last
+ * split measured slower where splits are few, NOTES entry 14); the mma tail 8 (entry 30). */
+template <int BATCH>
 __device__ __forceinline__ float tp_sum_partials(const float* ws, int64_t stride, int splits) {
   float total = 0.0f;
-  for (int sp = 0; sp < splits; ++sp) total += gptq_load_coherent(ws + sp * stride);
+  for (int sp0 = 0; sp0 < splits; sp0 += BATCH) {
+    float part[BATCH];
+#pragma unroll
+    for (int j = 0; j < BATCH; ++j) part[j] = sp0 + j < splits ? gptq_load_coherent(ws + (sp0 + j) * stride) : 0.0f;
+#pragma unroll
+    for (int j = 0; j < BATCH; ++j)
+      if (sp0 + j < splits) total += part[j];
+  }
   return total;
 }
 
@@ -555,7 +565,7 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kTpMinBlocksFeed(MT, FEED)) void gptq_
   if (writer) p.ws[(split * p.m + orow) * p.n + on] = sum;
   if (!tp_arrive_last(&p.counters[strip], p.splits, s_last)) return;
   if (writer) {
-    const float total = tp_sum_partials(p.ws + orow * p.n + on, p.m * p.n, p.splits);
+    const float total = tp_sum_partials<1>(p.ws + orow * p.n + on, p.m * p.n, p.splits);
     p.c[orow * p.ldc + on] = ACT == kTpF16 ? gptq_float_to_f16_bits(total) : gptq_float_to_bf16_bits(total);
   }
   if (t == 0) p.counters[strip] = 0u; /* ready for the next launch on this stream */
@@ -585,7 +595,7 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kTpMinBlocksFeed(MT, FEED)) void gptq_
  * ~3 TB/s x ~1 us loaded latency needs per SM of an H100 (H200: ~30 KiB at 4 TB/s). A
  * register ring of tiles ahead measured slower (NOTES 24): ptxas shares load scoreboards
  * between the ring and the tile's own loads, so a tile waited for loads issued after it.
- * Row tile 32 holds acc in shared memory to run 3 blocks per SM (64: 1 block).
+ * Row tile 32 runs 2 blocks per SM (128 registers), 64 1 block.
  * gfx908 (reasoned, not measured, NOTES entry 11): a 3-deep
  * ring, 2 blocks/CU = 8 waves x 2 KiB = 16 KiB per CU in flight,
  * against ~8 KiB that 1.2 TB/s x ~700 cycles needs per CU; one MFMA 16x16x16 (32 cycles) and
@@ -597,18 +607,13 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kTpMinBlocksFeed(MT, FEED)) void gptq_
 static constexpr int kMmaWaves = GPTQ_TARGET_AMD ? kTpThreads / 64 : kTpThreads / 32; /* strips per block */
 static constexpr int kMmaActElems = 8192;          /* rows x K-range activations per block */
 /* Resident blocks per SM/CU the register cap must allow, without spills (resource report):
- * NVIDIA 4 (<= 64 registers, 32 warps) at row tile 8 and 3 (<= 80) at row tile 32 (acc in
- * shared memory), both at 4 and 8 bits; row tile 64 1; else 2 (<= 128, 16 warps). gfx908 2
- * (<= 128 VGPRs, 2 waves per SIMD; the accumulators live in AGPRs). */
+ * NVIDIA 4 (<= 64 registers, 32 warps) at row tile 8 at 4 and 8 bits; row tile 64 1; else 2
+ * (<= 128, 16 warps). Row tile 32 with acc in shared memory at 3 blocks measured 13% slower
+ * than in registers at 2 (NOTES 28b). gfx908 2 (<= 128 VGPRs, 2 waves per SIMD; the
+ * accumulators live in AGPRs). */
 static constexpr int kMmaMinBlocks(int mt, int bits) {
-  return GPTQ_TARGET_AMD ? 2 : (mt == 8 && bits >= 4) ? 4 : (mt == 32 && bits >= 4) ? 3 : mt == 64 ? 1 : 2;
+  return GPTQ_TARGET_AMD ? 2 : (mt == 8 && bits >= 4) ? 4 : mt == 64 ? 1 : 2;
 }
-/* NVIDIA row tile 32 keeps acc (the running sum over groups) in shared memory, each lane its
- * own words (no barrier), and only the group's D set in registers: half the accumulator
- * registers, so 3 blocks per SM instead of 2, where more warps in flight measured faster
- * (NOTES 26, 28). The fmas are the same, in the same order. Row tile 64 at 2 blocks spilled
- * 28-44 bytes even so: it stays at 1 block, acc in registers. gfx908 keeps acc in AGPRs. */
-__host__ __device__ static constexpr bool kMmaAccInLds(int mt) { return !GPTQ_TARGET_AMD && mt == 32; }
 /* Row tiles: multiples of the instruction's rows up to 16 (NVIDIA 8 and 16, gfx908 16). */
 static constexpr int kMmaMinRowTile = GPTQ_MMA_ROWS;
 /* Tiles per wave in registers or in flight: the one computed and kMmaStages - 1 ahead,
@@ -679,8 +684,6 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
   /* rows x half pairs, each row padded to 8 (mod 32) words: conflict-free 8-byte reads */
   __shared__ __align__(16) uint32_t s_act[kBGlobal ? 4 : kMmaActElems / 2 + 40 * MT];
   __shared__ int s_last;
-  constexpr bool kAccLds = kMmaAccInLds(MT);
-  __shared__ float s_acc[kAccLds ? kMmaWaves * NB * 4 * WAVE : 1]; /* [wave][4 b + i][lane] */
 
   const int t = threadIdx.x, wave = gptq_wave_uniform((int)(threadIdx.x / WAVE)), lane = (int)(threadIdx.x % WAVE);
   const int64_t strip = (int64_t)blockIdx.x * kMmaWaves + wave, split = blockIdx.y;
@@ -785,11 +788,6 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
   for (int b = 0; b < NB; ++b)
 #pragma unroll
     for (int i = 0; i < 4; ++i) acc[b][i] = 0.0f;
-  float* const acc_lds = s_acc + (kAccLds ? wave * NB * 4 * WAVE + lane : 0);
-  if constexpr (kAccLds) {
-#pragma unroll
-    for (int j = 0; j < NB * 4; ++j) acc_lds[j * WAVE] = 0.0f;
-  }
 
   /* The tile in use: zero pairs, D-column scales and words of its first group, and the
    * group sums d (folded into acc x scale at each group end). */
@@ -803,8 +801,7 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
     for (int b = 0; b < NB; ++b) {
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
-        float& r = kAccLds ? acc_lds[(4 * b + i) * WAVE] : acc[b][i];
-        r = fmaf(d[b][i], sc[gptq_mma_dscale_of(i)], r);
+        acc[b][i] = fmaf(d[b][i], sc[gptq_mma_dscale_of(i)], acc[b][i]);
       }
 #pragma unroll
       for (int i = 0; i < 4; ++i) d[b][i] = 0.0f;
@@ -894,12 +891,6 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
     }
   }
 
-  if constexpr (kAccLds) {
-#pragma unroll
-    for (int b = 0; b < NB; ++b)
-#pragma unroll
-      for (int i = 0; i < 4; ++i) acc[b][i] = acc_lds[(4 * b + i) * WAVE];
-  }
   /* lane's outputs: (m = ROWS b + d_row(i), column col0 + d_col(i)) = acc[b][i] */
   col0 = ((int64_t)gptq_block_x_reread() * kMmaWaves + wave) * 16; /* not held across the loop */
   auto each_output = [&](auto&& f) { /* f(row, column, acc entry) for this lane's outputs */
@@ -920,17 +911,17 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
   }
   each_output([&](int64_t row, int64_t col, float v) { p.ws[(split * p.m + row) * p.n + col] = v; });
   if (!tp_arrive_last(&p.counters[blockIdx.x], p.splits, &s_last)) return;
-  /* split order per output, but one split's loads for all the lane's outputs at a time:
-   * `splits` L2 round trips, not one per output (up to 32 at row tile 64, NOTES 20) */
-#pragma unroll
-  for (int b = 0; b < NB; ++b)
-#pragma unroll
-    for (int i = 0; i < 4; ++i) acc[b][i] = 0.0f;
-  for (int sp = 0; sp < p.splits; ++sp) {
-    const float* ws = p.ws + (int64_t)sp * p.m * p.n;
-    each_output([&](int64_t row, int64_t col, float& v) { v += gptq_load_coherent(ws + row * p.n + col); });
+  /* The group's outputs spread over the whole block, one per thread, consecutive columns
+   * (coalesced), each summed in split order with 8 splits' loads in flight: the kernel's
+   * critical path ends here, and one lane's outputs in a loop over splits cost one L2 round
+   * trip per split (20 on qkv at M = 1, NOTES entry 30). */
+  const int64_t gcol0 = (int64_t)gptq_block_x_reread() * kMmaWaves * 16;
+  const int gcols = (int)(p.n - gcol0 < kMmaWaves * 16 ? p.n - gcol0 : kMmaWaves * 16);
+  for (int o = t; o < rows * gcols; o += kTpThreads) {
+    const int m = o / gcols, col = o - m * gcols;
+    const int64_t row = p.m0 + m, ocol = gcol0 + col;
+    store(row, ocol, tp_sum_partials<8>(p.ws + row * p.n + ocol, p.m * p.n, p.splits));
   }
-  each_output(store);
   if (t == 0) p.counters[blockIdx.x] = 0u; /* ready for the next launch on this stream */
 }
 
@@ -1101,6 +1092,34 @@ static void tp_split(tp_plan* pl, const gptq_problem* p, int64_t tiles, int64_t 
   pl->ws_bytes = pl->splits > 1 ? (size_t)pl->splits * (size_t)p->m * (size_t)p->n * sizeof(float) : 0;
 }
 
+/* K splits of an mma launch whose tiles read a directly (any split length), from a model of
+ * its length in bytes-equivalent (NOTES entry 30, fitted to m1_stream's split sweeps):
+ *   blocks run in rounds of `slots` resident blocks, and a split's tiles one after another,
+ *   so the launch lasts ceil(grid_x s / slots) x ceil(tiles / s) tile rounds; a round moves
+ *   slots x kMmaWaves KiB, a tile taking (1 + rows / 7) times its byte time as the B loads
+ *   and matrix instructions grow with the rows (measured 1.3 / 1.9 / 3.1 / 5.0 / 9.5 at
+ *   M = 1 / 8 / 16 / 32 / 64, H200);
+ *   each split > 1 writes and the last block reads rows x n fp32 partials.
+ * The smallest s of least cost: a partial round costs a full one, but short splits even
+ * out the rounds (gate_up at 2 blocks/SM: 5 splits 18% faster than the one round of 2). */
+static int64_t tp_mma_splits(int64_t tiles, int64_t grid_x, int64_t slots, int64_t rows, int64_t n) {
+  if (slots < 1) slots = 1;
+  const double round_bytes = (double)slots * kMmaWaves * 1024.0, slowdown = 1.0 + (double)rows / 7.0;
+  int64_t best = 1;
+  double best_cost = 0.0;
+  for (int64_t s = 1; s <= tiles; ++s) {
+    const int64_t tps = tp_ceil_div(tiles, s);
+    if (tp_ceil_div(tiles, tps) != s) continue; /* the same launch as a smaller s */
+    const double cost = (double)(tp_ceil_div(grid_x * s, slots) * tps) * round_bytes * slowdown +
+                        (s > 1 ? (double)s * (double)rows * (double)n * 8.0 : 0.0);
+    if (s == 1 || cost < best_cost) {
+      best = s;
+      best_cost = cost;
+    }
+  }
+  return best;
+}
+
 /* Tiles that read a directly load 4 activations (8 bytes) per lane (kMmaBFromGlobal). */
 static bool tp_a_not_direct(const gptq_problem* p) {
   return p->a_perm || (p->lda & 3) || ((uintptr_t)p->a & 7u);
@@ -1127,8 +1146,6 @@ static tp_plan tp_make_plan(const gptq_problem* p, gptq_gpu_kernel kernel, const
     const bool b_global = kMmaBFromGlobal(pl.mt);
     pl.fn = tp_mma_pick(p->bits, act, pl.mt);
     pl.grid_x = tp_ceil_div(tp_ceil_div(p->n, 16), kMmaWaves);
-    /* one wave of resident blocks when the strip groups alone are too few: whole waves
-     * only (a partial second wave would cost as much as a full one) */
     /* [act][row tile 8/16/32/64][bits], 0 = not asked yet; racing writers store the same
      * value. Per process: a build holds one architecture (sm_90 or gfx908), and every
      * device of it gives the same answer. */
@@ -1139,8 +1156,12 @@ static tp_plan tp_make_plan(const gptq_problem* p, gptq_gpu_kernel kernel, const
       r = gptq_resident_blocks(pl.fn, kTpThreads);
       __atomic_store_n(slot, r, __ATOMIC_RELAXED);
     }
-    const int64_t fill = want_splits ? want_splits : (int64_t)sm_count * (r > 0 ? r : 1) / pl.grid_x;
-    /* tiles that read activations from global memory: any split length */
+    const int64_t slots = (int64_t)sm_count * (r > 0 ? r : 1);
+    /* tiles staging activations in LDS (gfx908 narrow): splits short enough for it, and one
+     * round of resident blocks when the strip groups alone are too few */
+    const int64_t fill = want_splits ? want_splits
+                         : b_global  ? tp_mma_splits(tiles, pl.grid_x, slots, rows, p->n)
+                                     : slots / pl.grid_x;
     tp_split(&pl, p, tiles, b_global ? tiles : kMmaActElems / (rows * tk), fill);
     if (b_global && tp_a_not_direct(p)) {
       pl.gather = true;
