@@ -778,10 +778,6 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
 #pragma unroll
   for (int i = 0; i < kMmaStages - 1; ++i) load_next_stage(sg[i]);
 
-  /* Launched early behind the act-order gather (gptq_launch_early), the kernel waits for it
-   * before its first read of a: on NVIDIA (one stage) after the first tile's loads, in the
-   * loop below; with staging or a ring, here. */
-  if (!kBGlobal || kMmaStages > 1) gptq_wait_prior_grid();
   if constexpr (!kBGlobal) {
     tp_stage_act<8, ACT>(s_act, stride, p, (int64_t)kt0 * TK, half, rows, rows);
     __syncthreads();
@@ -888,7 +884,6 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
       for (int j = 0; j < kMmaStages; ++j) {
         if (kt + j < kt1) {
           load_next_stage(sg[(j + kMmaStages - 1) % kMmaStages]); /* the farthest tile first */
-          if (kt + j == kt0) gptq_wait_prior_grid(); /* a: see gptq_launch_early below */
           if (split_groups) tile(kt + j, sg[j], std::true_type{});
           else tile(kt + j, sg[j], std::false_type{});
         }
@@ -933,7 +928,6 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
 /* ---- activations for the mma tiles that read a directly: dst[m, k] = a[m, a_perm[k]] ----
  * (dense rows of K, 8-byte aligned), when a is permuted or its rows are not 8-byte aligned */
 __global__ void gptq_transposed_gather_act_kernel(tp_args p, uint16_t* dst) {
-  gptq_release_dependents(); /* the GEMM's blocks may start their weight loads now */
   const int64_t k = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; /* grid.x covers K */
   if (k >= p.k) return;
   const int64_t src = p.a_perm ? clamp_index(p.a_perm[k], p.k, p.errors, blockIdx.y == 0) : k;
@@ -1319,10 +1313,7 @@ gptq_status gptq_gpu_transposed_gemm(const gptq_problem* p, gptq_gpu_kernel kern
   /* M beyond one pass: passes of pl.mt rows, in order on the stream (each re-reads W) */
   for (int64_t m0 = 0; m0 < p->m; m0 += pl.mt) {
     a.m0 = m0;
-    /* behind the gather: start the weight loads while it finishes (the kernel waits for it
-     * before reading a) */
-    if (pl.gather && m0 == 0) gptq_launch_early(pl.fn, grid, dim3(kTpThreads), (gptq_stream_t)stream, a);
-    else GPTQ_LAUNCH(pl.fn, grid, kTpThreads, (gptq_stream_t)stream)(a);
+    GPTQ_LAUNCH(pl.fn, grid, kTpThreads, (gptq_stream_t)stream)(a);
     const gptq_status st = gptq_launch_status();
     if (st != GPTQ_OK) return st;
   }
