@@ -19,6 +19,10 @@
 #             (ISSUE10_M, ISSUE10_KERNELS narrow the main run)
 #   issue11   bench_gemm at M 1..512 for auto and transposed_mma's wide tiles, then
 #             benchmarks/issue11_targets.py's table (targets.md)
+#   baseline  the tree in .baseline/ (tools/make_baseline.sh REV here, then carry ".baseline"),
+#             built in place and benchmarked with the same bench_gemm rows as BASELINE_ARGS
+#             (default: Qwen3-32B TP=4 + Llama-3-8B gate_up, W4, M 1 8 16 32, auto and fp16,
+#             then act-order at M 1 8): a change and its parent measured in one call
 #   tune      `python -m gptq_mi100 tune` on the Qwen3-32B TP=4 shapes (its wall time is a target)
 #   profile   ncu (stall reasons, issue rate, DRAM) of the wide-tile mma kernel and of the
 #             layout-2 dequantize at gate_up M = 64 (the issue-11 gap)
@@ -43,6 +47,7 @@ export PYTHONUNBUFFERED=1 MAX_JOBS=${MAX_JOBS:-16} TORCH_CUDA_ARCH_LIST=${TORCH_
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 dest=${OUT:-benchmarks/results/device-run}
 mkdir -p "$dest"
+dest=$(cd "$dest" && pwd)  # absolute: parts may run from another directory (baseline)
 [ $# -gt 0 ] || set -- tests sanitize
 
 {
@@ -159,10 +164,21 @@ for part in "$@"; do
       for f in "$dest"/issue11/*.json; do
         [ -f "$f" ] && python3 -m benchmarks.issue11_targets "$f" > "$dest/issue11/targets.md"
       done ;;
+    baseline)
+      [ -f .baseline/setup.py ] || { echo "baseline: no .baseline/ (tools/make_baseline.sh REV, carry it)"; continue; }
+      run_part baseline-build 180 bash -c "cd .baseline && rm -rf build gptq_mi100/*.so && python3 setup.py build_clib build_ext --inplace"
+      # from .baseline/ the baseline's package comes first on sys.path (checked), not the
+      # editable install of the tree under test
+      bl_args=${BASELINE_ARGS:---shapes qwen3-32b-tp4 4096x28672 --bits 4 --m 1 8 16 32 --kernels auto fp16_linear}
+      run_part baseline 150 bash -c "cd .baseline && cat REV && python3 -c 'import gptq_mi100, os, sys; \
+        sys.exit(not gptq_mi100.__file__.startswith(os.getcwd()))' && \
+        python3 -m benchmarks.bench_gemm --device cuda --no-plot $bl_args --out-dir '$dest/baseline/main' && \
+        python3 -m benchmarks.bench_gemm --device cuda --no-plot --shapes qwen3-32b-tp4 4096x28672 --bits 4 \
+          --m 1 8 --act-order --kernels auto --out-dir '$dest/baseline/ao'" ;;
     tune)
       run_part tune 180 python3 -m gptq_mi100 tune --device cuda --out "$dest/tune/table.json" ;;
     *)
-      echo "device_session: unknown part '$part' (tests, tests-a, tests-b, forced, sanitize, profile, stalls, dequant, minilm, longrun, variants, micro, issue10, issue11, tune)" >&2
+      echo "device_session: unknown part '$part' (tests, tests-a, tests-b, forced, sanitize, profile, stalls, dequant, minilm, longrun, variants, micro, issue10, issue11, baseline, tune)" >&2
       exit 2 ;;
   esac
 done
