@@ -37,7 +37,7 @@
 #
 # Usage: GPTQ_MI100_GIT_COMMIT=$(git rev-parse HEAD) bash tools/device_session.sh tests sanitize
 # DEADLINE=<epoch seconds> shortens or skips parts so that the call ends before it.
-# ARCHIVE=$OUT/all.tgz packs everything into one file at the end: the device tool returns
+# ARCHIVE=$OUT/all.tgz packs everything into one file after each part: the device tool returns
 # only a limited number of files from $OUT, so write the parts outside $OUT and keep the archive.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -79,6 +79,8 @@ run_part() {  # name, limit (s), command...; DEADLINE (epoch s) caps every limit
   local rc=$?
   echo "$name rc=$rc ${SECONDS}s$([ $rc -eq 124 ] && echo ' (time limit: partial)')"
   tr '\r' '\n' < "$dest/$name/log.txt" | tail -n 4
+  # pack after every part: a call cut off by its time limit still returns what finished
+  if [ -n "${ARCHIVE:-}" ]; then tar czf "$ARCHIVE" -C "$dest" . ; fi
 }
 
 for part in "$@"; do
