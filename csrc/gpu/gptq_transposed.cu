@@ -800,9 +800,7 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
 #pragma unroll
     for (int b = 0; b < NB; ++b) {
 #pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        acc[b][i] = fmaf(d[b][i], sc[gptq_mma_dscale_of(i)], acc[b][i]);
-      }
+      for (int i = 0; i < 4; ++i) acc[b][i] = fmaf(d[b][i], sc[gptq_mma_dscale_of(i)], acc[b][i]);
 #pragma unroll
       for (int i = 0; i < 4; ++i) d[b][i] = 0.0f;
     }
@@ -1107,15 +1105,17 @@ static int64_t tp_mma_splits(int64_t tiles, int64_t grid_x, int64_t slots, int64
   const double round_bytes = (double)slots * kMmaWaves * 1024.0, slowdown = 1.0 + (double)rows / 7.0;
   int64_t best = 1;
   double best_cost = 0.0;
-  for (int64_t s = 1; s <= tiles; ++s) {
+  /* only the smallest s of each split length (a larger one is the same launch): ~2 sqrt(tiles)
+   * candidates, not `tiles`, on the host path of every call */
+  for (int64_t s = 1; s <= tiles;) {
     const int64_t tps = tp_ceil_div(tiles, s);
-    if (tp_ceil_div(tiles, tps) != s) continue; /* the same launch as a smaller s */
     const double cost = (double)(tp_ceil_div(grid_x * s, slots) * tps) * round_bytes * slowdown +
                         (s > 1 ? (double)s * (double)rows * (double)n * 8.0 : 0.0);
     if (s == 1 || cost < best_cost) {
       best = s;
       best_cost = cost;
     }
+    s = tps > 1 ? tp_ceil_div(tiles, tps - 1) : tiles + 1; /* the first s with shorter splits */
   }
   return best;
 }
