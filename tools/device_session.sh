@@ -20,6 +20,7 @@
 #   issue11   bench_gemm at M 1..512 for auto and transposed_mma's wide tiles, then
 #             benchmarks/issue11_targets.py's table (targets.md)
 #   baseline  the tree in .baseline/ (tools/make_baseline.sh REV here, then carry ".baseline"),
+#             and .baseline2/ if present (make_baseline.sh REV2 .baseline2, carried too),
 #             built in place and benchmarked with the same bench_gemm rows as BASELINE_ARGS
 #             (default: Qwen3-32B TP=4 + Llama-3-8B gate_up, W4, M 1 8 16 32, auto and fp16,
 #             then act-order at M 1 8): a change and its parent measured in one call
@@ -167,16 +168,19 @@ for part in "$@"; do
         [ -f "$f" ] && python3 -m benchmarks.issue11_targets "$f" > "$dest/issue11/targets.md"
       done ;;
     baseline)
-      [ -f .baseline/setup.py ] || { echo "baseline: no .baseline/ (tools/make_baseline.sh REV, carry it)"; continue; }
-      run_part baseline-build 180 bash -c "cd .baseline && rm -rf build gptq_mi100/*.so && python3 setup.py build_clib build_ext --inplace"
-      # from .baseline/ the baseline's package comes first on sys.path (checked), not the
-      # editable install of the tree under test
-      bl_args=${BASELINE_ARGS:---shapes qwen3-32b-tp4 4096x28672 --bits 4 --m 1 8 16 32 --kernels auto fp16_linear}
-      run_part baseline 150 bash -c "cd .baseline && cat REV && python3 -c 'import gptq_mi100, os, sys; \
-        sys.exit(not gptq_mi100.__file__.startswith(os.getcwd()))' && \
-        python3 -m benchmarks.bench_gemm --device cuda --no-plot $bl_args --out-dir '$dest/baseline/main' && \
-        python3 -m benchmarks.bench_gemm --device cuda --no-plot --shapes qwen3-32b-tp4 4096x28672 --bits 4 \
-          --m 1 8 --act-order --kernels auto --out-dir '$dest/baseline/ao'" ;;
+      for bl in .baseline .baseline2; do
+        [ -f $bl/setup.py ] || { [ $bl = .baseline ] && echo "baseline: no .baseline/ (tools/make_baseline.sh REV, carry it)"; continue; }
+        name=${bl#.}
+        run_part $name-build 180 bash -c "cd $bl && rm -rf build gptq_mi100/*.so && python3 setup.py build_clib build_ext --inplace"
+        # from $bl/ the baseline's package comes first on sys.path (checked), not the
+        # editable install of the tree under test
+        bl_args=${BASELINE_ARGS:---shapes qwen3-32b-tp4 4096x28672 --bits 4 --m 1 8 16 32 --kernels auto fp16_linear}
+        run_part $name 150 bash -c "cd $bl && cat REV && python3 -c 'import gptq_mi100, os, sys; \
+          sys.exit(not gptq_mi100.__file__.startswith(os.getcwd()))' && \
+          python3 -m benchmarks.bench_gemm --device cuda --no-plot $bl_args --out-dir '$dest/$name/main' && \
+          python3 -m benchmarks.bench_gemm --device cuda --no-plot --shapes qwen3-32b-tp4 4096x28672 --bits 4 \
+            --m 1 8 --act-order --kernels auto --out-dir '$dest/$name/ao'"
+      done ;;
     tune)
       run_part tune 180 python3 -m gptq_mi100 tune --device cuda --out "$dest/tune/table.json" ;;
     *)
