@@ -129,13 +129,14 @@ def test_matrix_kernel_matches_reference(emulator, tmp_path, case):
 
 def test_split_k_past_one_load_batch(emulator, tmp_path):
     """18 K splits, one tile each: the split-K tail's in-order sum over many partials, for the
-    vector and the matrix kernel (narrow and 64-row tiles: the wide tail sums a lane's 32
-    outputs one split at a time)."""
+    vector and the matrix kernel (narrow and 64-row tiles; the matrix kernel's tail spreads
+    up to 2 outputs per thread over the block (m = 1, 3) and past that sums each lane's own
+    outputs one split at a time (m = 16: 16 rows x 40 columns))."""
     wave, exe = emulator
     k, n, bits, gs = 1152, 40, 8, 64  # 18 tiles of 64 rows at 8 bits: 18 splits of one tile
     seed = seed_of("emu-splits", wave, k, n, bits, gs)
     _, w, tiled, w_ref = make_case(k, n, bits, gs, False, False, seed)
-    for m in (1, 3):
+    for m in (1, 3, 16):
         a = torch.randn(m, k, generator=torch.Generator().manual_seed(seed + m)).half()
         ref = a.float() @ w_ref
         for kernel, tile in (("transposed", {}), ("transposed_mma", {}), ("transposed_mma", {"mt": 64})):

@@ -403,6 +403,53 @@ __device__ __forceinline__ uint32_t gptq_f16x2_to_bf16x2(uint32_t h) {
 #define GPTQ_LAUNCH(fn, grid, block, stream) fn<<<grid, block, 0, stream>>>
 #endif
 
+/* ---- programmatic dependent launch (NVIDIA sm_90+; elsewhere a plain launch) --------
+ * gptq_launch_early(...) lets a kernel's blocks start while the kernel before it on the
+ * stream finishes: its prologue and first weight loads overlap that kernel's tail and the
+ * launch gap. Such a kernel must call gptq_wait_prior_grid() before it reads anything the
+ * earlier kernel writes (a full wait for its completion and memory; a no-op when it was
+ * launched the usual way). gptq_release_dependents(): the earlier kernel lets the
+ * dependent's blocks be scheduled before its own blocks exit. CUDA graphs keep the edge. */
+#if GPTQ_EMULATE || GPTQ_HIP
+__device__ __forceinline__ void gptq_wait_prior_grid() {}
+__device__ __forceinline__ void gptq_release_dependents() {}
+template <typename... P, typename... A>
+static inline void gptq_launch_early(void (*fn)(P...), dim3 grid, dim3 block, gptq_stream_t stream, A... args) {
+  GPTQ_LAUNCH(fn, grid, block, stream)(args...);
+}
+#else
+__device__ __forceinline__ void gptq_wait_prior_grid() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void gptq_release_dependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+template <typename... P, typename... A>
+static inline void gptq_launch_early(void (*fn)(P...), dim3 grid, dim3 block, gptq_stream_t stream, A... args) {
+  int dev = 0, major = 0; /* the attribute is for sm_90+; older GPUs get a plain launch */
+  if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
+      major < 9) {
+    GPTQ_LAUNCH(fn, grid, block, stream)(args...);
+    return;
+  }
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = 0;
+  cfg.stream = stream;
+  cfg.attrs = attr;
+  cfg.numAttrs = 1;
+  (void)cudaLaunchKernelEx(&cfg, fn, args...); /* errors: gptq_launch_status() */
+}
+#endif
+
 /* Resident blocks per SM/CU of a kernel at this block size (launch planning; no sync). */
 template <typename F>
 static inline int gptq_resident_blocks(F* kernel, int threads) {

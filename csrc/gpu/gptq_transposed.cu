@@ -585,12 +585,13 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kTpMinBlocksFeed(MT, FEED)) void gptq_
  *     D accumulates a group in fp32, then x the D column's scale into acc.
  *   NVIDIA: M <= 8 costs what M = 1 costs, 9..16 a second mma per step; gfx908: M <= 16 one
  *   MFMA per step. Row tiles 32 and 64 (one weight pass for M <= 64), and every NVIDIA
- *   tile, take B straight from global memory instead of LDS (kMmaBFromGlobal). More rows:
- *   passes of the row tile.
+ *   tile, take B straight from global memory instead of LDS (kMmaBFromGlobal); from 16
+ *   rows from a copy of a in fragment order, one contiguous load per fragment (kMmaBFrag).
+ *   More rows: passes of the row tile.
  *
  * Bytes in flight. NVIDIA (every row tile): a wave loads a tile (1 KiB, 16-byte loads
- * that skip L1) and then uses it; B comes straight from a (L1 hits; act-order or an
- * unaligned a is gathered first). Latency is hidden by occupancy: row tile 8 runs 4
+ * that skip L1) and then uses it; B comes from a (L1 hits; row tile 8 reads a itself,
+ * gathered first only for act-order or an unaligned a). Latency is hidden by occupancy: row tile 8 runs 4
  * blocks = 32 warps per SM (63 registers), 32 KiB per SM in flight, above the ~23 KiB that
  * ~3 TB/s x ~1 us loaded latency needs per SM of an H100 (H200: ~30 KiB at 4 TB/s). A
  * register ring of tiles ahead measured slower (NOTES 24): ptxas shares load scoreboards
@@ -628,6 +629,13 @@ static constexpr int kMmaStages = GPTQ_TARGET_AMD ? 3 : 1;
  * Tiles reading a directly need it in order and 8-byte aligned: the launcher gathers a
  * permuted or unaligned a into the workspace first (one small extra launch). */
 __host__ __device__ static constexpr bool kMmaBFromGlobal(int mt) { return mt > 16 || !GPTQ_TARGET_AMD; }
+/* Tiles of 16 rows or more that read B from global memory read a copy of a in fragment
+ * order (gptq_transposed_frag_act_kernel): loaded from row-major a, one B fragment touches
+ * ROWS cache lines (32 of each line's 128 bytes), and L1 serves about one line per cycle:
+ * L1/TEX 90% busy at gate_up M = 64 (NOTES 33). In fragment order one load is WAVE x 8
+ * contiguous bytes. Row tile 8 (M <= 8) reads a as it is: no extra launch at decode. */
+__host__ __device__ static constexpr bool kMmaBFrag(int mt) { return kMmaBFromGlobal(mt) && mt >= 16; }
+static constexpr int kMmaLanes = 64 / GPTQ_MMA_CHUNKS; /* lanes of one matrix instruction */
 
 /* The two (q - z) pairs of step `st` in a chunk word (pairs 2st, 2st + 1 of the chunk at
  * positions p, p + 1 of word (2st) / PPW), as A registers (fp16, or bf16 for bf16
@@ -673,13 +681,13 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
   constexpr int TK = 512 / BITS, STEPS = TK / 16, PPW = 16 / BITS;
   constexpr int CPL = GPTQ_MMA_CHUNKS, DS = GPTQ_MMA_DSCALES, ROWS = GPTQ_MMA_ROWS;
   constexpr int NB = MT / ROWS; /* instructions per step: activation rows 0..ROWS-1, ... */
-  constexpr int WAVE = 64 / CPL;
+  constexpr int WAVE = kMmaLanes;
   /* Wide row tiles (32, 64) read B straight from a, 8 bytes per lane and instruction (L1/L2
    * hits: every wave of the GPU reads the same few hundred KiB): staging the whole split in
    * LDS would cut splits to one tile of K at 64 rows, and staging chunks of it cost a block
    * barrier per chunk with its load latency exposed (NOTES entry 18). */
   constexpr bool kWide = MT > 16;
-  constexpr bool kBGlobal = kMmaBFromGlobal(MT);
+  constexpr bool kBGlobal = kMmaBFromGlobal(MT), kBFrag = kMmaBFrag(MT);
   static_assert(MT % ROWS == 0 && (MT <= 16 || MT == 32 || MT == 64), "row tile: whole instructions");
   /* rows x half pairs, each row padded to 8 (mod 32) words: conflict-free 8-byte reads */
   __shared__ __align__(16) uint32_t s_act[kBGlobal ? 4 : kMmaActElems / 2 + 40 * MT];
@@ -778,6 +786,10 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
 #pragma unroll
   for (int i = 0; i < kMmaStages - 1; ++i) load_next_stage(sg[i]);
 
+  /* Launched early behind the act-order gather (gptq_launch_early), the kernel waits for it
+   * before its first read of a: on NVIDIA (one stage) after the first tile's loads, in the
+   * loop below; with staging or a ring, here. */
+  if (!kBGlobal || kMmaStages > 1) gptq_wait_prior_grid();
   if constexpr (!kBGlobal) {
     tp_stage_act<8, ACT>(s_act, stride, p, (int64_t)kt0 * TK, half, rows, rows);
     __syncthreads();
@@ -824,9 +836,10 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
 #pragma unroll
       for (int i = 0; i < 4; ++i) d[b][i] = 0.0f;
   };
-  /* step st of the tile; bstep: the lane's B pairs of that step for activation row brow,
-   * rows bstride words apart. kSplitGroups: groups end inside tiles (group_size < TK). */
-  auto step = [&](int st, const uint32_t* bstep, int bstride, auto split_groups) {
+  /* step st of the tile; bstep: the lane's B pairs of that step for its first instruction's
+   * rows, the next instruction's bgroup words on. kSplitGroups: groups end inside tiles
+   * (group_size < TK). */
+  auto step = [&](int st, const uint32_t* bstep, int bgroup, auto split_groups) {
     if (decltype(split_groups)::value && row0 + 16 * st >= g_end) { /* fold, load the next group */
       fold();
       ++grp;
@@ -844,22 +857,28 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
 #pragma unroll
     for (int b = 0; b < NB; ++b) {
       uint2 av = make_uint2(0u, 0u);
-      if (brow + ROWS * b < rows) av = *reinterpret_cast<const uint2*>(bstep + ROWS * b * bstride);
+      if (brow + ROWS * b < rows) av = *reinterpret_cast<const uint2*>(bstep + b * bgroup);
       const uint32_t bv[2] = {av.x, av.y};
       gptq_mma_16<ACT == kTpBF16>(d[b], a, bv);
     }
   };
-  /* one tile: B from the split's staged activations (narrow), or straight from a (wide:
-   * rows 8-byte aligned, k in order; the launcher gathers a into the workspace otherwise) */
+  /* one tile: B from the split's staged activations (gfx908 narrow), from a copy of a in
+   * fragment order (kBFrag: the lane's 8 bytes of row group g, 16-k step s at
+   * ((g KS + s) WAVE + lane) x 8), or straight from a (rows 8-byte aligned, k in order; the
+   * launcher gathers a into the workspace otherwise) */
+  const int64_t ksteps = p.k / 16;
   auto tile = [&](int kt, const stage& cur, auto split_groups) {
     tile_begin(kt, cur);
-    const uint32_t* arow = kBGlobal ? reinterpret_cast<const uint32_t*>(p.a + (p.m0 + brow) * p.lda + kt * TK + bk)
-                                 : s_act + brow * stride + ((kt - kt0) * TK + bk) / 2;
-    const int bstride = kBGlobal ? (int)(p.lda / 2) : stride;
+    const uint32_t* arow =
+        kBFrag     ? reinterpret_cast<const uint32_t*>(p.a) + 2 * ((p.m0 / ROWS * ksteps + (int64_t)kt * STEPS) * WAVE + lane)
+        : kBGlobal ? reinterpret_cast<const uint32_t*>(p.a + (p.m0 + brow) * p.lda + kt * TK + bk)
+                   : s_act + brow * stride + ((kt - kt0) * TK + bk) / 2;
+    const int bgroup = (int)(kBFrag ? 2 * ksteps * WAVE : kBGlobal ? ROWS * (p.lda / 2) : ROWS * stride);
+    constexpr int kStepWords = kBFrag ? 2 * WAVE : 8; /* words from one step's B to the next */
     /* a 2-bit tile (32 steps) fully unrolled at 64 rows spills on sm_90: 8 steps at a time */
     constexpr int kStepUnroll = (kWide && BITS == 2) ? 8 : STEPS;
 #pragma unroll kStepUnroll
-    for (int st = 0; st < STEPS; ++st) step(st, arow + 8 * st, bstride, split_groups);
+    for (int st = 0; st < STEPS; ++st) step(st, arow + kStepWords * st, bgroup, split_groups);
     fold();
   };
 
@@ -882,6 +901,7 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
       for (int j = 0; j < kMmaStages; ++j) {
         if (kt + j < kt1) {
           load_next_stage(sg[(j + kMmaStages - 1) % kMmaStages]); /* the farthest tile first */
+          if (kt + j == kt0) gptq_wait_prior_grid(); /* a: see gptq_launch_early below */
           if (split_groups) tile(kt + j, sg[j], std::true_type{});
           else tile(kt + j, sg[j], std::false_type{});
         }
@@ -909,16 +929,30 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
   }
   each_output([&](int64_t row, int64_t col, float v) { p.ws[(split * p.m + row) * p.n + col] = v; });
   if (!tp_arrive_last(&p.counters[blockIdx.x], p.splits, &s_last)) return;
-  /* The group's outputs spread over the whole block, one per thread, consecutive columns
-   * (coalesced), each summed in split order with 8 splits' loads in flight: the kernel's
-   * critical path ends here, and one lane's outputs in a loop over splits cost one L2 round
-   * trip per split (20 on qkv at M = 1, NOTES entry 30). */
+  /* Both tails add each output's partials in split order (bitwise the same result).
+   * At most 2 outputs per thread (M <= 4 at row tile 8): the group's outputs spread over
+   * the block, one per thread at a time, consecutive columns, 8 splits' loads in flight.
+   * More: each lane sums its own outputs, one split's loads for all of them at a time. The
+   * first measured 10-22% faster at M = 1 (qkv, o, down: 20, 8, 13 splits), the second
+   * 10-27% at M = 8 and 16 at the same split counts (H200, NOTES entry 34). */
   const int64_t gcol0 = (int64_t)gptq_block_x_reread() * kMmaWaves * 16;
   const int gcols = (int)(p.n - gcol0 < kMmaWaves * 16 ? p.n - gcol0 : kMmaWaves * 16);
-  for (int o = t; o < rows * gcols; o += kTpThreads) {
-    const int m = o / gcols, col = o - m * gcols;
-    const int64_t row = p.m0 + m, ocol = gcol0 + col;
-    store(row, ocol, tp_sum_partials<8>(p.ws + row * p.n + ocol, p.m * p.n, p.splits));
+  if (rows * gcols <= 2 * kTpThreads) {
+    for (int o = t; o < rows * gcols; o += kTpThreads) {
+      const int m = o / gcols, col = o - m * gcols;
+      const int64_t row = p.m0 + m, ocol = gcol0 + col;
+      store(row, ocol, tp_sum_partials<8>(p.ws + row * p.n + ocol, p.m * p.n, p.splits));
+    }
+  } else {
+#pragma unroll
+    for (int b = 0; b < NB; ++b)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) acc[b][i] = 0.0f;
+    for (int sp = 0; sp < p.splits; ++sp) {
+      const float* ws = p.ws + (int64_t)sp * p.m * p.n;
+      each_output([&](int64_t row, int64_t col, float& v) { v += gptq_load_coherent(ws + row * p.n + col); });
+    }
+    each_output(store);
   }
   if (t == 0) p.counters[blockIdx.x] = 0u; /* ready for the next launch on this stream */
 }
@@ -926,10 +960,32 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
 /* ---- activations for the mma tiles that read a directly: dst[m, k] = a[m, a_perm[k]] ----
  * (dense rows of K, 8-byte aligned), when a is permuted or its rows are not 8-byte aligned */
 __global__ void gptq_transposed_gather_act_kernel(tp_args p, uint16_t* dst) {
+  gptq_release_dependents(); /* the GEMM's blocks may start their weight loads now */
   const int64_t k = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; /* grid.x covers K */
   if (k >= p.k) return;
   const int64_t src = p.a_perm ? clamp_index(p.a_perm[k], p.k, p.errors, blockIdx.y == 0) : k;
   for (int64_t m = blockIdx.y; m < p.m; m += gridDim.y) dst[m * p.k + k] = p.a[m * p.lda + src];
+}
+
+/* ---- activations in B-fragment order for the tiles of kMmaBFrag: unit u = (g KS + s) WAVE
+ * + lane (KS = K / 16) holds the 8 bytes the lane loads for row group g, 16-k step s:
+ * a[g ROWS + brow][a_perm[16 s + bk + j]], j < 4 (brow, bk: the lane's B operand, compat.h);
+ * zeros for rows past m. A warp's load is then WAVE x 8 contiguous bytes. */
+__global__ void gptq_transposed_frag_act_kernel(tp_args p, uint2* dst, int64_t units) {
+  gptq_release_dependents(); /* the GEMM's blocks may start their weight loads now */
+  const int64_t u = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (u >= units) return;
+  const int lane = (int)(u % kMmaLanes), brow = gptq_mma_chunk_col(lane);
+  const int64_t gs = u / kMmaLanes, ksteps = p.k / 16, g = gs / ksteps;
+  const int64_t m = g * GPTQ_MMA_ROWS + brow, k0 = 16 * (gs - g * ksteps) + 4 * gptq_mma_chunk_q(lane);
+  uint32_t v[4] = {0u, 0u, 0u, 0u};
+  if (m < p.m)
+#pragma unroll
+    for (int j = 0; j < 4; ++j) { /* bad indices counted once per k: row group 0, row 0 */
+      const int64_t src = p.a_perm ? clamp_index(p.a_perm[k0 + j], p.k, p.errors, g == 0 && brow == 0) : k0 + j;
+      v[j] = p.a[m * p.lda + src];
+    }
+  dst[u] = make_uint2(v[0] | v[1] << 16, v[2] | v[3] << 16);
 }
 
 /* ---- dequantize layout 2: out[a_perm ? a_perm[r] : r, n] = w[r, n] ---------------------- */
@@ -1074,7 +1130,8 @@ struct tp_plan {
   int splits;           /* grid.y */
   int tiles_per_split;
   size_t ws_bytes;      /* split partials, then the gathered activations (if any) */
-  bool gather;          /* the tile reads a dense copy of a at gather_offset */
+  bool gather;          /* the tile reads a copy of a at gather_offset: dense, or */
+  bool frag;            /* in B-fragment order (kMmaBFrag) */
   size_t gather_offset;
 };
 
@@ -1097,19 +1154,24 @@ static void tp_split(tp_plan* pl, const gptq_problem* p, int64_t tiles, int64_t 
  *   slots x kMmaWaves KiB, a tile taking (1 + rows / 7) times its byte time as the B loads
  *   and matrix instructions grow with the rows (measured 1.3 / 1.9 / 3.1 / 5.0 / 9.5 at
  *   M = 1 / 8 / 16 / 32 / 64, H200);
+ *   each round also pays a fixed start and drain (round_fixed);
  *   each split > 1 writes and the last block reads rows x n fp32 partials.
  * The smallest s of least cost: a partial round costs a full one, but short splits even
  * out the rounds (gate_up at 2 blocks/SM: 5 splits 18% faster than the one round of 2). */
 static int64_t tp_mma_splits(int64_t tiles, int64_t grid_x, int64_t slots, int64_t rows, int64_t n) {
   if (slots < 1) slots = 1;
   const double round_bytes = (double)slots * kMmaWaves * 1024.0, slowdown = 1.0 + (double)rows / 7.0;
+  /* a round of blocks also pays one loaded memory latency to start and drain (~1.5 us at
+   * ~4 TB/s): 16 splits of 2 tiles in 7 rounds measured 25% slower than 2 splits in one on
+   * Llama-3-8B gate_up at M = 1, H200 (NOTES entry 34) */
+  const double round_fixed = 6.0e6;
   int64_t best = 1;
   double best_cost = 0.0;
   /* only the smallest s of each split length (a larger one is the same launch): ~2 sqrt(tiles)
    * candidates, not `tiles`, on the host path of every call */
   for (int64_t s = 1; s <= tiles;) {
     const int64_t tps = tp_ceil_div(tiles, s);
-    const double cost = (double)(tp_ceil_div(grid_x * s, slots) * tps) * round_bytes * slowdown +
+    const double cost = (double)tp_ceil_div(grid_x * s, slots) * ((double)tps * round_bytes * slowdown + round_fixed) +
                         (s > 1 ? (double)s * (double)rows * (double)n * 8.0 : 0.0);
     if (s == 1 || cost < best_cost) {
       best = s;
@@ -1129,6 +1191,7 @@ static tp_plan tp_make_plan(const gptq_problem* p, gptq_gpu_kernel kernel, const
                            int sm_count) {
   tp_plan pl;
   pl.gather = false;
+  pl.frag = false;
   pl.gather_offset = 0;
   const int act = p->a_dtype == GPTQ_BF16 ? kTpBF16 : kTpF16;
   const int tk = 512 / p->bits;
@@ -1163,10 +1226,13 @@ static tp_plan tp_make_plan(const gptq_problem* p, gptq_gpu_kernel kernel, const
                          : b_global  ? tp_mma_splits(tiles, pl.grid_x, slots, rows, p->n)
                                      : slots / pl.grid_x;
     tp_split(&pl, p, tiles, b_global ? tiles : kMmaActElems / (rows * tk), fill);
-    if (b_global && tp_a_not_direct(p)) {
+    pl.frag = kMmaBFrag(pl.mt);
+    if (pl.frag || (b_global && tp_a_not_direct(p))) {
+      /* fragment order pads M to whole instructions (zeros) */
+      const int64_t rows_padded = pl.frag ? tp_ceil_div(p->m, GPTQ_MMA_ROWS) * GPTQ_MMA_ROWS : p->m;
       pl.gather = true;
       pl.gather_offset = (pl.ws_bytes + 15) & ~(size_t)15;
-      pl.ws_bytes = pl.gather_offset + (size_t)p->m * (size_t)p->k * sizeof(uint16_t);
+      pl.ws_bytes = pl.gather_offset + (size_t)rows_padded * (size_t)p->k * sizeof(uint16_t);
     }
     return pl;
   }
@@ -1301,8 +1367,14 @@ gptq_status gptq_gpu_transposed_gemm(const gptq_problem* p, gptq_gpu_kernel kern
   }
   if (pl.gather) {
     uint16_t* dense = (uint16_t*)((char*)workspace + pl.gather_offset);
-    const dim3 ggrid((unsigned)tp_ceil_div(p->k, kTpThreads), (unsigned)(p->m < 65535 ? p->m : 65535));
-    GPTQ_LAUNCH(gptq_transposed_gather_act_kernel, ggrid, kTpThreads, (gptq_stream_t)stream)(a, dense);
+    if (pl.frag) {
+      const int64_t units = tp_ceil_div(p->m, GPTQ_MMA_ROWS) * (p->k / 16) * kMmaLanes;
+      GPTQ_LAUNCH(gptq_transposed_frag_act_kernel, dim3((unsigned)tp_ceil_div(units, kTpThreads)), dim3(kTpThreads),
+                  (gptq_stream_t)stream)(a, (uint2*)dense, units);
+    } else {
+      const dim3 ggrid((unsigned)tp_ceil_div(p->k, kTpThreads), (unsigned)(p->m < 65535 ? p->m : 65535));
+      GPTQ_LAUNCH(gptq_transposed_gather_act_kernel, ggrid, kTpThreads, (gptq_stream_t)stream)(a, dense);
+    }
     const gptq_status gst = gptq_launch_status();
     if (gst != GPTQ_OK) return gst;
     a.a = dense;
@@ -1313,7 +1385,10 @@ gptq_status gptq_gpu_transposed_gemm(const gptq_problem* p, gptq_gpu_kernel kern
   /* M beyond one pass: passes of pl.mt rows, in order on the stream (each re-reads W) */
   for (int64_t m0 = 0; m0 < p->m; m0 += pl.mt) {
     a.m0 = m0;
-    GPTQ_LAUNCH(pl.fn, grid, kTpThreads, (gptq_stream_t)stream)(a);
+    /* behind the gather: start the weight loads while it finishes (the kernel waits for it
+     * before reading a) */
+    if (pl.gather && m0 == 0) gptq_launch_early(pl.fn, grid, dim3(kTpThreads), (gptq_stream_t)stream, a);
+    else GPTQ_LAUNCH(pl.fn, grid, kTpThreads, (gptq_stream_t)stream)(a);
     const gptq_status st = gptq_launch_status();
     if (st != GPTQ_OK) return st;
   }
