@@ -591,9 +591,10 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kTpMinBlocksFeed(MT, FEED)) void gptq_
  *
  * Bytes in flight. NVIDIA (every row tile): a wave loads a tile (1 KiB, 16-byte loads
  * that skip L1) and then uses it; B comes from a (L1 hits; row tile 8 reads a itself,
- * gathered first only for act-order or an unaligned a). Latency is hidden by occupancy: row tile 8 runs 4
- * blocks = 32 warps per SM (63 registers), 32 KiB per SM in flight, above the ~23 KiB that
- * ~3 TB/s x ~1 us loaded latency needs per SM of an H100 (H200: ~30 KiB at 4 TB/s). A
+ * gathered first only for act-order or an unaligned a). Latency is hidden by occupancy:
+ * row tile 8 runs 4 blocks = 32 warps per SM (63 registers), 32 KiB per SM in flight,
+ * above the ~23 KiB that ~3 TB/s x ~1 us loaded latency needs per SM of an H100 (H200:
+ * ~30 KiB at 4 TB/s). Wide tiles hold fewer warps and fall short of it (NOTES 33). A
  * register ring of tiles ahead measured slower (NOTES 24): ptxas shares load scoreboards
  * between the ring and the tile's own loads, so a tile waited for loads issued after it.
  * Row tile 32 runs 2 blocks per SM (128 registers), 64 1 block.
@@ -682,7 +683,7 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
   constexpr int CPL = GPTQ_MMA_CHUNKS, DS = GPTQ_MMA_DSCALES, ROWS = GPTQ_MMA_ROWS;
   constexpr int NB = MT / ROWS; /* instructions per step: activation rows 0..ROWS-1, ... */
   constexpr int WAVE = kMmaLanes;
-  /* Wide row tiles (32, 64) read B straight from a, 8 bytes per lane and instruction (L1/L2
+  /* Wide row tiles (32, 64) read B from global memory, 8 bytes per lane and instruction (L1/L2
    * hits: every wave of the GPU reads the same few hundred KiB): staging the whole split in
    * LDS would cut splits to one tile of K at 64 rows, and staging chunks of it cost a block
    * barrier per chunk with its load latency exposed (NOTES entry 18). */
