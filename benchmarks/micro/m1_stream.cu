@@ -11,6 +11,9 @@
  *   ACT 0: B (activations) by 8-byte loads from global (L1 hits), no block barrier;
  *   ACT 1: activations staged in shared memory once per block (the extension's way);
  *   ACT 2: as ACT 0, but a tile's B loads are part of its ring stage (issued with its weights).
+ *   ACT 3: as ACT 0, but from a fragment-ordered copy of a (a warp's B load of one 8-row group
+ *          and 16-k step is 256 contiguous bytes, not 8 lines); the copy is built on the host
+ *          once per shape, untimed: it stands for the product's separate small reorder launch.
  *   FOLD 1: the group scale multiplies the fp16 (q - z) pairs (one hmul2 per A register) and
  *          the mma accumulates straight into the output registers: no per-group fp32 D set
  *          (half the accumulator registers at wide row tiles; one fp16 rounding per weight,
@@ -56,6 +59,7 @@ struct Params {
   const uint32_t* qz;     /* [K/128, N/8] */
   const uint16_t* sc;     /* [K/128, N] fp16 */
   const uint16_t* a;      /* [M, K] fp16 */
+  const uint2* af;        /* ACT 3: a in fragment order (frag_unit), rows >= M zero */
   float* ws;              /* [splits, M, N] */
   int K, N, M, tps;       /* tiles per split */
   int zoff;               /* 1: GPTQ v1 zeros */
@@ -102,6 +106,12 @@ __device__ __forceinline__ uint4 load_chunk(const uint4* p) {
   return v;
 }
 
+/* ACT 3 fragment order: unit (8 bytes) u = (g * KS + s) * 32 + lane, KS = K / 16, holds what lane
+ * reads in ACT 0 for 8-row group g, 16-k step s: a[8 g + lane / 4][16 s + 4 (lane % 4) .. + 3] */
+__host__ __device__ __forceinline__ size_t frag_unit(int g, int s, int lane, int KS) {
+  return ((size_t)g * KS + s) * 32 + lane;
+}
+
 template <int ACT>
 struct Stage {
   uint2 b[ACT == 2 ? 8 : 1]; /* ACT 2: the tile's B operands, loaded with its weights */
@@ -112,10 +122,11 @@ struct Stage {
 
 template <int MODE, int D, int WARPS, int MINB, int ACT, int HINT, int NB = 1, int FOLD = 0, int RG = 1>
 __global__ void __launch_bounds__(WARPS * 32, MINB) m1_kernel(Params p) {
-  static_assert(NB == 1 || ACT == 0, "row tiles of 16+ (NB mma per step) read B from L1");
+  static_assert(NB == 1 || ACT == 0 || ACT == 3, "row tiles of 16+ (NB mma per step) read B from L1");
   extern __shared__ __align__(16) uint32_t s_act[]; /* ACT 1: [M][tps * 64 + 8] fp16 pairs */
-  static_assert(FOLD != 2 || ACT == 0, "FOLD 2 keeps acc in the dynamic shared memory");
-  static_assert(WARPS % RG == 0 && (RG == 1 || (ACT == 0 && HINT == 0)), "row groups: B from L1, chunks via L1");
+  static_assert(FOLD != 2 || ACT == 0 || ACT == 3, "FOLD 2 keeps acc in the dynamic shared memory");
+  static_assert(WARPS % RG == 0 && (RG == 1 || ((ACT == 0 || ACT == 3) && HINT == 0)),
+                "row groups: B from L1, chunks via L1");
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int strip = blockIdx.x * (WARPS / RG) + warp / RG, split = blockIdx.y;
   const int row0 = (warp % RG) * 8 * NB; /* this warp's first activation row */
@@ -133,6 +144,7 @@ __global__ void __launch_bounds__(WARPS * 32, MINB) m1_kernel(Params p) {
   Stage<ACT> sg[D];
   int ahead = kt0;
   const int brow = row0 + ccol;
+  const int g0 = row0 / 8, KS = p.K / 16; /* ACT 3: this warp's first 8-row group, 16-k steps */
   auto load = [&](Stage<ACT>& s) {
     const int kt = ahead++;
     if (kt >= kt1) return;
@@ -202,6 +214,8 @@ __global__ void __launch_bounds__(WARPS * 32, MINB) m1_kernel(Params p) {
         } else if (row < p.M) {
           if (ACT == 0)
             b = *reinterpret_cast<const uint2*>(p.a + (size_t)row * p.K + kt * TK + 16 * st + 4 * cq);
+          else if (ACT == 3) /* row / 8 = g0 + nb; step kt * TK / 16 + st */
+            b = p.af[frag_unit(g0 + nb, kt * (TK / 16) + st, lane, KS)];
           else
             b = *reinterpret_cast<const uint2*>(s_act + row * astride + ((kt - kt0) * TK + 16 * st + 4 * cq) / 2);
         }
@@ -367,6 +381,7 @@ struct Problem {
   int copies;
   char* pool;
   uint16_t* a;
+  uint2* af; /* ACT 3: a in fragment order */
   float* ws;
   std::vector<uint32_t> hw, hz;
   std::vector<uint16_t> hs, ha;
@@ -411,6 +426,20 @@ static std::vector<double> reference(const Problem& pr, int zoff) {
   return c;
 }
 
+/* ACT 3: a [M][K] into fragment order, ceil(M / 8) groups, rows >= M zero (the product's
+ * separate reorder launch; here once per shape, outside the timed region) */
+static std::vector<uint16_t> frag_order(const std::vector<uint16_t>& a, int M, int K) {
+  const int KS = K / 16, groups = (M + 7) / 8;
+  std::vector<uint16_t> f((size_t)groups * KS * 32 * 4, 0);
+  for (int g = 0; g < groups; ++g)
+    for (int s = 0; s < KS; ++s)
+      for (int lane = 0; lane < 32; ++lane) {
+        const int m = 8 * g + (lane >> 2);
+        if (m < M) memcpy(&f[frag_unit(g, s, lane, KS) * 4], &a[(size_t)m * K + 16 * s + 4 * (lane & 3)], 8);
+      }
+  return f;
+}
+
 static void setup(Problem& pr, int K, int N, int M) {
   pr.K = K, pr.N = N, pr.M = M;
   pr.wbytes = (size_t)K * N / 2;
@@ -440,6 +469,9 @@ static void setup(Problem& pr, int K, int N, int M) {
   }
   CK(cudaMalloc(&pr.a, pr.ha.size() * 2));
   CK(cudaMemcpy(pr.a, pr.ha.data(), pr.ha.size() * 2, cudaMemcpyHostToDevice));
+  const std::vector<uint16_t> fa = frag_order(pr.ha, M, K);
+  CK(cudaMalloc(&pr.af, fa.size() * 2));
+  CK(cudaMemcpy(pr.af, fa.data(), fa.size() * 2, cudaMemcpyHostToDevice));
   CK(cudaMalloc(&pr.ws, (size_t)64 * M * N * 4));
 }
 
@@ -449,7 +481,7 @@ static Params params_of(const Problem& pr, int c, int tps) {
   p.qw = reinterpret_cast<const uint4*>(base);
   p.qz = reinterpret_cast<const uint32_t*>(base + pr.wbytes);
   p.sc = reinterpret_cast<const uint16_t*>(base + pr.wbytes + pr.zbytes);
-  p.a = pr.a, p.ws = pr.ws, p.K = pr.K, p.N = pr.N, p.M = pr.M, p.tps = tps, p.zoff = 1;
+  p.a = pr.a, p.af = pr.af, p.ws = pr.ws, p.K = pr.K, p.N = pr.N, p.M = pr.M, p.tps = tps, p.zoff = 1;
   return p;
 }
 
@@ -495,8 +527,9 @@ struct Variant {
 };
 #define V(MODE, D, W, MB, ACT, HINT) \
   Variant{#MODE " D" #D " W" #W " B" #MB " act" #ACT " hint" #HINT, MODE, D, W, ACT, 1, 1, 0, m1_kernel<MODE, D, W, MB, ACT, HINT>, 1}
-#define VR(NB, D, W, MB) \
-  Variant{"1 mt" #NB "x8 D" #D " W" #W " B" #MB " act0 hint1", 1, D, W, 0, NB, 1, 0, m1_kernel<1, D, W, MB, 0, 1, NB>, 1}
+#define VR(NB, D, W, MB, ACT) \
+  Variant{"1 mt" #NB "x8 D" #D " W" #W " B" #MB " act" #ACT " hint1", 1, D, W, ACT, NB, 1, 0, \
+          m1_kernel<1, D, W, MB, ACT, 1, NB>, 1}
 /* folded scales, RG row groups of 8 NB rows per strip (RG > 1: chunks through L1, hint 0) */
 #define VF(NB, RG, W, MB) \
   Variant{"1 fold mt" #NB "x8 rg" #RG " W" #W " B" #MB, 1, 1, W, 0, NB, RG, 0, \
@@ -510,14 +543,18 @@ struct Variant {
   Variant{"1 fold mt" #NB "x8 sw" #SW " W" #W " B" #MB, 1, 1, W, 0, NB, 1, 0, m1_sw_kernel<W, MB, NB, SW>, SW}
 
 static const Variant kVariants[] = {
-    /* M <= 8: the best of calls 1-2 (the extension's narrow tile), folded or not */
-    V(1, 1, 8, 4, 0, 1), VF(1, 1, 8, 4),
+    /* M <= 8: the best of calls 1-2 (the extension's narrow tile), folded or not; act3: what
+     * fragment order costs or saves on the narrow tile */
+    V(1, 1, 8, 4, 0, 1), V(1, 1, 8, 4, 3, 1), VF(1, 1, 8, 4),
     /* M 9..16: the extension's mt16 (2 blocks/SM), folded, two row groups of mt8 */
-    VR(2, 1, 8, 2), VF(2, 1, 8, 2), VF(2, 1, 8, 3), VF(1, 2, 8, 4), VS(2, 8, 3),
-    /* M 17..32 */
-    VR(4, 1, 8, 2), VF(4, 1, 8, 2), VF(4, 1, 8, 3), VF(2, 2, 8, 3), VF(1, 4, 8, 4), VS(4, 8, 3),
-    /* M 33..64 */
-    VR(8, 1, 8, 1), VF(8, 1, 8, 1), VF(8, 1, 8, 2), VF(4, 2, 8, 2), VF(2, 4, 8, 3), VF(1, 8, 8, 4),
+    VR(2, 1, 8, 2, 0), VR(2, 1, 8, 2, 3), VF(2, 1, 8, 2), VF(2, 1, 8, 3), VF(1, 2, 8, 4),
+    VS(2, 8, 3),
+    /* M 17..32; act0 vs act3 (fragment-ordered B), one or two tiles in flight per warp */
+    VR(4, 1, 8, 2, 0), VR(4, 2, 8, 2, 0), VR(4, 1, 8, 2, 3), VR(4, 2, 8, 2, 3),
+    VF(4, 1, 8, 2), VF(4, 1, 8, 3), VF(2, 2, 8, 3), VF(1, 4, 8, 4), VS(4, 8, 3),
+    /* M 33..64; as at 17..32 */
+    VR(8, 1, 8, 1, 0), VR(8, 2, 8, 1, 0), VR(8, 1, 8, 1, 3), VR(8, 2, 8, 1, 3),
+    VF(8, 1, 8, 1), VF(8, 1, 8, 2), VF(4, 2, 8, 2), VF(2, 4, 8, 3), VF(1, 8, 8, 4),
     VS(8, 8, 2),
     /* SW strips per warp (folded): M 9..16, 17..32, 33..64 */
     VW(2, 2, 8, 3), VW(2, 4, 4, 3),
@@ -546,7 +583,7 @@ int main(int argc, char** argv) {
     CK(cudaFuncGetAttributes(&fa, v.fn));
     CK(cudaFuncSetAttribute(v.fn, cudaFuncAttributeMaxDynamicSharedMemorySize, 64 * 1024));
     int occ = 0;
-    CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, v.fn, v.warps * 32, v.act ? 16 * 1024 : v.acc_smem));
+    CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, v.fn, v.warps * 32, v.act == 1 ? 16 * 1024 : v.acc_smem));
     printf("variant %-32s regs %3d spill %4d B, blocks/SM %d (%d warps)\n", v.name, fa.numRegs,
            (int)fa.localSizeBytes, occ, occ * v.warps);
   }
@@ -587,7 +624,7 @@ int main(int argc, char** argv) {
         const int tps = (tiles + s - 1) / s;
         const int spb = v.warps / v.rg * v.sw; /* strips per block */
         const dim3 grid((strips + spb - 1) / spb, s);
-        const size_t smem = v.act ? (size_t)pr.M * (tps * 64 + 8) * 4 : (size_t)v.acc_smem;
+        const size_t smem = v.act == 1 ? (size_t)pr.M * (tps * 64 + 8) * 4 : (size_t)v.acc_smem;
         if (smem > 64 * 1024) continue;
         /* check once per split count on copy 0 */
         CK(cudaMemset(pr.ws, 0xff, (size_t)s * pr.M * pr.N * 4));
@@ -619,6 +656,7 @@ int main(int argc, char** argv) {
     }
     CK(cudaFree(pr.pool));
     CK(cudaFree(pr.a));
+    CK(cudaFree(pr.af));
     CK(cudaFree(pr.ws));
   }
   return 0;
