@@ -46,9 +46,9 @@ def _write(path, t):
     path.write_bytes(bytes(t.contiguous().view(torch.uint8).flatten().tolist()))
 
 
-def run_emulated(exe, tmp_path, a, w, tiled, kernel, mt=0, splits=0, load=0, scale_bf16=False):
+def run_emulated(exe, tmp_path, a, w, tiled, kernel, mt=0, splits=0, load=0, scale_bf16=False, kslices=0):
     """One launch of `kernel` (a name in KERNEL) on the emulator; the output as a tensor."""
-    d = tmp_path / f"{kernel}_{mt}_{splits}_{load}_{a.shape[0]}_{a.dtype}".replace("torch.", "")
+    d = tmp_path / f"{kernel}_{mt}_{splits}_{load}_{kslices}_{a.shape[0]}_{a.dtype}".replace("torch.", "")
     d.mkdir()
     scales = w.scales.to(torch.bfloat16) if scale_bf16 else w.scales
     act_bf16 = a.dtype == torch.bfloat16
@@ -60,7 +60,7 @@ def run_emulated(exe, tmp_path, a, w, tiled, kernel, mt=0, splits=0, load=0, sca
     m, k = a.shape
     (d / "params.txt").write_text(" ".join(str(v) for v in (
         m, w.out_features, k, k, w.group_size, w.bits, 0 if w.v2_zeros else 1, int(act_bf16),
-        int(scale_bf16), int(w.a_perm is not None), KERNEL[kernel], mt, splits, load)))
+        int(scale_bf16), int(w.a_perm is not None), KERNEL[kernel], mt, splits, load, kslices)))
     r = subprocess.run([str(exe), str(d)], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, f"{kernel} mt={mt}: {r.stdout}{r.stderr}"
     out = torch.frombuffer(bytearray((d / "c.bin").read_bytes()), dtype=torch.int16)
@@ -139,9 +139,30 @@ def test_split_k_past_one_load_batch(emulator, tmp_path):
     for m in (1, 3, 16):
         a = torch.randn(m, k, generator=torch.Generator().manual_seed(seed + m)).half()
         ref = a.float() @ w_ref
-        for kernel, tile in (("transposed", {}), ("transposed_mma", {}), ("transposed_mma", {"mt": 64})):
+        for kernel, tile in (("transposed", {}), ("transposed_mma", {}), ("transposed_mma", {"mt": 64}),
+                             ("transposed_mma", {"kslices": 2})):
             out = run_emulated(exe, tmp_path, a, w, tiled, kernel, splits=18, **tile)
             assert_gemm_close(out, a, w_ref, ref, f"wave{wave} {kernel} {tile} 18 splits m={m}")
+
+
+def test_matrix_kernel_k_slices(emulator, tmp_path):
+    """transposed_mma with several waves per strip, each summing a slice of the split's K
+    tiles, the slices added in LDS: every slice count of the wave size, slices left empty
+    (more slices than tiles), with and without K splits, narrow and wide row tiles, a ragged
+    last strip and groups shorter than a tile."""
+    wave, exe = emulator
+    bits, k, n, gs, act, v2 = 4, 768, 200, 64, True, False  # 6 tiles of 128 rows
+    seed = seed_of("emu-kslices", wave, bits, k, n, gs)
+    _, w, tiled, w_ref = make_case(k, n, bits, gs, act, v2, seed)
+    most = 256 // wave  # waves per block
+    tiles = [{"kslices": most}, {"kslices": 2, "splits": 2}, {"kslices": most, "splits": 3, "mt": 16},
+             {"kslices": 2, "mt": 32}]
+    for m in (1, 13):
+        a = torch.randn(m, k, generator=torch.Generator().manual_seed(seed + m)).half()
+        ref = a.float() @ w_ref
+        for tile in tiles:
+            out = run_emulated(exe, tmp_path, a, w, tiled, "transposed_mma", **tile)
+            assert_gemm_close(out, a, w_ref, ref, f"wave{wave} mma {tile} m={m}")
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"w{c[0]}-g{c[3]}{'-ao' if c[4] else ''}")

@@ -53,7 +53,10 @@ def test_spec_tiles_are_validated_against_the_kernel():
                         ("transposed:mt=x", "positive integer"),
                         ("warp_shuffle:load=8", "takes tile parameters mt="),
                         ("vectorized:load=4", "load must be 8 or 16|not in this build"),
-                        ("coalesced:mt=16", "mt must be 1, 2, 4 or 8|not in this build")]:
+                        ("coalesced:mt=16", "mt must be 1, 2, 4 or 8|not in this build"),
+                        ("transposed:kslices=2", "takes tile parameters mt="),
+                        ("transposed_mma:kslices=3", "kslices must be 1, 2|not in this build"),
+                        ("transposed_mma:kslices=16", "kslices must be 1, 2|not in this build")]:
         with pytest.raises(ValueError, match=match):
             kernels.set_tuned_table("cuda", [kernels.TunedRow(4, 256, 256, 1, 1, spec)])
 
@@ -66,6 +69,7 @@ def test_kernel_table_lists_tiles():
         assert rows[name].tiles["mt"] == (1, 2, 4, 8) and rows[name].layouts == (2,)
         assert rows[name].auto_range == "below_large_m"
     assert rows["exllama"].tiles == {} and rows["dequant_matmul"].tiles == {}
+    assert rows["transposed_mma"].tiles["kslices"] in ((1, 2, 4, 8), (1, 2, 4))  # warp32 / wave64
     assert kernels.kernel_spec("vectorized", mt=4, load=8) == "vectorized:load=8,mt=4"
     assert kernels.kernel_spec("cpu_c") == "cpu_c"
 
@@ -196,7 +200,8 @@ def test_wide_row_tiles_on_a_realistic_layer(device, bits, group_size, act_order
         a = torch.randn(m, k, generator=torch.Generator().manual_seed(seed + m)).half()
         ref = a.float() @ w_ref
         for spec in ("transposed_mma:mt=32", "transposed_mma:mt=64",
-                     "transposed_mma:mt=64,splits=1", "transposed_mma:mt=32,splits=4"):
+                     "transposed_mma:mt=64,splits=1", "transposed_mma:mt=32,splits=4",
+                     "transposed_mma:kslices=2,mt=32,splits=3", "transposed_mma:kslices=4,mt=16"):
             out = torch.full((m, n), float("nan"), dtype=a.dtype, device=device)
             ops.gemm(a.to(device), w, kernel=spec, out=out)
             assert_gemm_close(out, a, w_ref, ref, f"{spec} m={m}")

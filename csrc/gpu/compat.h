@@ -336,12 +336,17 @@ __device__ __forceinline__ void gptq_byte_pairs_f16(uint32_t w, uint32_t& f0, ui
   f0 = __byte_perm(w, 0x64646464u, 0x4240);
   f1 = __byte_perm(w, 0x64646464u, 0x4341);
 }
-/* blockIdx.x read again from its special register (asm volatile: not merged with the
- * first read), so an index is recomputed after a long loop instead of held (or spilled)
- * across it. */
+/* blockIdx.x / threadIdx.x read again from their special registers (asm volatile: not
+ * merged with the first read), so an index is recomputed after a long loop instead of held
+ * (or spilled) across it. */
 __device__ __forceinline__ unsigned gptq_block_x_reread() {
   unsigned r;
   asm volatile("mov.u32 %0, %%ctaid.x;" : "=r"(r));
+  return r;
+}
+__device__ __forceinline__ unsigned gptq_thread_x_reread() {
+  unsigned r;
+  asm volatile("mov.u32 %0, %%tid.x;" : "=r"(r));
   return r;
 }
 /* bf16 pair a - b (one HADD2.BF16 on sm_90; exact for the small integers used here). */
@@ -381,8 +386,10 @@ __device__ __forceinline__ void gptq_byte_pairs_f16(uint32_t w, uint32_t& f0, ui
   f0 = (w & 0x00ff00ffu) | 0x64006400u;
   f1 = ((w >> 8) & 0x00ff00ffu) | 0x64006400u;
 }
-/* No special-register trick on AMD: blockIdx.x is an SGPR input already. */
+/* No special-register trick on AMD: blockIdx.x is an SGPR input already (threadIdx.x a
+ * VGPR input, kept as it is). */
 __device__ __forceinline__ unsigned gptq_block_x_reread() { return blockIdx.x; }
+__device__ __forceinline__ unsigned gptq_thread_x_reread() { return threadIdx.x; }
 /* bf16 pair a - b through fp32 (gfx908 has no bf16 arithmetic); exact for small integers. */
 __device__ __forceinline__ uint32_t gptq_sub_bf16x2(uint32_t a, uint32_t b) {
   const float lo = __uint_as_float(a << 16) - __uint_as_float(b << 16);

@@ -36,6 +36,7 @@ typedef struct gptq_gpu_tile {
   int row_tile;   /* activation rows per weight pass (a compiled row tile; more rows: passes) */
   int splits;     /* K splits (grid.y), at least what LDS needs, at most one per weight tile */
   int load_bytes; /* VECTORIZED: bytes per lane per weight load, 8 or 16 */
+  int kslices;    /* TRANSPOSED_MMA: waves per strip, each a slice of a split's K tiles (LDS sum) */
 } gptq_gpu_tile;
 
 /* Bytes of fp32 workspace the caller must provide (torch-allocated) for this problem. */

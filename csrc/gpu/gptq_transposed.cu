@@ -78,6 +78,7 @@ struct tp_args {
   int64_t m, n, k, lda, ldc, group_size;
   int64_t m0;              /* first row of this pass */
   int tiles_per_split, splits, zero_offset, scale_bf16;
+  int kslices;             /* mma: waves per strip, each a slice of the split's tiles */
 };
 
 /* Activation pair in LDS: see compat.h ("weight pair x activation pair"). */
@@ -692,16 +693,25 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
   static_assert(MT % ROWS == 0 && (MT <= 16 || MT == 32 || MT == 64), "row tile: whole instructions");
   /* rows x half pairs, each row padded to 8 (mod 32) words: conflict-free 8-byte reads */
   __shared__ __align__(16) uint32_t s_act[kBGlobal ? 4 : kMmaActElems / 2 + 40 * MT];
+  __shared__ float s_slices[kMmaWaves * NB * 4 * WAVE]; /* K-slice sums: [wave][b][i][lane] */
   __shared__ int s_last;
 
+  /* wave = strip slot x K slice: the block's kMmaWaves / kslices strips, each walked by
+   * kslices waves over consecutive parts of the split's tiles (summed in LDS below) */
   const int t = threadIdx.x, wave = gptq_wave_uniform((int)(threadIdx.x / WAVE)), lane = (int)(threadIdx.x % WAVE);
-  const int64_t strip = (int64_t)blockIdx.x * kMmaWaves + wave, split = blockIdx.y;
+  const int kslices = p.kslices, strips_per_block = kMmaWaves / kslices;
+  const int slice = wave % kslices;
+  const int64_t strip = (int64_t)blockIdx.x * strips_per_block + wave / kslices, split = blockIdx.y;
   int64_t col0 = strip * 16;
   const int width = col0 < p.n ? (int)(p.n - col0 < 16 ? p.n - col0 : 16) : 0; /* wave-uniform */
   const int64_t words_per_col = p.k * BITS / 32;
   const int tiles = (int)(p.k / TK);
   const int kt0 = (int)split * p.tiles_per_split;
   const int kt1 = kt0 + p.tiles_per_split < tiles ? kt0 + p.tiles_per_split : tiles;
+  /* this wave's slice [ks0, ks1) of the split's tiles (may be empty) */
+  const int slice_tiles = (kt1 - kt0 + kslices - 1) / kslices;
+  const int ks0 = kt0 + slice * slice_tiles < kt1 ? kt0 + slice * slice_tiles : kt1;
+  const int ks1 = ks0 + slice_tiles < kt1 ? ks0 + slice_tiles : kt1;
   const int half = (kt1 - kt0) * TK / 2;
   const int stride = ((half + 31) & ~31) + 8;
   const int rows = (int)(p.m - p.m0 < MT ? p.m - p.m0 : MT);
@@ -738,15 +748,15 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
    * pointers for the lane, advanced without division. */
   const int32_t* zp0 = p.qzeros + (((col0 + ccol) * BITS) >> 5);
   const uint16_t* sp0 = p.scales + col0 + dcol0;
-  const uint4* wq = w0 + kt0 * tile_stride;
-  const int32_t* zq = zp0 + (int64_t)(kt0 * TK / gs) * zwords;
-  const uint16_t* sq = sp0 + (int64_t)(kt0 * TK / gs) * p.n;
-  int ahead = kt0, ahead_end = (kt0 * TK / gs + 1) * gs;
+  const uint4* wq = w0 + ks0 * tile_stride;
+  const int32_t* zq = zp0 + (int64_t)(ks0 * TK / gs) * zwords;
+  const uint16_t* sq = sp0 + (int64_t)(ks0 * TK / gs) * p.n;
+  int ahead = ks0, ahead_end = (ks0 * TK / gs + 1) * gs;
   /* Inactive columns keep whatever a stage held: their A rows only reach D rows that are
-   * never stored, and a stage past kt1 is never computed. */
+   * never stored, and a stage past ks1 is never computed. */
   auto load_next_stage = [&](stage& sg) {
     const int kt = ahead++;
-    if (kt >= kt1) return;
+    if (kt >= ks1) return;
     while (kt * TK >= ahead_end) { /* once per group */
       ahead_end += gs;
       zq += zwords;
@@ -770,7 +780,7 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
     return tp_make_zero<BITS, ACT>(((raw >> sh) & ((1u << BITS) - 1u)) + (uint32_t)p.zero_offset);
   };
 
-  /* tiles kt0 .. kt0 + kMmaStages - 2 in flight before the activations are staged */
+  /* tiles ks0 .. ks0 + kMmaStages - 2 in flight before the activations are staged */
   stage sg[kMmaStages];
 #pragma unroll
   for (int i = 0; i < kMmaStages; ++i) {
@@ -782,7 +792,7 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
 #pragma unroll
     for (int j = 0; j < (DS + 1) / 2; ++j) sg[i].s[j] = 0u;
   }
-  if (width == 0) ahead = kt1;
+  if (width == 0) ahead = ks1;
 
 #pragma unroll
   for (int i = 0; i < kMmaStages - 1; ++i) load_next_stage(sg[i]);
@@ -888,7 +898,7 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
    * rotates by copies (a step's 2-4 MFMAs dwarf them) */
   constexpr bool kRotateRing = kWide && GPTQ_TARGET_AMD;
   if (kRotateRing && width > 0) {
-    for (int kt = kt0; kt < kt1; ++kt) {
+    for (int kt = ks0; kt < ks1; ++kt) {
       load_next_stage(sg[kMmaStages - 1]); /* the farthest tile first */
       if (split_groups) tile(kt, sg[0], std::true_type{});
       else tile(kt, sg[0], std::false_type{});
@@ -897,12 +907,12 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
     }
   } else if (width > 0) { /* wave-uniform: the matrix instruction needs the whole wave */
     /* unrolled by the ring size, so stage j stays in fixed registers (no copies) */
-    for (int kt = kt0; kt < kt1; kt += kMmaStages) {
+    for (int kt = ks0; kt < ks1; kt += kMmaStages) {
 #pragma unroll
       for (int j = 0; j < kMmaStages; ++j) {
-        if (kt + j < kt1) {
+        if (kt + j < ks1) {
           load_next_stage(sg[(j + kMmaStages - 1) % kMmaStages]); /* the farthest tile first */
-          if (kt + j == kt0) gptq_wait_prior_grid(); /* a: see gptq_launch_early below */
+          if (kt + j == ks0) gptq_wait_prior_grid(); /* a: see gptq_launch_early below */
           if (split_groups) tile(kt + j, sg[j], std::true_type{});
           else tile(kt + j, sg[j], std::false_type{});
         }
@@ -910,15 +920,36 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
     }
   }
 
+  /* K slices: slice 0 of each strip adds the others' sums in slice order (LDS, one barrier);
+   * the strip's outputs are then slice 0's. The wave's indices are derived again here, not
+   * held across the loop (sm_90: row tile 8 sits at its 64-register cap). */
+  const int owave = gptq_wave_uniform((int)(gptq_thread_x_reread() / WAVE)), oslice = owave % p.kslices;
+  if (p.kslices > 1) {
+    float* mine = s_slices + owave * (NB * 4 * WAVE) + lane;
+    if (oslice > 0)
+#pragma unroll
+      for (int b = 0; b < NB; ++b)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) mine[(b * 4 + i) * WAVE] = acc[b][i];
+    __syncthreads();
+    if (oslice == 0)
+      for (int j = 1; j < p.kslices; ++j)
+#pragma unroll
+        for (int b = 0; b < NB; ++b)
+#pragma unroll
+          for (int i = 0; i < 4; ++i) acc[b][i] += mine[(j * NB * 4 + b * 4 + i) * WAVE];
+  }
+  const int out_width = oslice == 0 ? width : 0;
+
   /* lane's outputs: (m = ROWS b + d_row(i), column col0 + d_col(i)) = acc[b][i] */
-  col0 = ((int64_t)gptq_block_x_reread() * kMmaWaves + wave) * 16; /* not held across the loop */
+  col0 = ((int64_t)gptq_block_x_reread() * (kMmaWaves / p.kslices) + owave / p.kslices) * 16;
   auto each_output = [&](auto&& f) { /* f(row, column, acc entry) for this lane's outputs */
 #pragma unroll
     for (int b = 0; b < NB; ++b)
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
         const int m = ROWS * b + gptq_mma_d_row(lane, i), col = gptq_mma_d_col(lane, i);
-        if (m < rows && col < width) f(p.m0 + m, col0 + col, acc[b][i]);
+        if (m < rows && col < out_width) f(p.m0 + m, col0 + col, acc[b][i]);
       }
   };
   auto store = [&](int64_t row, int64_t col, float v) {
@@ -936,8 +967,9 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
    * More: each lane sums its own outputs, one split's loads for all of them at a time. The
    * first measured 10-22% faster at M = 1 (qkv, o, down: 20, 8, 13 splits), the second
    * 10-27% at M = 8 and 16 at the same split counts (H200, NOTES entry 34). */
-  const int64_t gcol0 = (int64_t)gptq_block_x_reread() * kMmaWaves * 16;
-  const int gcols = (int)(p.n - gcol0 < kMmaWaves * 16 ? p.n - gcol0 : kMmaWaves * 16);
+  const int gstrips = kMmaWaves / p.kslices;
+  const int64_t gcol0 = (int64_t)gptq_block_x_reread() * gstrips * 16;
+  const int gcols = (int)(p.n - gcol0 < gstrips * 16 ? p.n - gcol0 : gstrips * 16);
   if (rows * gcols <= 2 * kTpThreads) {
     for (int o = t; o < rows * gcols; o += kTpThreads) {
       const int m = o / gcols, col = o - m * gcols;
@@ -1127,8 +1159,9 @@ static tp_kernel_fn tp_mma_pick(int bits, int act, int mt) {
 struct tp_plan {
   tp_kernel_fn fn;
   int mt;               /* rows per pass */
-  int64_t grid_x;       /* strips (vector) or groups of kMmaWaves strips (mma) */
+  int64_t grid_x;       /* strips (vector) or groups of kMmaWaves / kslices strips (mma) */
   int splits;           /* grid.y */
+  int kslices;          /* mma: waves per strip, each a slice of the split's tiles */
   int tiles_per_split;
   size_t ws_bytes;      /* split partials, then the gathered activations (if any) */
   bool gather;          /* the tile reads a copy of a at gather_offset: dense, or */
@@ -1148,39 +1181,54 @@ static void tp_split(tp_plan* pl, const gptq_problem* p, int64_t tiles, int64_t 
   pl->ws_bytes = pl->splits > 1 ? (size_t)pl->splits * (size_t)p->m * (size_t)p->n * sizeof(float) : 0;
 }
 
-/* K splits of an mma launch whose tiles read a directly (any split length), from a model of
- * its length in bytes-equivalent (NOTES entry 30, fitted to m1_stream's split sweeps):
- *   blocks run in rounds of `slots` resident blocks, and a split's tiles one after another,
- *   so the launch lasts ceil(grid_x s / slots) x ceil(tiles / s) tile rounds; a round moves
- *   slots x kMmaWaves KiB, a tile taking (1 + rows / 7) times its byte time as the B loads
- *   and matrix instructions grow with the rows (measured 1.3 / 1.9 / 3.1 / 5.0 / 9.5 at
- *   M = 1 / 8 / 16 / 32 / 64, H200);
+/* K splits and K slices of an mma launch whose tiles read a directly (any split length),
+ * from a model of its length in bytes-equivalent (NOTES entries 30, 34 and 36, fitted to
+ * m1_stream's and the extension's split sweeps):
+ *   blocks run in rounds of `slots` resident blocks, and a wave's tiles one after another,
+ *   so the launch lasts ceil(grid_x s / slots) x ceil(ceil(tiles / s) / kslices) tile
+ *   rounds; a round moves slots x kMmaWaves KiB, a tile taking (1 + rows / 7) times its byte
+ *   time as the B loads and matrix instructions grow with the rows (measured 1.3 / 1.9 /
+ *   3.1 / 5.0 / 9.5 at M = 1 / 8 / 16 / 32 / 64, H200);
  *   each round also pays a fixed start and drain (round_fixed);
- *   each split > 1 writes and the last block reads rows x n fp32 partials.
- * The smallest s of least cost: a partial round costs a full one, but short splits even
- * out the rounds (gate_up at 2 blocks/SM: 5 splits 18% faster than the one round of 2). */
-static int64_t tp_mma_splits(int64_t tiles, int64_t grid_x, int64_t slots, int64_t rows, int64_t n) {
+ *   each split > 1 writes and the last block reads rows x n fp32 partials, after an arrival
+ *   (fence, counter) and one dependent L2 round trip per 8 splits (split_fixed each);
+ *   K slices are summed in LDS behind one block barrier (nothing modelled).
+ * Of the least cost, the fewest slices, then the smallest s: a partial round costs a full
+ * one, but short splits even out the rounds (gate_up at 2 blocks/SM: 5 splits 18% faster
+ * than the one round of 2). */
+static void tp_mma_splits(int64_t tiles, int64_t strips, int64_t slots, int64_t rows, int64_t n, int kslices,
+                          int64_t* splits_out, int* kslices_out) { /* kslices 0: chosen too */
   if (slots < 1) slots = 1;
   const double round_bytes = (double)slots * kMmaWaves * 1024.0, slowdown = 1.0 + (double)rows / 7.0;
   /* a round of blocks also pays one loaded memory latency to start and drain (~1.5 us at
    * ~4 TB/s): 16 splits of 2 tiles in 7 rounds measured 25% slower than 2 splits in one on
    * Llama-3-8B gate_up at M = 1, H200 (NOTES entry 34) */
   const double round_fixed = 6.0e6;
-  int64_t best = 1;
+  /* ~1 us per batch of 8 splits in the tail at M = 1 on qkv (fit of the H200 split sweep,
+   * NOTES entry 36) */
+  const double split_fixed = 4.0e6;
+  int64_t best = 0;
+  int best_ks = 1;
   double best_cost = 0.0;
-  /* only the smallest s of each split length (a larger one is the same launch): ~2 sqrt(tiles)
-   * candidates, not `tiles`, on the host path of every call */
-  for (int64_t s = 1; s <= tiles;) {
-    const int64_t tps = tp_ceil_div(tiles, s);
-    const double cost = (double)tp_ceil_div(grid_x * s, slots) * ((double)tps * round_bytes * slowdown + round_fixed) +
-                        (s > 1 ? (double)s * (double)rows * (double)n * 8.0 : 0.0);
-    if (s == 1 || cost < best_cost) {
-      best = s;
-      best_cost = cost;
+  for (int ks = kslices ? kslices : 1; ks <= (kslices ? kslices : kMmaWaves); ks *= 2) {
+    const int64_t grid_x = tp_ceil_div(strips, kMmaWaves / ks);
+    /* only the smallest s of each split length (a larger one is the same launch): ~2
+     * sqrt(tiles) candidates, not `tiles`, on the host path of every call */
+    for (int64_t s = 1; s <= tiles;) {
+      const int64_t tps = tp_ceil_div(tiles, s);
+      const double cost =
+          (double)tp_ceil_div(grid_x * s, slots) * ((double)tp_ceil_div(tps, ks) * round_bytes * slowdown + round_fixed) +
+          (s > 1 ? (double)s * (double)rows * (double)n * 8.0 + split_fixed * (double)tp_ceil_div(s, 8) : 0.0);
+      if (!best || cost < best_cost) {
+        best = s;
+        best_ks = ks;
+        best_cost = cost;
+      }
+      s = tps > 1 ? tp_ceil_div(tiles, tps - 1) : tiles + 1; /* the first s with shorter splits */
     }
-    s = tps > 1 ? tp_ceil_div(tiles, tps - 1) : tiles + 1; /* the first s with shorter splits */
   }
-  return best;
+  *splits_out = best;
+  *kslices_out = best_ks;
 }
 
 /* Tiles that read a directly load 4 activations (8 bytes) per lane (kMmaBFromGlobal). */
@@ -1198,6 +1246,8 @@ static tp_plan tp_make_plan(const gptq_problem* p, gptq_gpu_kernel kernel, const
   const int tk = 512 / p->bits;
   const int64_t tiles = p->k / tk;
   const int want_mt = tile ? tile->row_tile : 0, want_splits = tile ? tile->splits : 0;
+  const int want_slices = tile ? tile->kslices : 0;
+  pl.kslices = 1;
   if (kernel == GPTQ_GPU_KERNEL_TRANSPOSED_MMA) {
     /* NVIDIA: M <= 8 costs one mma per step whatever M is, 9..16 two, and M 17..32 one pass
      * of the 32-row tile (measured 1.3-1.9x faster than two passes of 16 on every Qwen3-32B
@@ -1209,7 +1259,7 @@ static tp_plan tp_make_plan(const gptq_problem* p, gptq_gpu_kernel kernel, const
     const int64_t rows = p->m < pl.mt ? p->m : pl.mt;
     const bool b_global = kMmaBFromGlobal(pl.mt);
     pl.fn = tp_mma_pick(p->bits, act, pl.mt);
-    pl.grid_x = tp_ceil_div(tp_ceil_div(p->n, 16), kMmaWaves);
+    const int64_t strips = tp_ceil_div(p->n, 16);
     /* [act][row tile 8/16/32/64][bits], 0 = not asked yet; racing writers store the same
      * value. Per process: a build holds one architecture (sm_90 or gfx908), and every
      * device of it gives the same answer. */
@@ -1221,11 +1271,20 @@ static tp_plan tp_make_plan(const gptq_problem* p, gptq_gpu_kernel kernel, const
       __atomic_store_n(slot, r, __ATOMIC_RELAXED);
     }
     const int64_t slots = (int64_t)sm_count * (r > 0 ? r : 1);
-    /* tiles staging activations in LDS (gfx908 narrow): splits short enough for it, and one
-     * round of resident blocks when the strip groups alone are too few */
-    const int64_t fill = want_splits ? want_splits
-                         : b_global  ? tp_mma_splits(tiles, pl.grid_x, slots, rows, p->n)
-                                     : slots / pl.grid_x;
+    /* splits given: one slice unless given too. Slices chosen for the narrow tiles only (the
+     * model's split costs were fitted there; the wide ones are bound by their latency per
+     * tile, NOTES 33). Tiles staging activations in LDS (gfx908 narrow): splits short enough
+     * for it, one slice, and one round of resident blocks when the strip groups alone are
+     * too few */
+    int64_t fill = want_splits;
+    pl.kslices = want_slices ? want_slices : 1;
+    if (b_global && !want_splits) {
+      int ks = 1;
+      tp_mma_splits(tiles, strips, slots, rows, p->n, want_slices ? want_slices : pl.mt <= 16 ? 0 : 1, &fill, &ks);
+      pl.kslices = ks;
+    }
+    pl.grid_x = tp_ceil_div(strips, kMmaWaves / pl.kslices);
+    if (!fill) fill = slots / pl.grid_x;
     tp_split(&pl, p, tiles, b_global ? tiles : kMmaActElems / (rows * tk), fill);
     pl.frag = kMmaBFrag(pl.mt);
     if (pl.frag || (b_global && tp_a_not_direct(p))) {
@@ -1273,9 +1332,13 @@ int64_t gptq_gpu_mma_auto_min_m(void) { return GPTQ_TARGET_AMD ? kMmaAutoMinMGfx
 
 const char* gptq_gpu_tile_unsupported(gptq_gpu_kernel kernel, const gptq_gpu_tile* tile) {
   if (!tile) return nullptr;
-  if (kernel == GPTQ_GPU_KERNEL_EXLLAMA && (tile->row_tile || tile->splits || tile->load_bytes))
+  if (kernel == GPTQ_GPU_KERNEL_EXLLAMA && (tile->row_tile || tile->splits || tile->load_bytes || tile->kslices))
     return "exllama takes no tile parameters";
-  if (tile->row_tile < 0 || tile->splits < 0 || tile->load_bytes < 0) return "tile values must be positive";
+  if (tile->row_tile < 0 || tile->splits < 0 || tile->load_bytes < 0 || tile->kslices < 0)
+    return "tile values must be positive";
+  if (tile->kslices && kernel != GPTQ_GPU_KERNEL_TRANSPOSED_MMA) return "only `transposed_mma` takes kslices";
+  if (tile->kslices && (tile->kslices & (tile->kslices - 1) || tile->kslices > kMmaWaves))
+    return kMmaWaves == 8 ? "kslices must be 1, 2, 4 or 8 (waves per strip)" : "kslices must be 1, 2 or 4 (waves per strip)";
   if (tile->splits > 65535) return "splits must be at most 65535 (grid.y)";
   if (kernel == GPTQ_GPU_KERNEL_VECTORIZED) {
     if (tile->load_bytes && tile->load_bytes != 8 && tile->load_bytes != 16) return "load must be 8 or 16 (bytes per lane)";
@@ -1334,6 +1397,7 @@ static tp_args tp_make_args(const gptq_problem* p) {
   a.m0 = 0;
   a.tiles_per_split = 1;
   a.splits = 1;
+  a.kslices = 1;
   a.zero_offset = p->zero_offset;
   a.scale_bf16 = p->scale_dtype == GPTQ_BF16;
   return a;
@@ -1360,6 +1424,7 @@ gptq_status gptq_gpu_transposed_gemm(const gptq_problem* p, gptq_gpu_kernel kern
   tp_args a = tp_make_args(p);
   a.splits = pl.splits;
   a.tiles_per_split = pl.tiles_per_split;
+  a.kslices = pl.kslices;
   if (pl.ws_bytes && (!workspace || workspace_bytes < pl.ws_bytes)) return GPTQ_ERR_SHAPE;
   if (pl.splits > 1) {
     a.ws = (float*)workspace;

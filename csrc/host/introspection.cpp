@@ -56,7 +56,7 @@ std::string tiles_in_build(const KernelEntry& e, BackendKind backend) {
       if (comma == std::string::npos) comma = item.size();
       const std::string value = item.substr(v, comma - v);
       TileChoice tc;
-      (key == "mt" ? tc.mt : key == "splits" ? tc.splits : tc.load) = std::atoi(value.c_str());
+      if (int* f = tc.field(key)) *f = std::atoi(value.c_str());
       if (!kernel_in_build(e, backend) || !e.tile_unsupported || !e.tile_unsupported(tc))
         values += (values.empty() ? "" : ",") + value;
       v = comma + 1;

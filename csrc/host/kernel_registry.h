@@ -35,9 +35,14 @@ enum class AutoRange : int { BelowLargeM = 0, FromLargeM = 1, Never = 2 };
 // Tile choices of one call, from a kernel spec "name:mt=4,splits=8,load=8" (0 = the
 // launcher's own plan). GPU launchers take them as gptq_gpu_tile (csrc/gpu/gptq_gpu.h).
 struct TileChoice {
-  int mt = 0;      // activation rows per weight pass
-  int splits = 0;  // K splits of the launch
-  int load = 0;    // bytes per lane per weight load (vectorized)
+  int mt = 0;       // activation rows per weight pass
+  int splits = 0;   // K splits of the launch
+  int load = 0;     // bytes per lane per weight load (vectorized)
+  int kslices = 0;  // waves per strip, each a slice of a split's K tiles (transposed_mma)
+  // The field a spec key names ("mt", "splits", "load", "kslices"); nullptr for another key.
+  int* field(const std::string& key) {
+    return key == "mt" ? &mt : key == "splits" ? &splits : key == "load" ? &load : key == "kslices" ? &kslices : nullptr;
+  }
 };
 
 struct KernelEntry {
