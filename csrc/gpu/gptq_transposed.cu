@@ -574,8 +574,10 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kTpMinBlocksFeed(MT, FEED)) void gptq_
 
 /* ==== matrix-instruction variant: gptq_transposed_mma_kernel ============================
  *
- *   block = 256 threads = S waves = S strips (S = 8 warp32 on NVIDIA, 4 wave64 on gfx908)
- *   wave  = one strip (16 columns): walks its K split's tiles in order  grid.x = strip group
+ *   block = 256 threads = S waves (S = 8 warp32 on NVIDIA, 4 wave64 on gfx908)
+ *         = S / kslices strips x kslices K slices; a strip's slices are summed in LDS
+ *   wave  = one strip (16 columns): walks its slice of the K split's tiles in order
+ *                                                                       grid.x = strip group
  *   lane  = GPTQ_MMA_CHUNKS chunks of each 1 KiB tile (2 on warp32, 1 on wave64): a wave's
  *           loads cover the whole tile                                  grid.y = K split
  *   per 16-row step, per GPTQ_MMA_ROWS activation rows, one matrix instruction with the
@@ -605,7 +607,9 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kTpMinBlocksFeed(MT, FEED)) void gptq_
  * ~4 VALU per step: 8 steps of a 4-bit tile cost ~290 SIMD cycles against ~610 cycles for a
  * CU's four SIMDs to receive their four 1 KiB tiles from HBM: memory-bound through M = 16.
  * Split-K: each wave writes its fp32 partials; the last block of the strip group (a counter
- * per group, reset by that block) sums them in split order.
+ * per group, reset by that block) sums them in split order. K slices shorten a wave's chain of
+ * tiles without that tail (fence, counter, L2 round trips): qkv and o at decode have too few
+ * strips to fill the GPU otherwise (NOTES 36).
  */
 static constexpr int kMmaWaves = GPTQ_TARGET_AMD ? kTpThreads / 64 : kTpThreads / 32; /* strips per block */
 static constexpr int kMmaActElems = 8192;          /* rows x K-range activations per block */
