@@ -139,8 +139,8 @@ def test_split_k_past_one_load_batch(emulator, tmp_path):
     for m in (1, 3, 16):
         a = torch.randn(m, k, generator=torch.Generator().manual_seed(seed + m)).half()
         ref = a.float() @ w_ref
-        for kernel, tile in (("transposed", {}), ("transposed_mma", {}), ("transposed_mma", {"mt": 64}),
-                             ("transposed_mma", {"kslices": 2})):
+        slices = [("transposed_mma", {"kslices": 2})] if wave == 32 else []  # NVIDIA only
+        for kernel, tile in [("transposed", {}), ("transposed_mma", {}), ("transposed_mma", {"mt": 64})] + slices:
             out = run_emulated(exe, tmp_path, a, w, tiled, kernel, splits=18, **tile)
             assert_gemm_close(out, a, w_ref, ref, f"wave{wave} {kernel} {tile} 18 splits m={m}")
 
@@ -151,10 +151,12 @@ def test_matrix_kernel_k_slices(emulator, tmp_path):
     (more slices than tiles), with and without K splits, narrow and wide row tiles, a ragged
     last strip and groups shorter than a tile."""
     wave, exe = emulator
+    if wave == 64:
+        pytest.skip("gfx908 builds transposed_mma without K slices (kMmaKSlices)")
     bits, k, n, gs, act, v2 = 4, 768, 200, 64, True, False  # 6 tiles of 128 rows
     seed = seed_of("emu-kslices", wave, bits, k, n, gs)
     _, w, tiled, w_ref = make_case(k, n, bits, gs, act, v2, seed)
-    most = 256 // wave  # waves per block
+    most = 256 // wave  # warps per block
     tiles = [{"kslices": most}, {"kslices": 2, "splits": 2}, {"kslices": most, "splits": 3, "mt": 16},
              {"kslices": 2, "mt": 32}]
     for m in (1, 13):

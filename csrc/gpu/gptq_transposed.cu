@@ -642,6 +642,11 @@ __host__ __device__ static constexpr bool kMmaBFromGlobal(int mt) { return mt > 
  * contiguous bytes. Row tile 8 (M <= 8) reads a as it is: no extra launch at decode. */
 __host__ __device__ static constexpr bool kMmaBFrag(int mt) { return kMmaBFromGlobal(mt) && mt >= 16; }
 static constexpr int kMmaLanes = 64 / GPTQ_MMA_CHUNKS; /* lanes of one matrix instruction */
+/* K slices (tp_args.kslices > 1) on NVIDIA only: there they replace the split-K tail of the
+ * small shapes (NOTES 36). gfx908's narrow tiles stage the split in LDS and its wide ones are
+ * not given slices; the slice sum raised its wide tiles' VGPRs past 3 waves per SIMD (2-bit:
+ * scratch), so the kernel there is built without it. */
+static constexpr bool kMmaKSlices = !GPTQ_TARGET_AMD;
 
 /* The two (q - z) pairs of step `st` in a chunk word (pairs 2st, 2st + 1 of the chunk at
  * positions p, p + 1 of word (2st) / PPW), as A registers (fp16, or bf16 for bf16
@@ -697,13 +702,13 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
   static_assert(MT % ROWS == 0 && (MT <= 16 || MT == 32 || MT == 64), "row tile: whole instructions");
   /* rows x half pairs, each row padded to 8 (mod 32) words: conflict-free 8-byte reads */
   __shared__ __align__(16) uint32_t s_act[kBGlobal ? 4 : kMmaActElems / 2 + 40 * MT];
-  __shared__ float s_slices[kMmaWaves * NB * 4 * WAVE]; /* K-slice sums: [wave][b][i][lane] */
+  __shared__ float s_slices[kMmaKSlices ? kMmaWaves * NB * 4 * WAVE : 1]; /* K-slice sums: [wave][b][i][lane] */
   __shared__ int s_last;
 
   /* wave = strip slot x K slice: the block's kMmaWaves / kslices strips, each walked by
    * kslices waves over consecutive parts of the split's tiles (summed in LDS below) */
   const int t = threadIdx.x, wave = gptq_wave_uniform((int)(threadIdx.x / WAVE)), lane = (int)(threadIdx.x % WAVE);
-  const int kslices = p.kslices, strips_per_block = kMmaWaves / kslices;
+  const int kslices = kMmaKSlices ? p.kslices : 1, strips_per_block = kMmaWaves / kslices;
   const int slice = wave % kslices;
   const int64_t strip = (int64_t)blockIdx.x * strips_per_block + wave / kslices, split = blockIdx.y;
   int64_t col0 = strip * 16;
@@ -927,8 +932,9 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
   /* K slices: slice 0 of each strip adds the others' sums in slice order (LDS, one barrier);
    * the strip's outputs are then slice 0's. The wave's indices are derived again here, not
    * held across the loop (sm_90: row tile 8 sits at its 64-register cap). */
-  const int owave = gptq_wave_uniform((int)(gptq_thread_x_reread() / WAVE)), oslice = owave % p.kslices;
-  if (p.kslices > 1) {
+  const int okslices = kMmaKSlices ? p.kslices : 1;
+  const int owave = gptq_wave_uniform((int)(gptq_thread_x_reread() / WAVE)), oslice = owave % okslices;
+  if (okslices > 1) {
     float* mine = s_slices + owave * (NB * 4 * WAVE) + lane;
     if (oslice > 0)
 #pragma unroll
@@ -937,7 +943,7 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
         for (int i = 0; i < 4; ++i) mine[(b * 4 + i) * WAVE] = acc[b][i];
     __syncthreads();
     if (oslice == 0)
-      for (int j = 1; j < p.kslices; ++j)
+      for (int j = 1; j < okslices; ++j)
 #pragma unroll
         for (int b = 0; b < NB; ++b)
 #pragma unroll
@@ -946,7 +952,7 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
   const int out_width = oslice == 0 ? width : 0;
 
   /* lane's outputs: (m = ROWS b + d_row(i), column col0 + d_col(i)) = acc[b][i] */
-  col0 = ((int64_t)gptq_block_x_reread() * (kMmaWaves / p.kslices) + owave / p.kslices) * 16;
+  col0 = ((int64_t)gptq_block_x_reread() * (kMmaWaves / okslices) + owave / okslices) * 16;
   auto each_output = [&](auto&& f) { /* f(row, column, acc entry) for this lane's outputs */
 #pragma unroll
     for (int b = 0; b < NB; ++b)
@@ -971,7 +977,7 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
    * More: each lane sums its own outputs, one split's loads for all of them at a time. The
    * first measured 10-22% faster at M = 1 (qkv, o, down: 20, 8, 13 splits), the second
    * 10-27% at M = 8 and 16 at the same split counts (H200, NOTES entry 34). */
-  const int gstrips = kMmaWaves / p.kslices;
+  const int gstrips = kMmaWaves / okslices;
   const int64_t gcol0 = (int64_t)gptq_block_x_reread() * gstrips * 16;
   const int gcols = (int)(p.n - gcol0 < gstrips * 16 ? p.n - gcol0 : gstrips * 16);
   if (rows * gcols <= 2 * kTpThreads) {
@@ -1214,7 +1220,7 @@ static void tp_mma_splits(int64_t tiles, int64_t strips, int64_t slots, int64_t 
   int64_t best = 0;
   int best_ks = 1;
   double best_cost = 0.0;
-  for (int ks = kslices ? kslices : 1; ks <= (kslices ? kslices : kMmaWaves); ks *= 2) {
+  for (int ks = kslices ? kslices : 1; ks <= (kslices ? kslices : kMmaKSlices ? kMmaWaves : 1); ks *= 2) {
     const int64_t grid_x = tp_ceil_div(strips, kMmaWaves / ks);
     /* only the smallest s of each split length (a larger one is the same launch): ~2
      * sqrt(tiles) candidates, not `tiles`, on the host path of every call */
@@ -1341,8 +1347,10 @@ const char* gptq_gpu_tile_unsupported(gptq_gpu_kernel kernel, const gptq_gpu_til
   if (tile->row_tile < 0 || tile->splits < 0 || tile->load_bytes < 0 || tile->kslices < 0)
     return "tile values must be positive";
   if (tile->kslices && kernel != GPTQ_GPU_KERNEL_TRANSPOSED_MMA) return "only `transposed_mma` takes kslices";
+  if (tile->kslices && !kMmaKSlices && tile->kslices != 1)
+    return "kslices must be 1 on this target (transposed_mma has no K slices there)";
   if (tile->kslices && (tile->kslices & (tile->kslices - 1) || tile->kslices > kMmaWaves))
-    return kMmaWaves == 8 ? "kslices must be 1, 2, 4 or 8 (waves per strip)" : "kslices must be 1, 2 or 4 (waves per strip)";
+    return "kslices must be 1, 2, 4 or 8 (waves per strip)";
   if (tile->splits > 65535) return "splits must be at most 65535 (grid.y)";
   if (kernel == GPTQ_GPU_KERNEL_VECTORIZED) {
     if (tile->load_bytes && tile->load_bytes != 8 && tile->load_bytes != 16) return "load must be 8 or 16 (bytes per lane)";
