@@ -719,8 +719,8 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
   const int kt1 = kt0 + p.tiles_per_split < tiles ? kt0 + p.tiles_per_split : tiles;
   /* this wave's slice [ks0, ks1) of the split's tiles (may be empty) */
   const int slice_tiles = (kt1 - kt0 + kslices - 1) / kslices;
-  const int ks0 = kt0 + slice * slice_tiles < kt1 ? kt0 + slice * slice_tiles : kt1;
-  const int ks1 = ks0 + slice_tiles < kt1 ? ks0 + slice_tiles : kt1;
+  const int ks0 = !kMmaKSlices ? kt0 : kt0 + slice * slice_tiles < kt1 ? kt0 + slice * slice_tiles : kt1;
+  const int ks1 = !kMmaKSlices ? kt1 : ks0 + slice_tiles < kt1 ? ks0 + slice_tiles : kt1;
   const int half = (kt1 - kt0) * TK / 2;
   const int stride = ((half + 31) & ~31) + 8;
   const int rows = (int)(p.m - p.m0 < MT ? p.m - p.m0 : MT);
@@ -933,7 +933,8 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
    * the strip's outputs are then slice 0's. The wave's indices are derived again here, not
    * held across the loop (sm_90: row tile 8 sits at its 64-register cap). */
   const int okslices = kMmaKSlices ? p.kslices : 1;
-  const int owave = gptq_wave_uniform((int)(gptq_thread_x_reread() / WAVE)), oslice = owave % okslices;
+  const int owave = kMmaKSlices ? gptq_wave_uniform((int)(gptq_thread_x_reread() / WAVE)) : wave;
+  const int oslice = owave % okslices;
   if (okslices > 1) {
     float* mine = s_slices + owave * (NB * 4 * WAVE) + lane;
     if (oslice > 0)
