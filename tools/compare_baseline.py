@@ -1,8 +1,11 @@
 """A device_session run directory: `auto` of the tree under test (issue10/main, issue10/ao) against
 the tree built from .baseline (baseline/main, baseline/ao), and the forced split sweep (splits/),
-as markdown tables. Usage: python tools/compare_baseline.py RUNDIR"""
+as markdown tables. Usage: python tools/compare_baseline.py RUNDIR [NEW BASE]; NEW and BASE name
+two trees' directories in RUNDIR (default issue10 baseline; e.g. baseline baseline2 compares
+.baseline2's tree against .baseline's)."""
 import json, sys, os, collections
 r = sys.argv[1]
+new_dir, base_dir = sys.argv[2:4] if len(sys.argv) >= 4 else ('issue10', 'baseline')
 def load(p):
     p = os.path.join(r, p, 'results.json')
     if not os.path.exists(p): return []
@@ -12,8 +15,8 @@ def table(rows):
     for x in rows:
         t[(x['shape'], x['bits'], x['m'], x['kernel_id'])].append(x['us_per_call'])
     return {k: min(v) for k, v in t.items()}
-new = table(load('issue10/main')); base = table(load('baseline/main'))
-nao = table(load('issue10/ao')); bao = table(load('baseline/ao'))
+new = table(load(f'{new_dir}/main')); base = table(load(f'{base_dir}/main'))
+nao = table(load(f'{new_dir}/ao')); bao = table(load(f'{base_dir}/ao'))
 print("| shape | bits | M | base auto | new auto | change | base fp16 | new fp16 |")
 print("|---|---|---|---|---|---|---|---|")
 for k in sorted(base):
