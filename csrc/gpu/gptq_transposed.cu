@@ -934,7 +934,7 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
    * held across the loop (sm_90: row tile 8 sits at its 64-register cap). */
   const int okslices = kMmaKSlices ? p.kslices : 1;
   const int owave = kMmaKSlices ? gptq_wave_uniform((int)(gptq_thread_x_reread() / WAVE)) : wave;
-  const int oslice = owave % okslices;
+  const int oslice = owave % okslices, ostrips = kMmaWaves / okslices;
   if (okslices > 1) {
     float* mine = s_slices + owave * (NB * 4 * WAVE) + lane;
     if (oslice > 0)
@@ -953,7 +953,7 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
   const int out_width = oslice == 0 ? width : 0;
 
   /* lane's outputs: (m = ROWS b + d_row(i), column col0 + d_col(i)) = acc[b][i] */
-  col0 = ((int64_t)gptq_block_x_reread() * (kMmaWaves / okslices) + owave / okslices) * 16;
+  col0 = ((int64_t)gptq_block_x_reread() * ostrips + owave / okslices) * 16;
   auto each_output = [&](auto&& f) { /* f(row, column, acc entry) for this lane's outputs */
 #pragma unroll
     for (int b = 0; b < NB; ++b)
@@ -978,9 +978,8 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
    * More: each lane sums its own outputs, one split's loads for all of them at a time. The
    * first measured 10-22% faster at M = 1 (qkv, o, down: 20, 8, 13 splits), the second
    * 10-27% at M = 8 and 16 at the same split counts (H200, NOTES entry 34). */
-  const int gstrips = kMmaWaves / okslices;
-  const int64_t gcol0 = (int64_t)gptq_block_x_reread() * gstrips * 16;
-  const int gcols = (int)(p.n - gcol0 < gstrips * 16 ? p.n - gcol0 : gstrips * 16);
+  const int64_t gcol0 = (int64_t)gptq_block_x_reread() * ostrips * 16;
+  const int gcols = (int)(p.n - gcol0 < ostrips * 16 ? p.n - gcol0 : ostrips * 16);
   if (rows * gcols <= 2 * kTpThreads) {
     for (int o = t; o < rows * gcols; o += kTpThreads) {
       const int m = o / gcols, col = o - m * gcols;
@@ -1221,7 +1220,8 @@ static void tp_mma_splits(int64_t tiles, int64_t strips, int64_t slots, int64_t 
   int64_t best = 0;
   int best_ks = 1;
   double best_cost = 0.0;
-  for (int ks = kslices ? kslices : 1; ks <= (kslices ? kslices : kMmaKSlices ? kMmaWaves : 1); ks *= 2) {
+  const int ks_first = kslices ? kslices : 1, ks_last = kslices ? kslices : kMmaKSlices ? kMmaWaves : 1;
+  for (int ks = ks_first; ks <= ks_last; ks *= 2) {
     const int64_t grid_x = tp_ceil_div(strips, kMmaWaves / ks);
     /* only the smallest s of each split length (a larger one is the same launch): ~2
      * sqrt(tiles) candidates, not `tiles`, on the host path of every call */
@@ -1288,12 +1288,10 @@ static tp_plan tp_make_plan(const gptq_problem* p, gptq_gpu_kernel kernel, const
      * for it, one slice, and one round of resident blocks when the strip groups alone are
      * too few */
     int64_t fill = want_splits;
-    pl.kslices = want_slices ? want_slices : 1;
-    if (b_global && !want_splits) {
-      int ks = 1;
+    int ks = want_slices ? want_slices : 1;
+    if (b_global && !want_splits)
       tp_mma_splits(tiles, strips, slots, rows, p->n, want_slices ? want_slices : pl.mt <= 16 ? 0 : 1, &fill, &ks);
-      pl.kslices = ks;
-    }
+    pl.kslices = ks;
     pl.grid_x = tp_ceil_div(strips, kMmaWaves / pl.kslices);
     if (!fill) fill = slots / pl.grid_x;
     tp_split(&pl, p, tiles, b_global ? tiles : kMmaActElems / (rows * tk), fill);
@@ -1350,7 +1348,7 @@ const char* gptq_gpu_tile_unsupported(gptq_gpu_kernel kernel, const gptq_gpu_til
   if (tile->kslices && kernel != GPTQ_GPU_KERNEL_TRANSPOSED_MMA) return "only `transposed_mma` takes kslices";
   if (tile->kslices && !kMmaKSlices && tile->kslices != 1)
     return "kslices must be 1 on this target (transposed_mma has no K slices there)";
-  if (tile->kslices && (tile->kslices & (tile->kslices - 1) || tile->kslices > kMmaWaves))
+  if (tile->kslices && ((tile->kslices & (tile->kslices - 1)) || tile->kslices > kMmaWaves))
     return "kslices must be 1, 2, 4 or 8 (waves per strip)";
   if (tile->splits > 65535) return "splits must be at most 65535 (grid.y)";
   if (kernel == GPTQ_GPU_KERNEL_VECTORIZED) {
