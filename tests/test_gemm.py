@@ -163,6 +163,22 @@ def test_prepare_does_not_modify_inputs_and_resolves_act_order(device):
     assert odd.a_perm is None and odd.group_index is not None and odd.layout == 1
 
 
+def test_act_order_perm_at_any_offset(device):
+    """a_perm at every 4-byte offset: the 8-row mma tile reads a through it when it is
+    16-byte aligned and gathers a first otherwise; both match the reference."""
+    k, n = 512, 264
+    t, ws, w_ref = make_case(k, n, 4, 64, True, False, seed_of("perm-offset"), device)
+    w = default_weight(ws)
+    for offset in range(4):
+        buf = torch.zeros(k + 4, dtype=torch.int32, device=w.a_perm.device)
+        buf[offset:offset + k] = w.a_perm
+        shifted = w._replace(a_perm=buf[offset:offset + k])
+        for m in (1, 8, 11):
+            a = activations(m, k, torch.float16, seed_of("perm-offset", offset, m), device)
+            out = run_poisoned(a, shifted, "auto")
+            assert_gemm_close(out, a, w_ref, a.float().cpu() @ w_ref, f"offset={offset} m={m}")
+
+
 def test_deterministic_run_to_run(device):
     k, n = 5120, 2560
     t, ws, w_ref = make_case(k, n, 4, 128, True, False, seed_of("det"), device)

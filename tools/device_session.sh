@@ -23,7 +23,7 @@
 #             and .baseline2/ if present (make_baseline.sh REV2 .baseline2, carried too),
 #             built in place and benchmarked with the same bench_gemm rows as BASELINE_ARGS
 #             (default: Qwen3-32B TP=4 + Llama-3-8B gate_up, W4, M 1 8 16 32, auto and fp16,
-#             then act-order at M 1 8): a change and its parent measured in one call
+#             then act-order at M 1 8, or BASELINE_AO_M): a change and its parent measured in one call
 #   tune      `python -m gptq_mi100 tune` on the Qwen3-32B TP=4 shapes (its wall time is a target)
 #   profile   ncu (stall reasons, issue rate, DRAM) of the wide-tile mma kernel and of the
 #             layout-2 dequantize at gate_up M = 64 (the issue-11 gap)
@@ -179,7 +179,7 @@ for part in "$@"; do
           sys.exit(not gptq_mi100.__file__.startswith(os.getcwd()))' && \
           python3 -m benchmarks.bench_gemm --device cuda --no-plot $bl_args --out-dir '$dest/$name/main' && \
           python3 -m benchmarks.bench_gemm --device cuda --no-plot --shapes qwen3-32b-tp4 4096x28672 --bits 4 \
-            --m 1 8 --act-order --kernels auto --out-dir '$dest/$name/ao'"
+            --m ${BASELINE_AO_M:-1 8} --act-order --kernels auto --out-dir '$dest/$name/ao'"
       done ;;
     tune)
       run_part tune 180 python3 -m gptq_mi100 tune --device cuda --out "$dest/tune/table.json" ;;

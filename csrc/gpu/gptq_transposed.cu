@@ -625,10 +625,12 @@ static constexpr int kMmaMinBlocks(int mt, int bits) {
 static constexpr int kMmaMinRowTile = GPTQ_MMA_ROWS;
 /* Tiles per wave in registers or in flight: the one computed and kMmaStages - 1 ahead,
  * weights and their zeros/scales alike (a dependent zero/scale load costs a full HBM
- * latency per tile). gfx908 3. NVIDIA 1 (load a tile, then use it): with a ring, ptxas's
- * shared load scoreboards made tiles wait for loads issued after theirs
- * (benchmarks/micro/m1_stream.cu, NOTES 24 and 26). */
-static constexpr int kMmaStages = GPTQ_TARGET_AMD ? 3 : 1;
+ * latency per tile). gfx908 3. NVIDIA row tile 64: 2 (B in fragment order left its tiles
+ * waiting on load latency: one tile ahead measured 26% faster in m1_stream, NOTES 38); row
+ * tile 32: 1 (2 stages spill at its 128-register cap); narrow tiles 1 (load a tile, then use
+ * it: with a ring, ptxas's shared load scoreboards made tiles wait for loads issued after
+ * theirs, NOTES 24 and 26). */
+__host__ __device__ static constexpr int kMmaStagesOf(int mt) { return GPTQ_TARGET_AMD ? 3 : mt == 64 ? 2 : 1; }
 /* Where B operands come from: the split's activations staged in LDS (gfx908 narrow tiles,
  * a_perm gathered there), or 8-byte loads straight from a, L1 hits with no block barrier
  * (wide tiles; every NVIDIA tile: LDS staging measured ~20% slower there, m1_stream act1).
@@ -698,6 +700,7 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
    * LDS would cut splits to one tile of K at 64 rows, and staging chunks of it cost a block
    * barrier per chunk with its load latency exposed (NOTES entry 18). */
   constexpr bool kWide = MT > 16;
+  constexpr int kMmaStages = kMmaStagesOf(MT);
   constexpr bool kBGlobal = kMmaBFromGlobal(MT), kBFrag = kMmaBFrag(MT);
   static_assert(MT % ROWS == 0 && (MT <= 16 || MT == 32 || MT == 64), "row tile: whole instructions");
   /* rows x half pairs, each row padded to 8 (mod 32) words: conflict-free 8-byte reads */
@@ -1192,44 +1195,46 @@ static void tp_split(tp_plan* pl, const gptq_problem* p, int64_t tiles, int64_t 
 }
 
 /* K splits and K slices of an mma launch whose tiles read a directly (any split length),
- * from a model of its length in bytes-equivalent (NOTES entries 30, 34 and 36, fitted to
- * m1_stream's and the extension's split sweeps):
- *   blocks run in rounds of `slots` resident blocks, and a wave's tiles one after another,
- *   so the launch lasts ceil(grid_x s / slots) x ceil(ceil(tiles / s) / kslices) tile
- *   rounds; a round moves slots x kMmaWaves KiB, a tile taking (1 + rows / 7) times its byte
- *   time as the B loads and matrix instructions grow with the rows (measured 1.3 / 1.9 /
- *   3.1 / 5.0 / 9.5 at M = 1 / 8 / 16 / 32 / 64, H200);
- *   each round also pays a fixed start and drain (round_fixed);
+ * from a model of its length in bytes-equivalent (NOTES entries 30, 34, 36; fitted to the H200
+ * and H100 split and slice sweeps, results/nvidia-h100-2026-12-07):
+ *   the weight bytes, each tile's taking (1 + rows / 7) times its byte time as the B loads
+ *   and matrix instructions grow with the rows (measured 1.3 / 1.9 / 3.1 / 5.0 / 9.5 at
+ *   M = 1 / 8 / 16 / 32 / 64, H200), or, when longer, the chain of one memory latency
+ *   (tile_latency) per tile a wave walks, ceil(ceil(tiles / s) / kslices) per round of
+ *   resident blocks: a plan of few blocks cannot keep enough bytes in flight;
+ *   each round of blocks also pays a fixed start and drain (round_fixed);
  *   each split > 1 writes and the last block reads rows x n fp32 partials, after an arrival
- *   (fence, counter) and one dependent L2 round trip per 8 splits (split_fixed each);
+ *   (fence, counter: arrive_fixed) and dependent L2 round trips (trip): one per 8 splits in
+ *   the block-wide tail, one per split in the per-lane tail;
  *   K slices are summed in LDS behind one block barrier (nothing modelled).
- * Of the least cost, the fewest slices, then the smallest s: a partial round costs a full
- * one, but short splits even out the rounds (gate_up at 2 blocks/SM: 5 splits 18% faster
- * than the one round of 2). */
+ * The least cost; of equal ones the fewest slices, then the smallest s. */
 static void tp_mma_splits(int64_t tiles, int64_t strips, int64_t slots, int64_t rows, int64_t n, int kslices,
                           int64_t* splits_out, int* kslices_out) { /* kslices 0: chosen too */
   if (slots < 1) slots = 1;
-  const double round_bytes = (double)slots * kMmaWaves * 1024.0, slowdown = 1.0 + (double)rows / 7.0;
+  const double slowdown = 1.0 + (double)rows / 7.0;
+  const double bytes = (double)tiles * (double)strips * 1024.0 * slowdown;
+  /* ~1.1 us at ~4 TB/s: a wave's 2-20 tiles one after another (H200 split sweep of qkv) */
+  const double tile_latency = 4.5e6;
   /* a round of blocks also pays one loaded memory latency to start and drain (~1.5 us at
    * ~4 TB/s): 16 splits of 2 tiles in 7 rounds measured 25% slower than 2 splits in one on
    * Llama-3-8B gate_up at M = 1, H200 (NOTES entry 34) */
   const double round_fixed = 6.0e6;
-  /* ~1 us per batch of 8 splits in the tail at M = 1 on qkv (fit of the H200 split sweep,
-   * NOTES entry 36) */
-  const double split_fixed = 4.0e6;
+  const double arrive_fixed = 3.0e6, trip = 1.0e6;
   int64_t best = 0;
   int best_ks = 1;
   double best_cost = 0.0;
   const int ks_first = kslices ? kslices : 1, ks_last = kslices ? kslices : kMmaKSlices ? kMmaWaves : 1;
   for (int ks = ks_first; ks <= ks_last; ks *= 2) {
     const int64_t grid_x = tp_ceil_div(strips, kMmaWaves / ks);
+    const int64_t gcols = (int64_t)(kMmaWaves / ks) * 16;
     /* only the smallest s of each split length (a larger one is the same launch): ~2
      * sqrt(tiles) candidates, not `tiles`, on the host path of every call */
     for (int64_t s = 1; s <= tiles;) {
-      const int64_t tps = tp_ceil_div(tiles, s);
-      const double cost =
-          (double)tp_ceil_div(grid_x * s, slots) * ((double)tp_ceil_div(tps, ks) * round_bytes * slowdown + round_fixed) +
-          (s > 1 ? (double)s * (double)rows * (double)n * 8.0 + split_fixed * (double)tp_ceil_div(s, 8) : 0.0);
+      const int64_t tps = tp_ceil_div(tiles, s), rounds = tp_ceil_div(grid_x * s, slots);
+      const double chain = (double)rounds * (double)tp_ceil_div(tps, ks) * tile_latency;
+      const double trips = (double)(rows * gcols > 2 * kTpThreads ? s : tp_ceil_div(s, 8));
+      const double cost = (chain > bytes ? chain : bytes) + (double)rounds * round_fixed +
+                          (s > 1 ? (double)s * (double)rows * (double)n * 8.0 + arrive_fixed + trip * trips : 0.0);
       if (!best || cost < best_cost) {
         best = s;
         best_ks = ks;
@@ -1240,6 +1245,35 @@ static void tp_mma_splits(int64_t tiles, int64_t strips, int64_t slots, int64_t 
   }
   *splits_out = best;
   *kslices_out = best_ks;
+}
+
+/* K splits of the wide row tiles (32, 64 rows: one slice), entry 30's round model of the
+ * launch's length in bytes-equivalent (measured there and in entry 34; not refitted):
+ *   blocks run in rounds of `slots` resident blocks, and a split's tiles one after another,
+ *   so the launch lasts ceil(grid_x s / slots) x ceil(tiles / s) tile rounds; a round moves
+ *   slots x kMmaWaves KiB, a tile taking (1 + rows / 7) times its byte time;
+ *   each split > 1 writes and the last block reads rows x n fp32 partials.
+ * The smallest s of least cost: a partial round costs a full one, but short splits even
+ * out the rounds (gate_up at 2 blocks/SM: 5 splits 18% faster than the one round of 2). */
+static int64_t tp_mma_splits_wide(int64_t tiles, int64_t strips, int64_t slots, int64_t rows) {
+  if (slots < 1) slots = 1;
+  const double round_bytes = (double)slots * kMmaWaves * 1024.0, slowdown = 1.0 + (double)rows / 7.0;
+  /* a round of blocks also pays one loaded memory latency to start and drain (NOTES 34) */
+  const double round_fixed = 6.0e6;
+  const int64_t grid_x = tp_ceil_div(strips, kMmaWaves);
+  int64_t best = 0;
+  double best_cost = 0.0;
+  for (int64_t s = 1; s <= tiles;) {
+    const int64_t tps = tp_ceil_div(tiles, s);
+    const double cost = (double)tp_ceil_div(grid_x * s, slots) * ((double)tps * round_bytes * slowdown + round_fixed) +
+                        (s > 1 ? (double)s * (double)rows * (double)(strips * 16) * 8.0 : 0.0);
+    if (!best || cost < best_cost) {
+      best = s;
+      best_cost = cost;
+    }
+    s = tps > 1 ? tp_ceil_div(tiles, tps - 1) : tiles + 1; /* the first s with shorter splits */
+  }
+  return best;
 }
 
 /* Tiles that read a directly load 4 activations (8 bytes) per lane (kMmaBFromGlobal). */
@@ -1282,15 +1316,17 @@ static tp_plan tp_make_plan(const gptq_problem* p, gptq_gpu_kernel kernel, const
       __atomic_store_n(slot, r, __ATOMIC_RELAXED);
     }
     const int64_t slots = (int64_t)sm_count * (r > 0 ? r : 1);
-    /* splits given: one slice unless given too. Slices chosen for the narrow tiles only (the
-     * model's split costs were fitted there; the wide ones are bound by their latency per
-     * tile, NOTES 33). Tiles staging activations in LDS (gfx908 narrow): splits short enough
-     * for it, one slice, and one round of resident blocks when the strip groups alone are
-     * too few */
+    /* splits given: one slice unless given too. Slices and splits chosen together for the
+     * narrow tiles (the model fitted there); the wide ones keep entry 30's split rule and
+     * one slice unless slices are given. Tiles staging activations in LDS (gfx908 narrow):
+     * splits short enough for it, one slice, and one round of resident blocks when the
+     * strip groups alone are too few */
     int64_t fill = want_splits;
     int ks = want_slices ? want_slices : 1;
-    if (b_global && !want_splits)
-      tp_mma_splits(tiles, strips, slots, rows, p->n, want_slices ? want_slices : pl.mt <= 16 ? 0 : 1, &fill, &ks);
+    if (b_global && !want_splits) {
+      if (pl.mt > 16 && want_slices <= 1) fill = tp_mma_splits_wide(tiles, strips, slots, rows);
+      else tp_mma_splits(tiles, strips, slots, rows, p->n, want_slices, &fill, &ks);
+    }
     pl.kslices = ks;
     pl.grid_x = tp_ceil_div(strips, kMmaWaves / pl.kslices);
     if (!fill) fill = slots / pl.grid_x;
