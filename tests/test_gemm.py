@@ -164,8 +164,8 @@ def test_prepare_does_not_modify_inputs_and_resolves_act_order(device):
 
 
 def test_act_order_perm_at_any_offset(device):
-    """a_perm at every 4-byte offset: the 8-row mma tile reads a through it when it is
-    16-byte aligned and gathers a first otherwise; both match the reference."""
+    """act-order with its a_perm at every 4-byte offset matches the reference: no kernel
+    may assume more alignment of a_perm than its int32 elements give."""
     k, n = 512, 264
     t, ws, w_ref = make_case(k, n, 4, 64, True, False, seed_of("perm-offset"), device)
     w = default_weight(ws)

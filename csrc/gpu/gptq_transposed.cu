@@ -1255,7 +1255,7 @@ static void tp_mma_splits(int64_t tiles, int64_t strips, int64_t slots, int64_t 
  *   each split > 1 writes and the last block reads rows x n fp32 partials.
  * The smallest s of least cost: a partial round costs a full one, but short splits even
  * out the rounds (gate_up at 2 blocks/SM: 5 splits 18% faster than the one round of 2). */
-static int64_t tp_mma_splits_wide(int64_t tiles, int64_t strips, int64_t slots, int64_t rows) {
+static int64_t tp_mma_splits_wide(int64_t tiles, int64_t strips, int64_t slots, int64_t rows, int64_t n) {
   if (slots < 1) slots = 1;
   const double round_bytes = (double)slots * kMmaWaves * 1024.0, slowdown = 1.0 + (double)rows / 7.0;
   /* a round of blocks also pays one loaded memory latency to start and drain (NOTES 34) */
@@ -1266,7 +1266,7 @@ static int64_t tp_mma_splits_wide(int64_t tiles, int64_t strips, int64_t slots, 
   for (int64_t s = 1; s <= tiles;) {
     const int64_t tps = tp_ceil_div(tiles, s);
     const double cost = (double)tp_ceil_div(grid_x * s, slots) * ((double)tps * round_bytes * slowdown + round_fixed) +
-                        (s > 1 ? (double)s * (double)rows * (double)(strips * 16) * 8.0 : 0.0);
+                        (s > 1 ? (double)s * (double)rows * (double)n * 8.0 : 0.0);
     if (!best || cost < best_cost) {
       best = s;
       best_cost = cost;
@@ -1324,7 +1324,7 @@ static tp_plan tp_make_plan(const gptq_problem* p, gptq_gpu_kernel kernel, const
     int64_t fill = want_splits;
     int ks = want_slices ? want_slices : 1;
     if (b_global && !want_splits) {
-      if (pl.mt > 16 && want_slices <= 1) fill = tp_mma_splits_wide(tiles, strips, slots, rows);
+      if (pl.mt > 16 && want_slices <= 1) fill = tp_mma_splits_wide(tiles, strips, slots, rows, p->n);
       else tp_mma_splits(tiles, strips, slots, rows, p->n, want_slices, &fill, &ks);
     }
     pl.kslices = ks;
