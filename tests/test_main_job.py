@@ -38,7 +38,7 @@ def test_default_layout_and_auto_choice(device):
         if want:
             assert took == [want], (m, took)
     if mma:
-        assert threshold == 33  # measured on the H200 (benchmarks/NOTES.md entry 7)
+        assert threshold == 65  # W4, measured at M = 32 (H200) and 64 (H100): NOTES 7, 38, 42
 
 
 @pytest.mark.parametrize("args, says", [(["--k", "100"], "must divide K=100"),

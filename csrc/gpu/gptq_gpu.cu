@@ -39,6 +39,7 @@ struct gptq_arch_cfg {
   int split_min_rows;       /* a K split covers at least this many rows */
   int target_blocks_per_sm; /* split-K aims at this many GEMM blocks per SM/CU */
   int max_q_gemm_rows;      /* above this m, dequantize + dense GEMM is expected to win */
+  int max_q_gemm_rows_4bit; /* same for 4-bit weights */
   int max_q_gemm_rows_8bit; /* same for 8-bit weights */
 };
 
@@ -52,15 +53,15 @@ struct gptq_arch_cfg {
  * per SIMD and 2 x 16 KB of weight loads in flight per CU (10-20 KB are needed to cover
  * ~700-cycle DRAM latency). Split-K aims at 2 blocks per CU (120 CUs): at <= 128 VGPRs
  * exactly 2 blocks of 256 threads fit on a CU, so more would only queue. */
-static constexpr gptq_arch_cfg kCfgGfx908 = {256, 256, 2, 128, 2, 64, 32};
+static constexpr gptq_arch_cfg kCfgGfx908 = {256, 256, 2, 128, 2, 64, 64, 32};
 /* sm_90: 128 threads, K tile 128, no register cap (not swept). Split-K target 4
  * blocks/SM: one H100 check (4-bit m=1, 5120x12800: 33.8 -> 25.1 us against 2 blocks/SM;
- * 8 gave nothing more). Max q-gemm rows 32 / 32 (large-M threshold 33): measured on the
- * H200 for the NVIDIA default, transposed_mma on layout 2 (benchmarks/results/
- * nvidia-h200-issue10/): it beats dequantize + cuBLAS through M = 32 on all four Qwen3-32B
- * TP=4 W4 shapes and loses at M = 64; W8 assumed alike (not measured past M = 8). This
- * exllama kernel itself crossed over at M = 16 (H100) and at 16-32 (H200). */
-static constexpr gptq_arch_cfg kCfgSm90 = {128, 128, 1, 128, 4, 32, 32};
+ * 8 gave nothing more). Max q-gemm rows 32 / 64 (4-bit) / 32 (8-bit): transposed_mma on
+ * layout 2 beat dequantize + cuBLAS through M = 32 on all four Qwen3-32B TP=4 W4 shapes (H200,
+ * benchmarks/results/nvidia-h200-issue10/), and its 64-row tile with two stages at M = 64
+ * by 10-47% (H100, NOTES entry 38); W8 and the other widths keep 32 (not measured past
+ * M = 8). This exllama kernel itself crossed over at M = 16 (H100) and at 16-32 (H200). */
+static constexpr gptq_arch_cfg kCfgSm90 = {128, 128, 1, 128, 4, 32, 64, 32};
 
 static constexpr gptq_arch_cfg kCfg = GPTQ_TARGET_AMD ? kCfgGfx908 : kCfgSm90;
 static const char* const kCfgText =
@@ -71,7 +72,7 @@ static const char* const kCfgText =
           "rows 64 (8-bit 32) (not measured on MI100)"
         : "sm_90: GEMM block 128 threads x 4 columns, K tile 128, M tile 1/2/4/8 "
           "(3-bit 1/2/4), launch bounds (128 threads, 1 block/SM), split-K >= 128 "
-          "rows/split aiming at 4 blocks/SM, max q-gemm rows 32 (8-bit 32) (measured on H200 for transposed_mma)";
+          "rows/split aiming at 4 blocks/SM, max q-gemm rows 32 (4-bit 64, 8-bit 32) (measured on H200 and H100 for transposed_mma)";
 
 static constexpr int kThreads = kCfg.threads;
 static constexpr int kBlockK = kCfg.block_k;
@@ -852,7 +853,7 @@ gptq_status gptq_gpu_take_index_errors(int device, int64_t* out_count) {
 
 /* exllama's rule: m > max_q_gemm_rows goes to dequantize + dense GEMM. */
 int64_t gptq_gpu_large_m_threshold(int bits) {
-  return (bits == 8 ? kCfg.max_q_gemm_rows_8bit : kCfg.max_q_gemm_rows) + 1;
+  return (bits == 8 ? kCfg.max_q_gemm_rows_8bit : bits == 4 ? kCfg.max_q_gemm_rows_4bit : kCfg.max_q_gemm_rows) + 1;
 }
 
 const char* gptq_gpu_arch_config(void) { return kCfgText; }

@@ -1294,13 +1294,15 @@ static tp_plan tp_make_plan(const gptq_problem* p, gptq_gpu_kernel kernel, const
   const int want_slices = tile ? tile->kslices : 0;
   pl.kslices = 1;
   if (kernel == GPTQ_GPU_KERNEL_TRANSPOSED_MMA) {
-    /* NVIDIA: M <= 8 costs one mma per step whatever M is, 9..16 two, and M 17..32 one pass
+    /* NVIDIA: M <= 8 costs one mma per step whatever M is, 9..16 two, M 17..32 one pass
      * of the 32-row tile (measured 1.3-1.9x faster than two passes of 16 on every Qwen3-32B
-     * TP=4 shape, H100, NOTES entry 18). gfx908: one MFMA of 16 rows, passes of 16 beyond
-     * (its wide tile is reasoned, not measured). */
+     * TP=4 shape, H100, NOTES entry 18), and beyond one pass of the 64-row tile per 64 rows
+     * (two stages: 10-47% faster than dequantize + matmul at M = 64, H100, NOTES entry 38).
+     * gfx908: one MFMA of 16 rows, passes of 16 beyond (its wide tile is reasoned, not
+     * measured). */
     pl.mt = want_mt ? want_mt
             : p->m <= kMmaMinRowTile ? kMmaMinRowTile
-            : (p->m <= 16 || GPTQ_TARGET_AMD) ? 16 : 32;
+            : (p->m <= 16 || GPTQ_TARGET_AMD) ? 16 : p->m <= 32 ? 32 : 64;
     const int64_t rows = p->m < pl.mt ? p->m : pl.mt;
     const bool b_global = kMmaBFromGlobal(pl.mt);
     pl.fn = tp_mma_pick(p->bits, act, pl.mt);
