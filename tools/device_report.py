@@ -294,9 +294,11 @@ def gfx908_dispatch(hip):
     src = (pathlib.Path(__file__).resolve().parent.parent / "csrc/gpu/gptq_gpu.cu").read_text()
     m = re.search(r"kCfgGfx908\s*=\s*\{([^}]*)\}", src)
     fields = [int(x) for x in m.group(1).split(",")] if m else []
-    if len(fields) != 7:
-        return ["- (kCfgGfx908 not found in csrc/gpu/gptq_gpu.cu: dispatch not reported)"]
-    limit, limit8 = fields[5], fields[6]
+    # ..., max_q_gemm_rows (2/3-bit), max_q_gemm_rows_4bit, max_q_gemm_rows_8bit
+    if len(fields) != 8 or fields[5] != fields[6]:
+        return ["- (kCfgGfx908 not found in csrc/gpu/gptq_gpu.cu, or its 2-bit and 4-bit row "
+                "limits differ: dispatch not reported)"]
+    limit, limit8 = fields[6], fields[7]
     tiles = sorted({int(t.group(1)) for k in hip
                     for t in [re.match(r"gptq_transposed_kernel<\d+, \d+, (\d+), 0>", k)] if t})
     tp_src = (pathlib.Path(__file__).resolve().parent.parent / "csrc/gpu/gptq_transposed.cu").read_text()
