@@ -702,6 +702,14 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
   constexpr bool kWide = MT > 16;
   constexpr int kMmaStages = kMmaStagesOf(MT);
   constexpr bool kBGlobal = kMmaBFromGlobal(MT), kBFrag = kMmaBFrag(MT);
+  /* Two D-column scales per register save registers, but the packing shift waits for the
+   * scale load where the stage is loaded: with tiles in flight (NVIDIA row tile 64) that
+   * wait stalled every tile for a full memory latency (ncu, NOTES 43), so a stage ahead keeps
+   * one scale per register there. 8-bit row tile 16 keeps entry 42's scales (packed, converted
+   * at tile start): otherwise it takes 96 registers instead of 80, i.e. 2 resident blocks
+   * instead of 3 (W8 M = 16 down +47%, o +28%, H100, NOTES 43). */
+  constexpr bool kScalesAsBefore = GPTQ_TARGET_AMD || (BITS == 8 && MT == 16);
+  constexpr bool kPackScales = kScalesAsBefore;
   static_assert(MT % ROWS == 0 && (MT <= 16 || MT == 32 || MT == 64), "row tile: whole instructions");
   /* rows x half pairs, each row padded to 8 (mod 32) words: conflict-free 8-byte reads */
   __shared__ __align__(16) uint32_t s_act[kBGlobal ? 4 : kMmaActElems / 2 + 40 * MT];
@@ -754,7 +762,7 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
   struct stage {
     uint4 w[CPL];
     uint32_t z[CPL];
-    uint32_t s[(DS + 1) / 2]; /* D-column scales, two 16-bit per word */
+    uint32_t s[kPackScales ? (DS + 1) / 2 : DS]; /* D-column scale bits, two per word if packed */
   };
   /* The farthest tile in flight: its chunk pointer, and its group's zero word / scale
    * pointers for the lane, advanced without division. */
@@ -784,7 +792,8 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
     for (int i = 0; i < DS; ++i)
       if (son[i]) {
         const uint32_t bits16 = sq[DSTEP * i];
-        sg.s[i / 2] = i % 2 ? sg.s[i / 2] | bits16 << 16 : bits16;
+        if (kPackScales) sg.s[i / 2] = i % 2 ? sg.s[i / 2] | bits16 << 16 : bits16;
+        else sg.s[i] = bits16;
       }
     wq += tile_stride;
   };
@@ -802,7 +811,7 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
       sg[i].z[c] = 0u;
     }
 #pragma unroll
-    for (int j = 0; j < (DS + 1) / 2; ++j) sg[i].s[j] = 0u;
+    for (int j = 0; j < (kPackScales ? (DS + 1) / 2 : DS); ++j) sg[i].s[j] = 0u;
   }
   if (width == 0) ahead = ks1;
 
@@ -827,7 +836,14 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
   /* The tile in use: zero pairs, D-column scales and words of its first group, and the
    * group sums d (folded into acc x scale at each group end). */
   tp_zero z[CPL];
-  float sc[DS];
+  /* D-column scales. NVIDIA narrow tiles keep the bits and convert them where a group is
+   * folded, so the scale load's first use comes after the tile's matrix instructions, not
+   * before its B loads (NOTES 43); wider tiles convert at tile start (converting late costs
+   * them 20-45 registers: row tile 32 spills at its cap). */
+  constexpr bool kLateScales = !kScalesAsBefore && MT <= 16;
+  float sc[DS] = {};
+  uint32_t scb[DS] = {};
+  auto scale_of = [&](int j) { return kLateScales ? scale_from_bits(scb[j], p.scale_bf16) : sc[j]; };
   uint32_t wv[CPL][4];
   float d[NB][4];
   int row0 = 0, grp = 0, g_end = 0;
@@ -835,7 +851,8 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
 #pragma unroll
     for (int b = 0; b < NB; ++b) {
 #pragma unroll
-      for (int i = 0; i < 4; ++i) acc[b][i] = fmaf(d[b][i], sc[gptq_mma_dscale_of(i)], acc[b][i]);
+      for (int i = 0; i < 4; ++i)
+        acc[b][i] = fmaf(d[b][i], scale_of(gptq_mma_dscale_of(i)), acc[b][i]);
 #pragma unroll
       for (int i = 0; i < 4; ++i) d[b][i] = 0.0f;
     }
@@ -850,7 +867,10 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
       wv[c][3] = cur.w[c].w;
     }
 #pragma unroll
-    for (int i = 0; i < DS; ++i) sc[i] = scale_from_bits(i % 2 ? cur.s[i / 2] >> 16 : cur.s[i / 2] & 0xffffu, p.scale_bf16);
+    for (int i = 0; i < DS; ++i) {
+      scb[i] = !kPackScales ? cur.s[i] : i % 2 ? cur.s[i / 2] >> 16 : cur.s[i / 2] & 0xffffu;
+      if (!kLateScales) sc[i] = scale_from_bits(scb[i], p.scale_bf16);
+    }
     row0 = kt * TK;
     grp = row0 / gs;
     g_end = (grp + 1) * gs;
@@ -872,7 +892,10 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
         if (on[c]) z[c] = zero_of((uint32_t)zp0[(int64_t)grp * zwords + zword(c)], zshift(c));
 #pragma unroll
       for (int i = 0; i < DS; ++i)
-        if (son[i]) sc[i] = load_scale(sp0 + DSTEP * i, (int64_t)grp * p.n, p.scale_bf16);
+        if (son[i]) {
+          scb[i] = sp0[DSTEP * i + (int64_t)grp * p.n];
+          if (!kLateScales) sc[i] = scale_from_bits(scb[i], p.scale_bf16);
+        }
     }
     uint32_t a[2 * CPL];
 #pragma unroll
