@@ -227,3 +227,14 @@ def test_mfma_check_passes_and_fails(tmp_path):
     assert "gptq_transposed_mma_kernel<4, 1, 16>: no v_mfma_f32_16x16x8bf16" in out
     missing = run([(4, 0, f16)], extra=["--decode-target"])
     assert "gptq_transposed_mma_kernel<8, 1, 16> is not compiled" in missing.stdout + missing.stderr
+
+
+def test_sm90_resident_blocks_follow_registers_and_shared_memory():
+    """The occupancy rule the sm_90 table's blocks/SM column uses (256-thread blocks)."""
+    blocks = device_report.sm90_resident_blocks
+    # registers: 64 -> 4 blocks (row tile 8's launch bound), 80 -> 3, 96 -> 2 (NOTES 43), 255 -> 1
+    assert [blocks(r, 0) for r in (64, 80, 81, 96, 128, 129, 255)] == [4, 3, 2, 2, 2, 1, 1]
+    # shared memory: 100 KiB static leaves room for 2 blocks whatever the registers
+    assert blocks(32, 100 * 1024) == 2
+    # threads cap: 2048 per SM
+    assert blocks(16, 0) == 8 and blocks(16, 0, threads=128) == 16

@@ -281,6 +281,22 @@ def mfma_failures(hip, funcs, require_all):
     return failures, len(seen), agprs
 
 
+SM90_THREADS_TRANSPOSED = 256  # kTpThreads: every gptq_transposed* kernel's block
+
+
+def sm90_resident_blocks(regs, smem, threads=SM90_THREADS_TRANSPOSED):
+    """Blocks of `threads` one sm_90 SM holds (the occupancy calculator's rule): registers per
+    warp in units of 256 (per thread rounded to 8), each of the 4 sub-partitions' 16384
+    registers holding whole warps; 228 KiB of shared memory with 1 KiB reserved per block;
+    2048 threads and 32 blocks per SM. A drop here is a drop in warps per SM: entry 43's W8
+    row tile 16 went from 80 to 96 registers, 3 to 2 blocks, and lost 28-47% (NOTES 43)."""
+    warps = threads // 32
+    per_warp = -(-(-(-regs // 8) * 8 * 32) // 256) * 256
+    by_regs = (16384 // per_warp) * 4 // warps if per_warp else 32
+    by_smem = (228 * 1024) // (smem + 1024)
+    return min(by_regs, by_smem, 2048 // threads, 32)
+
+
 def sort_key(name):
     # numeric-aware: gptq_gemm_kernel<4, 0, 8> sorts by the template numbers
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
@@ -434,13 +450,18 @@ def main():
         "",
         "## sm_90 (H100)",
         "",
-        "| kernel | registers | spill stores bytes | spill loads bytes | stack bytes | static smem bytes |",
-        "|---|---|---|---|---|---|",
+        f"Blocks/SM: resident {SM90_THREADS_TRANSPOSED}-thread blocks of the `gptq_transposed*` "
+        "kernels by registers and static shared memory (`sm90_resident_blocks`); other kernels -.",
+        "",
+        "| kernel | registers | spill stores bytes | spill loads bytes | stack bytes | static smem bytes | blocks/SM |",
+        "|---|---|---|---|---|---|---|",
     ]
     for k in sorted(ptx, key=sort_key):
         v = ptx[k]
+        blocks = (sm90_resident_blocks(v["regs"], v.get("smem", 0))
+                  if k.startswith("gptq_transposed") and "regs" in v else "-")
         lines.append(f"| `{k}` | {v.get('regs', '?')} | {v.get('spill_st', '?')} | "
-                     f"{v.get('spill_ld', '?')} | {v.get('stack', '?')} | {v.get('smem', '?')} |")
+                     f"{v.get('spill_ld', '?')} | {v.get('stack', '?')} | {v.get('smem', '?')} | {blocks} |")
     lines.append("")
     with open(args.out, "w") as f:
         f.write("\n".join(lines))

@@ -175,7 +175,8 @@ for part in "$@"; do
         # from $bl/ the baseline's package comes first on sys.path (checked), not the
         # editable install of the tree under test
         bl_args=${BASELINE_ARGS:---shapes qwen3-32b-tp4 4096x28672 --bits 4 --m 1 8 16 32 --kernels auto fp16_linear}
-        run_part $name 150 bash -c "cd $bl && cat REV && python3 -c 'import gptq_mi100, os, sys; \
+        # results.json's commit field names the baseline's revision, not the tree's
+        run_part $name 150 bash -c "cd $bl && cat REV && export GPTQ_MI100_GIT_COMMIT=\$(awk '{print substr(\$2, 1, 7)}' REV) && python3 -c 'import gptq_mi100, os, sys; \
           sys.exit(not gptq_mi100.__file__.startswith(os.getcwd()))' && \
           python3 -m benchmarks.bench_gemm --device cuda --no-plot $bl_args --out-dir '$dest/$name/main' && \
           python3 -m benchmarks.bench_gemm --device cuda --no-plot --shapes qwen3-32b-tp4 4096x28672 --bits 4 \
