@@ -705,11 +705,10 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
   /* Two D-column scales per register save registers, but the packing shift waits for the
    * scale load where the stage is loaded: with tiles in flight (NVIDIA row tile 64) that
    * wait stalled every tile for a full memory latency (ncu, NOTES 43), so a stage ahead keeps
-   * one scale per register there. 8-bit row tile 16 keeps entry 42's scales (packed, converted
-   * at tile start): otherwise it takes 96 registers instead of 80, i.e. 2 resident blocks
-   * instead of 3 (W8 M = 16 down +47%, o +28%, H100, NOTES 43). */
-  constexpr bool kScalesAsBefore = GPTQ_TARGET_AMD || (BITS == 8 && MT == 16);
-  constexpr bool kPackScales = kScalesAsBefore;
+   * one scale per register there. Packed scales are converted at tile start. 8-bit row tile
+   * 16 keeps them packed: unpacked it takes 96 registers instead of 80, i.e. 2 resident
+   * blocks instead of 3 (W8 M = 16 down +47%, o +28%, H100, NOTES 43). */
+  constexpr bool kPackScales = GPTQ_TARGET_AMD || (BITS == 8 && MT == 16);
   static_assert(MT % ROWS == 0 && (MT <= 16 || MT == 32 || MT == 64), "row tile: whole instructions");
   /* rows x half pairs, each row padded to 8 (mod 32) words: conflict-free 8-byte reads */
   __shared__ __align__(16) uint32_t s_act[kBGlobal ? 4 : kMmaActElems / 2 + 40 * MT];
@@ -840,7 +839,7 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
    * folded, so the scale load's first use comes after the tile's matrix instructions, not
    * before its B loads (NOTES 43); wider tiles convert at tile start (converting late costs
    * them 20-45 registers: row tile 32 spills at its cap). */
-  constexpr bool kLateScales = !kScalesAsBefore && MT <= 16;
+  constexpr bool kLateScales = !kPackScales && MT <= 16;
   float sc[DS] = {};
   uint32_t scb[DS] = {};
   auto scale_of = [&](int j) { return kLateScales ? scale_from_bits(scb[j], p.scale_bf16) : sc[j]; };
