@@ -290,9 +290,10 @@ def sm90_resident_blocks(regs, smem, threads=SM90_THREADS_TRANSPOSED):
     registers holding whole warps; 228 KiB of shared memory with 1 KiB reserved per block;
     2048 threads and 32 blocks per SM. A drop here is a drop in warps per SM: entry 43's W8
     row tile 16 went from 80 to 96 registers, 3 to 2 blocks, and lost 28-47% (NOTES 43)."""
-    warps = threads // 32
-    per_warp = -(-(-(-regs // 8) * 8 * 32) // 256) * 256
-    by_regs = (16384 // per_warp) * 4 // warps if per_warp else 32
+    def round_up(x, q):
+        return -(-x // q) * q
+    per_warp = round_up(round_up(max(regs, 1), 8) * 32, 256)
+    by_regs = (16384 // per_warp) * 4 // (threads // 32)
     by_smem = (228 * 1024) // (smem + 1024)
     return min(by_regs, by_smem, 2048 // threads, 32)
 
