@@ -396,9 +396,10 @@ def _split_counts(values: Sequence[int], k: int, bits: int, layout: int) -> Tupl
 
 
 def _first_specs(info: kernels.KernelInfo, m: int) -> List[str]:
-    """Every (load, mt) choice of the kernel at M, the K splits and slices left to the launcher."""
+    """Every (load, mt) choice of the kernel at M, the K splits, slices and strips per wave
+    left to the launcher."""
     tiles = {key: (_row_tiles(v, m) if key == "mt" else tuple(v))
-             for key, v in info.tiles.items() if key not in ("splits", "kslices")}
+             for key, v in info.tiles.items() if key not in ("splits", "kslices", "sw")}
     keys = sorted(tiles)
     return [kernels.kernel_spec(info.name, **dict(zip(keys, combo)))
             for combo in itertools.product(*(tiles[key] for key in keys))]

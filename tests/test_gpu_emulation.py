@@ -46,9 +46,10 @@ def _write(path, t):
     path.write_bytes(bytes(t.contiguous().view(torch.uint8).flatten().tolist()))
 
 
-def run_emulated(exe, tmp_path, a, w, tiled, kernel, mt=0, splits=0, load=0, scale_bf16=False, kslices=0):
+def run_emulated(exe, tmp_path, a, w, tiled, kernel, mt=0, splits=0, load=0, scale_bf16=False, kslices=0,
+                 sw=0):
     """One launch of `kernel` (a name in KERNEL) on the emulator; the output as a tensor."""
-    d = tmp_path / f"{kernel}_{mt}_{splits}_{load}_{kslices}_{a.shape[0]}_{a.dtype}".replace("torch.", "")
+    d = tmp_path / f"{kernel}_{mt}_{splits}_{load}_{kslices}_{sw}_{a.shape[0]}_{a.dtype}".replace("torch.", "")
     d.mkdir()
     scales = w.scales.to(torch.bfloat16) if scale_bf16 else w.scales
     act_bf16 = a.dtype == torch.bfloat16
@@ -60,7 +61,7 @@ def run_emulated(exe, tmp_path, a, w, tiled, kernel, mt=0, splits=0, load=0, sca
     m, k = a.shape
     (d / "params.txt").write_text(" ".join(str(v) for v in (
         m, w.out_features, k, k, w.group_size, w.bits, 0 if w.v2_zeros else 1, int(act_bf16),
-        int(scale_bf16), int(w.a_perm is not None), KERNEL[kernel], mt, splits, load, kslices)))
+        int(scale_bf16), int(w.a_perm is not None), KERNEL[kernel], mt, splits, load, kslices, sw)))
     r = subprocess.run([str(exe), str(d)], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, f"{kernel} mt={mt}: {r.stdout}{r.stderr}"
     out = torch.frombuffer(bytearray((d / "c.bin").read_bytes()), dtype=torch.int16)
@@ -104,13 +105,16 @@ def test_vector_family_matches_reference(emulator, tmp_path, case):
 def test_matrix_kernel_matches_reference(emulator, tmp_path, case):
     """transposed_mma through the emulated mma.sync (warp32) and MFMA (wave64) fragments, its
     row tiles (B staged in LDS: wave64's narrow tiles; B from global memory: warp32's and the
-    wide tiles, a permuted a gathered first), fp16 and bf16 activations, bf16 scales."""
+    wide tiles, a permuted a gathered first), the wide tiles with 2 and 4 strips per wave
+    (scales folded; N = 264: a ragged strip and strips past N in a wave), fp16 and bf16
+    activations, bf16 scales."""
     wave, exe = emulator
     bits, k, n, gs, act, v2 = case
     seed = seed_of("emu-mma", wave, *case)
     t, w, tiled, w_ref = make_case(k, n, bits, gs, act, v2, seed)
     tiles = ([{}, {"mt": 16}] + ([{"mt": 8}] if wave == 32 else []) +
-             [{"mt": 32}, {"mt": 64, "splits": 1}])
+             [{"mt": 32}, {"mt": 64, "splits": 1}, {"mt": 32, "sw": 2}, {"mt": 32, "sw": 4},
+              {"mt": 64, "sw": 2, "splits": 1}])
     for m, dtype in ((1, torch.float16), (5, torch.bfloat16), (19, torch.float16)):
         a = torch.randn(m, k, generator=torch.Generator().manual_seed(seed + m)).to(dtype)
         ref = a.float() @ w_ref
@@ -123,8 +127,9 @@ def test_matrix_kernel_matches_reference(emulator, tmp_path, case):
     ref_w = reference.dequantize_reference(t.qweight, t.qzeros, scales,
                                            t.g_idx if act else None, bits, v2)
     a = torch.randn(2, k, generator=torch.Generator().manual_seed(seed)).half()
-    out = run_emulated(exe, tmp_path, a, w_bf, tiled, "transposed_mma", scale_bf16=True)
-    assert_gemm_close(out, a, ref_w, a.float() @ ref_w, f"wave{wave} mma bf16 scales")
+    for tile in ({}, {"mt": 32, "sw": 2}):
+        out = run_emulated(exe, tmp_path, a, w_bf, tiled, "transposed_mma", scale_bf16=True, **tile)
+        assert_gemm_close(out, a, ref_w, a.float() @ ref_w, f"wave{wave} mma bf16 scales {tile}")
 
 
 def test_split_k_past_one_load_batch(emulator, tmp_path):
@@ -140,7 +145,9 @@ def test_split_k_past_one_load_batch(emulator, tmp_path):
         a = torch.randn(m, k, generator=torch.Generator().manual_seed(seed + m)).half()
         ref = a.float() @ w_ref
         slices = [("transposed_mma", {"kslices": 2})] if wave == 32 else []  # NVIDIA only
-        for kernel, tile in [("transposed", {}), ("transposed_mma", {}), ("transposed_mma", {"mt": 64})] + slices:
+        wide = [("transposed_mma", {"mt": 64}), ("transposed_mma", {"mt": 64, "sw": 2}),
+                ("transposed_mma", {"mt": 32, "sw": 4})]
+        for kernel, tile in [("transposed", {}), ("transposed_mma", {})] + wide + slices:
             out = run_emulated(exe, tmp_path, a, w, tiled, kernel, splits=18, **tile)
             assert_gemm_close(out, a, w_ref, ref, f"wave{wave} {kernel} {tile} 18 splits m={m}")
 

@@ -56,7 +56,12 @@ def test_spec_tiles_are_validated_against_the_kernel():
                         ("coalesced:mt=16", "mt must be 1, 2, 4 or 8|not in this build"),
                         ("transposed:kslices=2", "takes tile parameters mt="),
                         ("transposed_mma:kslices=3", "kslices must be 1|not in this build"),
-                        ("transposed_mma:kslices=16", "kslices must be 1|not in this build")]:
+                        ("transposed_mma:kslices=16", "kslices must be 1|not in this build"),
+                        ("transposed:sw=2", "takes tile parameters mt="),
+                        ("transposed_mma:sw=3,mt=32", "sw must be 1, 2 or 4|not in this build"),
+                        ("transposed_mma:sw=2", "sw=2 needs mt=32 or mt=64|not in this build"),
+                        ("transposed_mma:mt=64,sw=4", "sw=4 needs mt=32|not in this build"),
+                        ("transposed_mma:kslices=2,mt=32,sw=2", "one K slice|not in this build")]:
         with pytest.raises(ValueError, match=match):
             kernels.set_tuned_table("cuda", [kernels.TunedRow(4, 256, 256, 1, 1, spec)])
 
@@ -70,6 +75,7 @@ def test_kernel_table_lists_tiles():
         assert rows[name].auto_range == "below_large_m"
     assert rows["exllama"].tiles == {} and rows["dequant_matmul"].tiles == {}
     assert rows["transposed_mma"].tiles["kslices"] in ((1, 2, 4, 8), (1,))  # NVIDIA / gfx908
+    assert rows["transposed_mma"].tiles["sw"] == (1, 2, 4)
     assert kernels.kernel_spec("vectorized", mt=4, load=8) == "vectorized:load=8,mt=4"
     assert kernels.kernel_spec("cpu_c") == "cpu_c"
 
@@ -184,7 +190,8 @@ def test_every_tile_matches_the_reference(device, bits):
                                                           (2, 64, False)])
 def test_wide_row_tiles_on_a_realistic_layer(device, bits, group_size, act_order):
     """transposed_mma's 32/64-row tiles stream activations through LDS per 64-row chunk:
-    a Llama-3-8B TP=4 o_proj-like slice, M across chunk and row-tile edges, split or not."""
+    a Llama-3-8B TP=4 o_proj-like slice, M across chunk and row-tile edges, split or not,
+    one strip per warp or 2-4 (scales folded)."""
     if device.type != "cuda" or "transposed_mma" not in kernels.kernel_names("cuda"):
         pytest.skip("GPU matrix kernel")
     k, n = 1024 * (2 if bits == 4 else 1), 1040
@@ -201,7 +208,9 @@ def test_wide_row_tiles_on_a_realistic_layer(device, bits, group_size, act_order
         ref = a.float() @ w_ref
         for spec in ("transposed_mma:mt=32", "transposed_mma:mt=64",
                      "transposed_mma:mt=64,splits=1", "transposed_mma:mt=32,splits=4",
-                     "transposed_mma:kslices=2,mt=32,splits=3", "transposed_mma:kslices=4,mt=16"):
+                     "transposed_mma:kslices=2,mt=32,splits=3", "transposed_mma:kslices=4,mt=16",
+                     "transposed_mma:mt=32,sw=2", "transposed_mma:mt=32,splits=3,sw=4",
+                     "transposed_mma:mt=64,sw=2", "transposed_mma:mt=64,splits=2,sw=2"):
             out = torch.full((m, n), float("nan"), dtype=a.dtype, device=device)
             ops.gemm(a.to(device), w, kernel=spec, out=out)
             assert_gemm_close(out, a, w_ref, ref, f"{spec} m={m}")

@@ -37,6 +37,7 @@ typedef struct gptq_gpu_tile {
   int splits;     /* K splits (grid.y), at least what LDS needs, at most one per weight tile */
   int load_bytes; /* VECTORIZED: bytes per lane per weight load, 8 or 16 */
   int kslices;    /* TRANSPOSED_MMA: waves per strip, each a slice of a split's K tiles (LDS sum) */
+  int sw;         /* TRANSPOSED_MMA: strips per wave of the wide row tiles (2 or 4: scales folded) */
 } gptq_gpu_tile;
 
 /* Bytes of fp32 workspace the caller must provide (torch-allocated) for this problem. */

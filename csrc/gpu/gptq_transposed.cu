@@ -618,9 +618,18 @@ static constexpr int kMmaActElems = 8192;          /* rows x K-range activations
  * (<= 128, 16 warps). Row tile 32 with acc in shared memory at 3 blocks measured 13% slower
  * than in registers at 2 (NOTES 28b). gfx908 2 (<= 128 VGPRs, 2 waves per SIMD; the
  * accumulators live in AGPRs). */
-static constexpr int kMmaMinBlocks(int mt, int bits) {
-  return GPTQ_TARGET_AMD ? 2 : (mt == 8 && bits >= 4) ? 4 : mt == 64 ? 1 : 2;
+static constexpr int kMmaMinBlocks(int mt, int bits, int sw) {
+  return GPTQ_TARGET_AMD ? 2 : (mt == 8 && bits >= 4) ? 4 : (mt == 64 || mt * sw > 64) ? 1 : 2;
 }
+/* Strips per wave (tile key `sw`) of the wide row tiles: each B fragment loaded feeds SW
+ * matrix instructions instead of one, so a tile's B traffic per weight byte falls by SW
+ * (gate_up W4 M = 64: 524 MB through L1 against 33 MB of weights at SW = 1, NOTES 44). SW > 1
+ * folds the scales into the weights (fp16 or bf16 (q - z) x scale, one rounding, as exllama
+ * and Marlin do) and accumulates straight into acc: no per-group sums beside acc, whose
+ * registers SW x NB x 4 would not fit twice. SW = 1 keeps exact (q - z) and fp32 scales. */
+__host__ __device__ static constexpr bool kMmaSwCompiled(int mt, int sw) { return sw == 1 || (mt == 32 && (sw == 2 || sw == 4)) || (mt == 64 && sw == 2); }
+/* The launcher's SW when the tile leaves it open: 1 (exact scales) until measured. */
+static constexpr int kMmaSwDefault(int) { return 1; }
 /* Row tiles: multiples of the instruction's rows up to 16 (NVIDIA 8 and 16, gfx908 16). */
 static constexpr int kMmaMinRowTile = GPTQ_MMA_ROWS;
 /* Tiles per wave in registers or in flight: the one computed and kMmaStages - 1 ahead,
@@ -689,8 +698,24 @@ __device__ __forceinline__ void tp_mma_step_pairs(uint32_t w, int st, tp_zero z,
   }
 }
 
-template <int BITS, int ACT, int MT>
-__global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_transposed_mma_kernel(tp_args p) {
+/* A column's scale as the A registers' pair type (fp16 or bf16 in both halves), once per group. */
+template <int ACT>
+__device__ __forceinline__ uint32_t tp_scale_pair(uint32_t bits16, int scale_bf16) {
+  const float f = scale_from_bits(bits16, scale_bf16);
+  return (uint32_t)(ACT == kTpF16 ? gptq_float_to_f16_bits(f) : gptq_float_to_bf16_bits(f)) * 0x00010001u;
+}
+/* An exact (q - z) pair times its column's scale pair, rounded once to the pair type (the
+ * SW > 1 fold). bf16 through fp32: gfx908 has no bf16 arithmetic. */
+template <int ACT>
+__device__ __forceinline__ uint32_t tp_scaled_pair(uint32_t pair, uint32_t s2) {
+  if (ACT == kTpF16) return gptq_h2_bits(__hmul2(gptq_h2_from_bits(pair), gptq_h2_from_bits(s2)));
+  const float sc = __uint_as_float(s2 << 16);
+  return (uint32_t)gptq_float_to_bf16_bits(__uint_as_float(pair << 16) * sc) |
+         (uint32_t)gptq_float_to_bf16_bits(__uint_as_float(pair & 0xffff0000u) * sc) << 16;
+}
+
+template <int BITS, int ACT, int MT, int SW>
+__global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS, SW)) void gptq_transposed_mma_kernel(tp_args p) {
   constexpr int TK = 512 / BITS, STEPS = TK / 16, PPW = 16 / BITS;
   constexpr int CPL = GPTQ_MMA_CHUNKS, DS = GPTQ_MMA_DSCALES, ROWS = GPTQ_MMA_ROWS;
   constexpr int NB = MT / ROWS; /* instructions per step: activation rows 0..ROWS-1, ... */
@@ -708,8 +733,10 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
    * one scale per register there. Packed scales are converted at tile start. 8-bit row tile
    * 16 keeps them packed: unpacked it takes 96 registers instead of 80, i.e. 2 resident
    * blocks instead of 3 (W8 M = 16 down +47%, o +28%, H100, NOTES 43). */
-  constexpr bool kPackScales = GPTQ_TARGET_AMD || (BITS == 8 && MT == 16);
+  constexpr bool kPackScales = SW == 1 && (GPTQ_TARGET_AMD || (BITS == 8 && MT == 16));
+  constexpr bool kFold = SW > 1; /* scales folded into the weights (kMmaSwCompiled) */
   static_assert(MT % ROWS == 0 && (MT <= 16 || MT == 32 || MT == 64), "row tile: whole instructions");
+  static_assert(kMmaSwCompiled(MT, SW), "strips per wave: see kMmaSwCompiled");
   /* rows x half pairs, each row padded to 8 (mod 32) words: conflict-free 8-byte reads */
   __shared__ __align__(16) uint32_t s_act[kBGlobal ? 4 : kMmaActElems / 2 + 40 * MT];
   __shared__ float s_slices[kMmaKSlices ? kMmaWaves * NB * 4 * WAVE : 1]; /* K-slice sums: [wave][b][i][lane] */
@@ -718,11 +745,16 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
   /* wave = strip slot x K slice: the block's kMmaWaves / kslices strips, each walked by
    * kslices waves over consecutive parts of the split's tiles (summed in LDS below) */
   const int t = threadIdx.x, wave = gptq_wave_uniform((int)(threadIdx.x / WAVE)), lane = (int)(threadIdx.x % WAVE);
-  const int kslices = kMmaKSlices ? p.kslices : 1, strips_per_block = kMmaWaves / kslices;
+  const int kslices = kMmaKSlices && SW == 1 ? p.kslices : 1, strips_per_block = kMmaWaves / kslices;
   const int slice = wave % kslices;
-  const int64_t strip = (int64_t)blockIdx.x * strips_per_block + wave / kslices, split = blockIdx.y;
+  /* the wave's first strip; its SW strips are consecutive */
+  const int64_t strip = ((int64_t)blockIdx.x * strips_per_block + wave / kslices) * SW, split = blockIdx.y;
   int64_t col0 = strip * 16;
-  const int width = col0 < p.n ? (int)(p.n - col0 < 16 ? p.n - col0 : 16) : 0; /* wave-uniform */
+  auto width_of = [&](int64_t c0) { return c0 < p.n ? (int)(p.n - c0 < 16 ? p.n - c0 : 16) : 0; };
+  int widths[SW]; /* wave-uniform */
+#pragma unroll
+  for (int j = 0; j < SW; ++j) widths[j] = width_of(col0 + 16 * j);
+  const int width = widths[0];
   const int64_t words_per_col = p.k * BITS / 32;
   const int tiles = (int)(p.k / TK);
   const int kt0 = (int)split * p.tiles_per_split;
@@ -740,9 +772,11 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
   constexpr int CSTEP = GPTQ_MMA_CHUNK_STEP, DSTEP = GPTQ_MMA_DSCALE_STEP;
   const int ccol = gptq_mma_chunk_col(lane), cq = gptq_mma_chunk_q(lane);
   const int dcol0 = gptq_mma_dscale_col(lane);
-  bool on[CPL], son[DS];
+  bool on[SW][CPL], son[DS];
 #pragma unroll
-  for (int c = 0; c < CPL; ++c) on[c] = ccol + CSTEP * c < width;
+  for (int j = 0; j < SW; ++j)
+#pragma unroll
+    for (int c = 0; c < CPL; ++c) on[j][c] = ccol + CSTEP * c < widths[j];
 #pragma unroll
   for (int i = 0; i < DS; ++i) son[i] = dcol0 + DSTEP * i < width;
   /* chunk c's zero field: word (CSTEP c BITS) / 32 past chunk 0's, shift + CSTEP c BITS
@@ -752,22 +786,33 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
   auto zshift = [&](int c) { return (zsh0 + CSTEP * c * BITS) & 31; };
   const int brow = ccol, bk = 4 * cq; /* the lane's B operand: row, first k */
 
-  const uint4* w0 = reinterpret_cast<const uint4*>(p.qweight + col0 * words_per_col) + (cq * width + ccol);
-  const int64_t tile_stride = 4 * (int64_t)width;
+  /* strip j's tiles: 4 x width 16-byte chunks each (the last strip of N may be narrower) */
+  const uint4* w0[SW];
+  int64_t tile_stride[SW];
+#pragma unroll
+  for (int j = 0; j < SW; ++j) {
+    w0[j] = reinterpret_cast<const uint4*>(p.qweight + (col0 + 16 * j) * words_per_col) + (cq * widths[j] + ccol);
+    tile_stride[j] = 4 * (int64_t)widths[j];
+  }
   const int64_t zwords = p.n * BITS / 32;
   const int gs = (int)p.group_size;
   /* Everything one tile needs, as loaded: its chunks, the raw zero words and the scale
    * bits of its first group (decoded at use). Inactive columns load nothing. */
+  /* scale bits per stage: the chunk columns' (fold), else the D columns', two per word if packed */
+  constexpr int kStageScales = kFold ? CPL : kPackScales ? (DS + 1) / 2 : DS;
   struct stage {
-    uint4 w[CPL];
-    uint32_t z[CPL];
-    uint32_t s[kPackScales ? (DS + 1) / 2 : DS]; /* D-column scale bits, two per word if packed */
+    uint4 w[SW][CPL];
+    uint32_t z[SW][CPL];
+    uint32_t s[SW][kStageScales];
   };
   /* The farthest tile in flight: its chunk pointer, and its group's zero word / scale
    * pointers for the lane, advanced without division. */
   const int32_t* zp0 = p.qzeros + (((col0 + ccol) * BITS) >> 5);
-  const uint16_t* sp0 = p.scales + col0 + dcol0;
-  const uint4* wq = w0 + ks0 * tile_stride;
+  /* strip j's zero words and scales: + j BITS / 2 words, + 16 j columns */
+  const uint16_t* sp0 = p.scales + col0 + (kFold ? ccol : dcol0);
+  const uint4* wq[SW];
+#pragma unroll
+  for (int j = 0; j < SW; ++j) wq[j] = w0[j] + ks0 * tile_stride[j];
   const int32_t* zq = zp0 + (int64_t)(ks0 * TK / gs) * zwords;
   const uint16_t* sq = sp0 + (int64_t)(ks0 * TK / gs) * p.n;
   int ahead = ks0, ahead_end = (ks0 * TK / gs + 1) * gs;
@@ -782,19 +827,25 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
       sq += p.n;
     }
 #pragma unroll
-    for (int c = 0; c < CPL; ++c)
-      if (on[c]) {
-        sg.w[c] = gptq_load_stream16(wq + CSTEP * c);
-        sg.z[c] = (uint32_t)zq[zword(c)];
-      }
+    for (int j = 0; j < SW; ++j)
 #pragma unroll
-    for (int i = 0; i < DS; ++i)
-      if (son[i]) {
-        const uint32_t bits16 = sq[DSTEP * i];
-        if (kPackScales) sg.s[i / 2] = i % 2 ? sg.s[i / 2] | bits16 << 16 : bits16;
-        else sg.s[i] = bits16;
-      }
-    wq += tile_stride;
+      for (int c = 0; c < CPL; ++c)
+        if (on[j][c]) {
+          sg.w[j][c] = gptq_load_stream16(wq[j] + CSTEP * c);
+          sg.z[j][c] = (uint32_t)zq[j * BITS / 2 + zword(c)];
+          if (kFold) sg.s[j][c] = sq[16 * j + CSTEP * c];
+        }
+    if (!kFold) {
+#pragma unroll
+      for (int i = 0; i < DS; ++i)
+        if (son[i]) {
+          const uint32_t bits16 = sq[DSTEP * i];
+          if (kPackScales) sg.s[0][i / 2] = i % 2 ? sg.s[0][i / 2] | bits16 << 16 : bits16;
+          else sg.s[0][i] = bits16;
+        }
+    }
+#pragma unroll
+    for (int j = 0; j < SW; ++j) wq[j] += tile_stride[j];
   };
   auto zero_of = [&](uint32_t raw, int sh) {
     return tp_make_zero<BITS, ACT>(((raw >> sh) & ((1u << BITS) - 1u)) + (uint32_t)p.zero_offset);
@@ -803,15 +854,17 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
   /* tiles ks0 .. ks0 + kMmaStages - 2 in flight before the activations are staged */
   stage sg[kMmaStages];
 #pragma unroll
-  for (int i = 0; i < kMmaStages; ++i) {
+  for (int i = 0; i < kMmaStages; ++i)
 #pragma unroll
-    for (int c = 0; c < CPL; ++c) {
-      sg[i].w[c] = make_uint4(0u, 0u, 0u, 0u);
-      sg[i].z[c] = 0u;
+    for (int j = 0; j < SW; ++j) {
+#pragma unroll
+      for (int c = 0; c < CPL; ++c) {
+        sg[i].w[j][c] = make_uint4(0u, 0u, 0u, 0u);
+        sg[i].z[j][c] = 0u;
+      }
+#pragma unroll
+      for (int e = 0; e < kStageScales; ++e) sg[i].s[j][e] = 0u;
     }
-#pragma unroll
-    for (int j = 0; j < (kPackScales ? (DS + 1) / 2 : DS); ++j) sg[i].s[j] = 0u;
-  }
   if (width == 0) ahead = ks1;
 
 #pragma unroll
@@ -826,15 +879,18 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
     __syncthreads();
   }
 
-  float acc[NB][4];
+  float acc[SW][NB][4];
 #pragma unroll
-  for (int b = 0; b < NB; ++b)
+  for (int j = 0; j < SW; ++j)
 #pragma unroll
-    for (int i = 0; i < 4; ++i) acc[b][i] = 0.0f;
+    for (int b = 0; b < NB; ++b)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) acc[j][b][i] = 0.0f;
 
   /* The tile in use: zero pairs, D-column scales and words of its first group, and the
    * group sums d (folded into acc x scale at each group end). */
-  tp_zero z[CPL];
+  tp_zero z[SW][CPL];
+  uint32_t s2[SW][kFold ? CPL : 1]; /* fold: the chunk columns' scale pairs */
   /* D-column scales. NVIDIA narrow tiles keep the bits and convert them where a group is
    * folded, so the scale load's first use comes after the tile's matrix instructions, not
    * before its B loads (NOTES 43); wider tiles convert at tile start (converting late costs
@@ -843,40 +899,49 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
   float sc[DS] = {};
   uint32_t scb[DS] = {};
   auto scale_of = [&](int j) { return kLateScales ? scale_from_bits(scb[j], p.scale_bf16) : sc[j]; };
-  uint32_t wv[CPL][4];
-  float d[NB][4];
+  uint32_t wv[SW][CPL][4];
+  float d[kFold ? 1 : NB][4]; /* the group's sums (SW = 1) */
   int row0 = 0, grp = 0, g_end = 0;
   auto fold = [&]() { /* acc += the group's sums x their D columns' scales; d restarts at 0 */
+    if constexpr (!kFold) {
 #pragma unroll
-    for (int b = 0; b < NB; ++b) {
+      for (int b = 0; b < NB; ++b) {
 #pragma unroll
-      for (int i = 0; i < 4; ++i)
-        acc[b][i] = fmaf(d[b][i], scale_of(gptq_mma_dscale_of(i)), acc[b][i]);
+        for (int i = 0; i < 4; ++i)
+          acc[0][b][i] = fmaf(d[b][i], scale_of(gptq_mma_dscale_of(i)), acc[0][b][i]);
 #pragma unroll
-      for (int i = 0; i < 4; ++i) d[b][i] = 0.0f;
+        for (int i = 0; i < 4; ++i) d[b][i] = 0.0f;
+      }
     }
   };
   auto tile_begin = [&](int kt, const stage& cur) {
 #pragma unroll
-    for (int c = 0; c < CPL; ++c) {
-      z[c] = zero_of(cur.z[c], zshift(c));
-      wv[c][0] = cur.w[c].x;
-      wv[c][1] = cur.w[c].y;
-      wv[c][2] = cur.w[c].z;
-      wv[c][3] = cur.w[c].w;
-    }
+    for (int j = 0; j < SW; ++j)
 #pragma unroll
-    for (int i = 0; i < DS; ++i) {
-      scb[i] = !kPackScales ? cur.s[i] : i % 2 ? cur.s[i / 2] >> 16 : cur.s[i / 2] & 0xffffu;
-      if (!kLateScales) sc[i] = scale_from_bits(scb[i], p.scale_bf16);
+      for (int c = 0; c < CPL; ++c) {
+        z[j][c] = zero_of(cur.z[j][c], zshift(c));
+        if constexpr (kFold) s2[j][c] = tp_scale_pair<ACT>(cur.s[j][c], p.scale_bf16);
+        wv[j][c][0] = cur.w[j][c].x;
+        wv[j][c][1] = cur.w[j][c].y;
+        wv[j][c][2] = cur.w[j][c].z;
+        wv[j][c][3] = cur.w[j][c].w;
+      }
+    if constexpr (!kFold) {
+#pragma unroll
+      for (int i = 0; i < DS; ++i) {
+        scb[i] = !kPackScales ? cur.s[0][i] : i % 2 ? cur.s[0][i / 2] >> 16 : cur.s[0][i / 2] & 0xffffu;
+        if (!kLateScales) sc[i] = scale_from_bits(scb[i], p.scale_bf16);
+      }
     }
     row0 = kt * TK;
     grp = row0 / gs;
     g_end = (grp + 1) * gs;
+    if constexpr (!kFold) {
 #pragma unroll
-    for (int b = 0; b < NB; ++b)
+      for (int b = 0; b < NB; ++b)
 #pragma unroll
-      for (int i = 0; i < 4; ++i) d[b][i] = 0.0f;
+        for (int i = 0; i < 4; ++i) d[b][i] = 0.0f;
+    }
   };
   /* step st of the tile; bstep: the lane's B pairs of that step for its first instruction's
    * rows, the next instruction's bgroup words on. kSplitGroups: groups end inside tiles
@@ -887,24 +952,44 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
       ++grp;
       g_end += gs;
 #pragma unroll
-      for (int c = 0; c < CPL; ++c)
-        if (on[c]) z[c] = zero_of((uint32_t)zp0[(int64_t)grp * zwords + zword(c)], zshift(c));
+      for (int j = 0; j < SW; ++j)
 #pragma unroll
-      for (int i = 0; i < DS; ++i)
-        if (son[i]) {
-          scb[i] = sp0[DSTEP * i + (int64_t)grp * p.n];
-          if (!kLateScales) sc[i] = scale_from_bits(scb[i], p.scale_bf16);
-        }
+        for (int c = 0; c < CPL; ++c)
+          if (on[j][c]) {
+            z[j][c] = zero_of((uint32_t)zp0[(int64_t)grp * zwords + j * BITS / 2 + zword(c)], zshift(c));
+            if constexpr (kFold)
+              s2[j][c] = tp_scale_pair<ACT>(sp0[16 * j + CSTEP * c + (int64_t)grp * p.n], p.scale_bf16);
+          }
+      if constexpr (!kFold) {
+#pragma unroll
+        for (int i = 0; i < DS; ++i)
+          if (son[i]) {
+            scb[i] = sp0[DSTEP * i + (int64_t)grp * p.n];
+            if (!kLateScales) sc[i] = scale_from_bits(scb[i], p.scale_bf16);
+          }
+      }
     }
-    uint32_t a[2 * CPL];
+    uint32_t a[SW][2 * CPL];
 #pragma unroll
-    for (int c = 0; c < CPL; ++c) tp_mma_step_pairs<BITS, ACT>(wv[c][2 * st / PPW], st, z[c], a[c], a[c + CPL]);
+    for (int j = 0; j < SW; ++j)
+#pragma unroll
+      for (int c = 0; c < CPL; ++c) {
+        tp_mma_step_pairs<BITS, ACT>(wv[j][c][2 * st / PPW], st, z[j][c], a[j][c], a[j][c + CPL]);
+        if constexpr (kFold) {
+          a[j][c] = tp_scaled_pair<ACT>(a[j][c], s2[j][c]);
+          a[j][c + CPL] = tp_scaled_pair<ACT>(a[j][c + CPL], s2[j][c]);
+        }
+      }
 #pragma unroll
     for (int b = 0; b < NB; ++b) {
       uint2 av = make_uint2(0u, 0u);
       if (brow + ROWS * b < rows) av = *reinterpret_cast<const uint2*>(bstep + b * bgroup);
       const uint32_t bv[2] = {av.x, av.y};
-      gptq_mma_16<ACT == kTpBF16>(d[b], a, bv);
+#pragma unroll
+      for (int j = 0; j < SW; ++j) {
+        if constexpr (kFold) gptq_mma_16<ACT == kTpBF16>(acc[j][b], a[j], bv);
+        else gptq_mma_16<ACT == kTpBF16>(d[b], a[j], bv);
+      }
     }
   };
   /* one tile: B from the split's staged activations (gfx908 narrow), from a copy of a in
@@ -957,7 +1042,7 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
   /* K slices: slice 0 of each strip adds the others' sums in slice order (LDS, one barrier);
    * the strip's outputs are then slice 0's. The wave's indices are derived again here, not
    * held across the loop (sm_90: row tile 8 sits at its 64-register cap). */
-  const int okslices = kMmaKSlices ? p.kslices : 1;
+  const int okslices = kMmaKSlices && SW == 1 ? p.kslices : 1;
   const int owave = kMmaKSlices ? gptq_wave_uniform((int)(gptq_thread_x_reread() / WAVE)) : wave;
   const int oslice = owave % okslices, ostrips = kMmaWaves / okslices;
   if (okslices > 1) {
@@ -966,27 +1051,30 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
 #pragma unroll
       for (int b = 0; b < NB; ++b)
 #pragma unroll
-        for (int i = 0; i < 4; ++i) mine[(b * 4 + i) * WAVE] = acc[b][i];
+        for (int i = 0; i < 4; ++i) mine[(b * 4 + i) * WAVE] = acc[0][b][i];
     __syncthreads();
     if (oslice == 0)
       for (int j = 1; j < okslices; ++j)
 #pragma unroll
         for (int b = 0; b < NB; ++b)
 #pragma unroll
-          for (int i = 0; i < 4; ++i) acc[b][i] += mine[(j * NB * 4 + b * 4 + i) * WAVE];
+          for (int i = 0; i < 4; ++i) acc[0][b][i] += mine[(j * NB * 4 + b * 4 + i) * WAVE];
   }
-  const int out_width = oslice == 0 ? width : 0;
 
-  /* lane's outputs: (m = ROWS b + d_row(i), column col0 + d_col(i)) = acc[b][i] */
-  col0 = ((int64_t)gptq_block_x_reread() * ostrips + owave / okslices) * 16;
+  /* lane's outputs: (m = ROWS b + d_row(i), column col0 + 16 j + d_col(i)) = acc[j][b][i] */
+  col0 = ((int64_t)gptq_block_x_reread() * ostrips + owave / okslices) * SW * 16;
   auto each_output = [&](auto&& f) { /* f(row, column, acc entry) for this lane's outputs */
 #pragma unroll
-    for (int b = 0; b < NB; ++b)
+    for (int j = 0; j < SW; ++j) {
+      const int out_width = oslice != 0 ? 0 : SW == 1 ? width : width_of(col0 + 16 * j);
 #pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const int m = ROWS * b + gptq_mma_d_row(lane, i), col = gptq_mma_d_col(lane, i);
-        if (m < rows && col < out_width) f(p.m0 + m, col0 + col, acc[b][i]);
-      }
+      for (int b = 0; b < NB; ++b)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          const int m = ROWS * b + gptq_mma_d_row(lane, i), col = gptq_mma_d_col(lane, i);
+          if (m < rows && col < out_width) f(p.m0 + m, col0 + 16 * j + col, acc[j][b][i]);
+        }
+    }
   };
   auto store = [&](int64_t row, int64_t col, float v) {
     p.c[row * p.ldc + col] = ACT == kTpF16 ? gptq_float_to_f16_bits(v) : gptq_float_to_bf16_bits(v);
@@ -1003,8 +1091,8 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
    * More: each lane sums its own outputs, one split's loads for all of them at a time. The
    * first measured 10-22% faster at M = 1 (qkv, o, down: 20, 8, 13 splits), the second
    * 10-27% at M = 8 and 16 at the same split counts (H200, NOTES entry 34). */
-  const int64_t gcol0 = (int64_t)gptq_block_x_reread() * ostrips * 16;
-  const int gcols = (int)(p.n - gcol0 < ostrips * 16 ? p.n - gcol0 : ostrips * 16);
+  const int64_t gcol0 = (int64_t)gptq_block_x_reread() * ostrips * SW * 16;
+  const int gcols = (int)(p.n - gcol0 < ostrips * SW * 16 ? p.n - gcol0 : ostrips * SW * 16);
   if (rows * gcols <= 2 * kTpThreads) {
     for (int o = t; o < rows * gcols; o += kTpThreads) {
       const int m = o / gcols, col = o - m * gcols;
@@ -1013,9 +1101,11 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS)) void gptq_tra
     }
   } else {
 #pragma unroll
-    for (int b = 0; b < NB; ++b)
+    for (int j = 0; j < SW; ++j)
 #pragma unroll
-      for (int i = 0; i < 4; ++i) acc[b][i] = 0.0f;
+      for (int b = 0; b < NB; ++b)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) acc[j][b][i] = 0.0f;
     for (int sp = 0; sp < p.splits; ++sp) {
       const float* ws = p.ws + (int64_t)sp * p.m * p.n;
       each_output([&](int64_t row, int64_t col, float& v) { v += gptq_load_coherent(ws + row * p.n + col); });
@@ -1173,16 +1263,18 @@ static int tp_feed(gptq_gpu_kernel kernel, const gptq_gpu_tile* tile) {
 }
 
 /* Row tiles are whole instructions: NVIDIA 8, 16, 32, 64; gfx908 16, 32, 64 (no 8 there). */
-template <int B, int A, int M>
+template <int B, int A, int M, int S>
 static tp_kernel_fn tp_mma_fn() {
   if constexpr (M % GPTQ_MMA_ROWS != 0) return nullptr;
-  else return gptq_transposed_mma_kernel<B, A, M>;
+  else return gptq_transposed_mma_kernel<B, A, M, S>;
 }
 
-static tp_kernel_fn tp_mma_pick(int bits, int act, int mt) {
-#define GPTQ_TP_CASE(B, A, M) \
-  if (bits == B && act == A && mt == M) return tp_mma_fn<B, A, M>();
-#define GPTQ_TP_CASES(B, A) GPTQ_TP_CASE(B, A, 8) GPTQ_TP_CASE(B, A, 16) GPTQ_TP_CASE(B, A, 32) GPTQ_TP_CASE(B, A, 64)
+static tp_kernel_fn tp_mma_pick(int bits, int act, int mt, int sw) {
+#define GPTQ_TP_CASE(B, A, M, S) \
+  if (bits == B && act == A && mt == M && sw == S) return tp_mma_fn<B, A, M, S>();
+#define GPTQ_TP_CASES(B, A)                                                                     \
+  GPTQ_TP_CASE(B, A, 8, 1) GPTQ_TP_CASE(B, A, 16, 1) GPTQ_TP_CASE(B, A, 32, 1) GPTQ_TP_CASE(B, A, 32, 2) \
+  GPTQ_TP_CASE(B, A, 32, 4) GPTQ_TP_CASE(B, A, 64, 1) GPTQ_TP_CASE(B, A, 64, 2)
   GPTQ_TP_CASES(2, kTpF16) GPTQ_TP_CASES(2, kTpBF16)
   GPTQ_TP_CASES(4, kTpF16) GPTQ_TP_CASES(4, kTpBF16)
   GPTQ_TP_CASES(8, kTpF16) GPTQ_TP_CASES(8, kTpBF16)
@@ -1197,6 +1289,7 @@ struct tp_plan {
   int64_t grid_x;       /* strips (vector) or groups of kMmaWaves / kslices strips (mma) */
   int splits;           /* grid.y */
   int kslices;          /* mma: waves per strip, each a slice of the split's tiles */
+  int sw;               /* mma: strips per wave */
   int tiles_per_split;
   size_t ws_bytes;      /* split partials, then the gathered activations (if any) */
   bool gather;          /* the tile reads a copy of a at gather_offset: dense, or */
@@ -1277,12 +1370,12 @@ static void tp_mma_splits(int64_t tiles, int64_t strips, int64_t slots, int64_t 
  *   each split > 1 writes and the last block reads rows x n fp32 partials.
  * The smallest s of least cost: a partial round costs a full one, but short splits even
  * out the rounds (gate_up at 2 blocks/SM: 5 splits 18% faster than the one round of 2). */
-static int64_t tp_mma_splits_wide(int64_t tiles, int64_t strips, int64_t slots, int64_t rows, int64_t n) {
+static int64_t tp_mma_splits_wide(int64_t tiles, int64_t strips, int64_t slots, int64_t rows, int64_t n, int sw) {
   if (slots < 1) slots = 1;
-  const double round_bytes = (double)slots * kMmaWaves * 1024.0, slowdown = 1.0 + (double)rows / 7.0;
+  const double round_bytes = (double)slots * kMmaWaves * sw * 1024.0, slowdown = 1.0 + (double)rows / 7.0;
   /* a round of blocks also pays one loaded memory latency to start and drain (NOTES 34) */
   const double round_fixed = 6.0e6;
-  const int64_t grid_x = tp_ceil_div(strips, kMmaWaves);
+  const int64_t grid_x = tp_ceil_div(strips, kMmaWaves * sw);
   int64_t best = 0;
   double best_cost = 0.0;
   for (int64_t s = 1; s <= tiles;) {
@@ -1313,8 +1406,9 @@ static tp_plan tp_make_plan(const gptq_problem* p, gptq_gpu_kernel kernel, const
   const int tk = 512 / p->bits;
   const int64_t tiles = p->k / tk;
   const int want_mt = tile ? tile->row_tile : 0, want_splits = tile ? tile->splits : 0;
-  const int want_slices = tile ? tile->kslices : 0;
+  const int want_slices = tile ? tile->kslices : 0, want_sw = tile ? tile->sw : 0;
   pl.kslices = 1;
+  pl.sw = 1;
   if (kernel == GPTQ_GPU_KERNEL_TRANSPOSED_MMA) {
     /* NVIDIA: M <= 8 costs one mma per step whatever M is, 9..16 two, M 17..32 one pass
      * of the 32-row tile (measured 1.3-1.9x faster than two passes of 16 on every Qwen3-32B
@@ -1327,13 +1421,15 @@ static tp_plan tp_make_plan(const gptq_problem* p, gptq_gpu_kernel kernel, const
             : (p->m <= 16 || GPTQ_TARGET_AMD) ? 16 : p->m <= 32 ? 32 : 64;
     const int64_t rows = p->m < pl.mt ? p->m : pl.mt;
     const bool b_global = kMmaBFromGlobal(pl.mt);
-    pl.fn = tp_mma_pick(p->bits, act, pl.mt);
+    pl.sw = want_sw ? want_sw : kMmaSwDefault(pl.mt);
+    pl.fn = tp_mma_pick(p->bits, act, pl.mt, pl.sw);
     const int64_t strips = tp_ceil_div(p->n, 16);
-    /* [act][row tile 8/16/32/64][bits], 0 = not asked yet; racing writers store the same
-     * value. Per process: a build holds one architecture (sm_90 or gfx908), and every
-     * device of it gives the same answer. */
-    static int resident[2][4][9];
-    int* slot = &resident[act][pl.mt == 8 ? 0 : pl.mt == 16 ? 1 : pl.mt == 32 ? 2 : 3][p->bits];
+    /* [act][row tile 8/16/32/64][sw 1/2/4][bits], 0 = not asked yet; racing writers store
+     * the same value. Per process: a build holds one architecture (sm_90 or gfx908), and
+     * every device of it gives the same answer. */
+    static int resident[2][4][3][9];
+    int* slot = &resident[act][pl.mt == 8 ? 0 : pl.mt == 16 ? 1 : pl.mt == 32 ? 2 : 3][pl.sw == 1 ? 0 : pl.sw == 2 ? 1 : 2]
+                         [p->bits];
     int r = __atomic_load_n(slot, __ATOMIC_RELAXED);
     if (!r && pl.fn) {
       r = gptq_resident_blocks(pl.fn, kTpThreads);
@@ -1348,11 +1444,11 @@ static tp_plan tp_make_plan(const gptq_problem* p, gptq_gpu_kernel kernel, const
     int64_t fill = want_splits;
     int ks = want_slices ? want_slices : 1;
     if (b_global && !want_splits) {
-      if (pl.mt > 16 && want_slices <= 1) fill = tp_mma_splits_wide(tiles, strips, slots, rows, p->n);
+      if (pl.mt > 16 && want_slices <= 1) fill = tp_mma_splits_wide(tiles, strips, slots, rows, p->n, pl.sw);
       else tp_mma_splits(tiles, strips, slots, rows, p->n, want_slices, &fill, &ks);
     }
     pl.kslices = ks;
-    pl.grid_x = tp_ceil_div(strips, kMmaWaves / pl.kslices);
+    pl.grid_x = tp_ceil_div(strips, kMmaWaves / pl.kslices * pl.sw);
     if (!fill) fill = slots / pl.grid_x;
     tp_split(&pl, p, tiles, b_global ? tiles : kMmaActElems / (rows * tk), fill);
     pl.frag = kMmaBFrag(pl.mt);
@@ -1401,15 +1497,20 @@ int64_t gptq_gpu_mma_auto_min_m(void) { return GPTQ_TARGET_AMD ? kMmaAutoMinMGfx
 
 const char* gptq_gpu_tile_unsupported(gptq_gpu_kernel kernel, const gptq_gpu_tile* tile) {
   if (!tile) return nullptr;
-  if (kernel == GPTQ_GPU_KERNEL_EXLLAMA && (tile->row_tile || tile->splits || tile->load_bytes || tile->kslices))
+  if (kernel == GPTQ_GPU_KERNEL_EXLLAMA && (tile->row_tile || tile->splits || tile->load_bytes || tile->kslices || tile->sw))
     return "exllama takes no tile parameters";
-  if (tile->row_tile < 0 || tile->splits < 0 || tile->load_bytes < 0 || tile->kslices < 0)
+  if (tile->row_tile < 0 || tile->splits < 0 || tile->load_bytes < 0 || tile->kslices < 0 || tile->sw < 0)
     return "tile values must be positive";
   if (tile->kslices && kernel != GPTQ_GPU_KERNEL_TRANSPOSED_MMA) return "only `transposed_mma` takes kslices";
   if (tile->kslices && !kMmaKSlices && tile->kslices != 1)
     return "kslices must be 1 on this target (transposed_mma has no K slices there)";
   if (tile->kslices && ((tile->kslices & (tile->kslices - 1)) || tile->kslices > kMmaWaves))
     return "kslices must be 1, 2, 4 or 8 (waves per strip)";
+  if (tile->sw && kernel != GPTQ_GPU_KERNEL_TRANSPOSED_MMA) return "only `transposed_mma` takes sw";
+  if (tile->sw < 0 || tile->sw > 4 || tile->sw == 3) return "sw must be 1, 2 or 4 (strips per wave)";
+  if (tile->sw > 1 && !kMmaSwCompiled(tile->row_tile, tile->sw))
+    return "sw=2 needs mt=32 or mt=64, sw=4 needs mt=32 (strips per wave of the wide row tiles)";
+  if (tile->sw > 1 && tile->kslices > 1) return "sw > 1 takes one K slice (kslices=1)";
   if (tile->splits > 65535) return "splits must be at most 65535 (grid.y)";
   if (kernel == GPTQ_GPU_KERNEL_VECTORIZED) {
     if (tile->load_bytes && tile->load_bytes != 8 && tile->load_bytes != 16) return "load must be 8 or 16 (bytes per lane)";

@@ -32,7 +32,7 @@ void run_gpu_gemm(gptq_gpu_kernel kernel, const TileChoice& t, const gptq_proble
                   const at::Tensor& like) {
   gptq_problem q = p;
   q.index_errors = gptq_gpu_index_error_counter();
-  const gptq_gpu_tile tile{t.mt, t.splits, t.load, t.kslices};
+  const gptq_gpu_tile tile{t.mt, t.splits, t.load, t.kslices, t.sw};
   const size_t bytes = gptq_gpu_gemm_workspace_bytes(&q, kernel, &tile);
   // Split-K partials: a torch allocation (caching allocator, graph-private in capture).
   at::Tensor workspace;

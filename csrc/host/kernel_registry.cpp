@@ -38,7 +38,7 @@ const char* layout2_can_implement(const gptq_problem& p) {
 }
 template <gptq_gpu_kernel K>
 const char* layout2_tile_unsupported(const TileChoice& t) {
-  gptq_gpu_tile g{t.mt, t.splits, t.load, t.kslices};
+  gptq_gpu_tile g{t.mt, t.splits, t.load, t.kslices, t.sw};
   return gptq_gpu_tile_unsupported(K, &g);
 }
 // Matrix instructions: mma.sync on NVIDIA, MFMA on gfx908 (compat.h's islands).
@@ -70,7 +70,7 @@ const std::vector<KernelEntry> kTable = {
      "(mma.sync m16n8k16 on NVIDIA, v_mfma_f32_16x16x16f16 on gfx908): one weight pass per "
      "16 rows, M <= 8 (NVIDIA) / 16 (gfx908) at the cost of M = 1",
      GPTQ_LAYOUT2(GPTQ_GPU_KERNEL_TRANSPOSED_MMA), &transposed_mma_compiled,
-     "mt=8,16,32,64;" GPTQ_SPLITS ";kslices=1,2,4,8", GPTQ_LAYOUT2_TILES(GPTQ_GPU_KERNEL_TRANSPOSED_MMA),
+     "mt=8,16,32,64;" GPTQ_SPLITS ";kslices=1,2,4,8;sw=1,2,4", GPTQ_LAYOUT2_TILES(GPTQ_GPU_KERNEL_TRANSPOSED_MMA),
      &transposed_mma_auto_min_m},
     {"transposed", KernelId::Transposed, kGpu, kLayoutTiled, 0, kTiledBits, AutoRange::BelowLargeM,
      "GPU decode kernel on the tiled layout: one weight pass for every M, in-launch "

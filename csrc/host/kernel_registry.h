@@ -39,9 +39,11 @@ struct TileChoice {
   int splits = 0;   // K splits of the launch
   int load = 0;     // bytes per lane per weight load (vectorized)
   int kslices = 0;  // waves per strip, each a slice of a split's K tiles (transposed_mma)
-  // The field a spec key names ("mt", "splits", "load", "kslices"); nullptr for another key.
+  int sw = 0;       // strips per wave of the wide row tiles (transposed_mma)
+  // The field a spec key names ("mt", "splits", "load", "kslices", "sw"); nullptr for another key.
   int* field(const std::string& key) {
-    return key == "mt" ? &mt : key == "splits" ? &splits : key == "load" ? &load : key == "kslices" ? &kslices : nullptr;
+    return key == "mt" ? &mt : key == "splits" ? &splits : key == "load" ? &load : key == "kslices" ? &kslices
+           : key == "sw" ? &sw : nullptr;
   }
 };
 

@@ -62,6 +62,9 @@ inline float __high2float(__half2 h) { return (float)h.y; }
 inline __half2 __hsub2(__half2 a, __half2 b) {
   return {(_Float16)((double)a.x - (double)b.x), (_Float16)((double)a.y - (double)b.y)};
 }
+inline __half2 __hmul2(__half2 a, __half2 b) {
+  return {(_Float16)((double)a.x * (double)b.x), (_Float16)((double)a.y * (double)b.y)};
+}
 inline __half2 __hfma2(__half2 a, __half2 b, __half2 c) {
   return {(_Float16)std::fma((double)a.x, (double)b.x, (double)c.x),
           (_Float16)std::fma((double)a.y, (double)b.y, (double)c.y)};

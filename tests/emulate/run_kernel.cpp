@@ -1,7 +1,7 @@
 // Runs one layout-2 GEMM launch (csrc/gpu/gptq_transposed.cu, compiled for the CPU emulator)
 // on a problem written by tests/test_gpu_emulation.py:
 //   run_kernel DIR        DIR/params.txt: m n k lda group_size bits zero_offset act_bf16
-//                         scale_bf16 has_perm kernel row_tile splits load_bytes kslices
+//                         scale_bf16 has_perm kernel row_tile splits load_bytes kslices sw
 //                         DIR/{a,qweight,qzeros,scales[,a_perm]}.bin; writes DIR/c.bin
 //                         kernel -1: gptq_gpu_transposed_dequantize instead, c = W [K, N]
 // Exit status: 0, or 1 with the launcher's status on stderr.
@@ -39,7 +39,7 @@ int main(int argc, char** argv) {
   int bits, zero_offset, act_bf16, scale_bf16, has_perm, kernel;
   gptq_gpu_tile tile{};
   pf >> m >> n >> k >> lda >> group_size >> bits >> zero_offset >> act_bf16 >> scale_bf16 >>
-      has_perm >> kernel >> tile.row_tile >> tile.splits >> tile.load_bytes >> tile.kslices;
+      has_perm >> kernel >> tile.row_tile >> tile.splits >> tile.load_bytes >> tile.kslices >> tile.sw;
   if (!pf) {
     fprintf(stderr, "run_kernel: bad params.txt\n");
     return 2;
