@@ -56,12 +56,12 @@ struct gptq_arch_cfg {
 static constexpr gptq_arch_cfg kCfgGfx908 = {256, 256, 2, 128, 2, 64, 64, 32};
 /* sm_90: 128 threads, K tile 128, no register cap (not swept). Split-K target 4
  * blocks/SM: one H100 check (4-bit m=1, 5120x12800: 33.8 -> 25.1 us against 2 blocks/SM;
- * 8 gave nothing more). Max q-gemm rows 32 / 64 (4-bit) / 32 (8-bit): transposed_mma on
+ * 8 gave nothing more). Max q-gemm rows 32 / 64 (4-bit) / 64 (8-bit): transposed_mma on
  * layout 2 beat dequantize + cuBLAS through M = 32 on all four Qwen3-32B TP=4 W4 shapes (H200,
  * benchmarks/results/nvidia-h200-issue10/), and its 64-row tile with two stages at M = 64
- * by 10-47% (H100, NOTES entry 38); W8 and the other widths keep 32 (not measured past
- * M = 8). This exllama kernel itself crossed over at M = 16 (H100) and at 16-32 (H200). */
-static constexpr gptq_arch_cfg kCfgSm90 = {128, 128, 1, 128, 4, 32, 64, 32};
+ * by 10-47% (H100, NOTES entry 38); 8-bit: NOTES entry 45. 2/3-bit keep 32 (not measured
+ * past M = 8). This exllama kernel itself crossed over at M = 16 (H100) and at 16-32 (H200). */
+static constexpr gptq_arch_cfg kCfgSm90 = {128, 128, 1, 128, 4, 32, 64, 64};
 
 static constexpr gptq_arch_cfg kCfg = GPTQ_TARGET_AMD ? kCfgGfx908 : kCfgSm90;
 static const char* const kCfgText =
@@ -72,7 +72,7 @@ static const char* const kCfgText =
           "rows 64 (8-bit 32) (not measured on MI100)"
         : "sm_90: GEMM block 128 threads x 4 columns, K tile 128, M tile 1/2/4/8 "
           "(3-bit 1/2/4), launch bounds (128 threads, 1 block/SM), split-K >= 128 "
-          "rows/split aiming at 4 blocks/SM, max q-gemm rows 32 (4-bit 64, 8-bit 32) (measured on H200 and H100 for transposed_mma)";
+          "rows/split aiming at 4 blocks/SM, max q-gemm rows 32 (4-bit 64, 8-bit 64) (measured on H200 and H100 for transposed_mma)";
 
 static constexpr int kThreads = kCfg.threads;
 static constexpr int kBlockK = kCfg.block_k;
