@@ -198,8 +198,8 @@ def test_variant_isa_checks_pass_and_fail_each_planted_problem(tmp_path):
 
 # ---- issue 11: the gfx908 matrix kernel issues its MFMA ----
 
-def mma_mangled(bits, act, mt):
-    return f"_Z26gptq_transposed_mma_kernelILi{bits}ELi{act}ELi{mt}EEv7tp_args"
+def mma_mangled(bits, act, mt, sw=1):
+    return f"_Z26gptq_transposed_mma_kernelILi{bits}ELi{act}ELi{mt}ELi{sw}EEv7tp_args"
 
 
 def test_mfma_check_passes_and_fails(tmp_path):
@@ -223,10 +223,10 @@ def test_mfma_check_passes_and_fails(tmp_path):
     bad = run([(4, 0, ["v_fma_f32 v1, v2, v3, v1"]), (4, 1, f16)])
     out = bad.stdout + bad.stderr
     assert bad.returncode == 1
-    assert "gptq_transposed_mma_kernel<4, 0, 16>: no v_mfma_f32_16x16x16f16" in out
-    assert "gptq_transposed_mma_kernel<4, 1, 16>: no v_mfma_f32_16x16x8bf16" in out
+    assert "gptq_transposed_mma_kernel<4, 0, 16, 1>: no v_mfma_f32_16x16x16f16" in out
+    assert "gptq_transposed_mma_kernel<4, 1, 16, 1>: no v_mfma_f32_16x16x8bf16" in out
     missing = run([(4, 0, f16)], extra=["--decode-target"])
-    assert "gptq_transposed_mma_kernel<8, 1, 16> is not compiled" in missing.stdout + missing.stderr
+    assert "gptq_transposed_mma_kernel<8, 1, 16, 1> is not compiled" in missing.stdout + missing.stderr
 
 
 def test_sm90_resident_blocks_follow_registers_and_shared_memory():

@@ -152,8 +152,9 @@ def split_isa(isa):
 DECODE_KERNEL = re.compile(r"^gptq_transposed_kernel<(\d+), (\d+), (\d+), 0>$")
 VARIANT_KERNEL = re.compile(r"^gptq_transposed_kernel<(\d+), (\d+), (\d+), ([123])>$")
 VARIANT_NAMES = {1: "vectorized (load=8)", 2: "coalesced", 3: "warp_shuffle"}
-MMA_KERNEL = re.compile(r"^gptq_transposed_mma_kernel<(\d+), (\d+), (\d+)>$")
-MMA_TILES = [(b, a, 16) for b in (2, 4, 8) for a in (0, 1)]
+# <bits, act, row tile, strips per wave>
+MMA_KERNEL = re.compile(r"^gptq_transposed_mma_kernel<(\d+), (\d+), (\d+), (\d+)>$")
+MMA_TILES = [(b, a, 16, 1) for b in (2, 4, 8) for a in (0, 1)]
 MFMA = {0: re.compile(r"^v_mfma_f32_16x16x16f16\b"), 1: re.compile(r"^v_mfma_f32_16x16x8bf16\b")}
 LOAD_X2 = re.compile(r"^(global|buffer)_load_dwordx2\b")
 LDS_W128 = re.compile(r"^ds_write_b128\b")
@@ -269,14 +270,14 @@ def mfma_failures(hip, funcs, require_all):
         m = MMA_KERNEL.match(k)
         if not m:
             continue
-        bits, act, mt = (int(x) for x in m.groups())
-        seen.add((bits, act, mt))
+        bits, act, mt, sw = (int(x) for x in m.groups())
+        seen.add((bits, act, mt, sw))
         agprs[k] = hip[k].get("agpr", "?")
         if not any(MFMA[act].match(i) for i in funcs.get(k) or []):
             failures.append(f"gfx908 matrix kernel (issue 11) {k}: no {MFMA[act].pattern[1:-2]}")
     for tile in MMA_TILES if require_all else ():
         if tile not in seen:
-            failures.append("gfx908 matrix kernel (issue 11): gptq_transposed_mma_kernel<%d, %d, %d> "
+            failures.append("gfx908 matrix kernel (issue 11): gptq_transposed_mma_kernel<%d, %d, %d, %d> "
                             "is not compiled" % tile)
     return failures, len(seen), agprs
 
