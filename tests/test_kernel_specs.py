@@ -216,6 +216,20 @@ def test_wide_row_tiles_on_a_realistic_layer(device, bits, group_size, act_order
             assert_gemm_close(out, a, w_ref, ref, f"{spec} m={m}")
 
 
+def test_strips_per_warp_refuse_2_bit(device):
+    """sw > 1 is compiled for 4- and 8-bit weights only: a 2-bit weight asking for it gets a
+    ValueError naming the spec, never another launch."""
+    if device.type != "cuda" or "transposed_mma" not in kernels.kernel_names("cuda"):
+        pytest.skip("GPU matrix kernel")
+    t = quantize.random_gptq(512, 64, 2, 128, symmetric=False, act_order=False, v2_zeros=True,
+                             seed=seed_of("sw-2bit"))
+    w = ops.prepare(t.qweight.to(device), t.qzeros.to(device), t.scales.to(device), None, bits=2,
+                    group_size=128, v2_zeros=True, layout=2)
+    a = torch.randn(40, 512, device=device).half()
+    with pytest.raises(ValueError, match="transposed_mma:mt=32,sw=2.*4- or 8-bit"):
+        ops.gemm(a, w, kernel="transposed_mma:mt=32,sw=2")
+
+
 @pytest.mark.parametrize("bits, splits", [(8, 32), (4, 20)])
 def test_many_k_splits(device, bits, splits):
     """Many K splits (20, 32: more than any decode plan picks), every layout-2 kernel: the

@@ -70,6 +70,9 @@ gptq_status gptq_gpu_transposed_gemm(const gptq_problem* p, gptq_gpu_kernel kern
                                      size_t workspace_bytes, void* stream);
 /* Why `tile` is not valid for that kernel (NULL when it is): its row tiles and fields. */
 const char* gptq_gpu_tile_unsupported(gptq_gpu_kernel kernel, const gptq_gpu_tile* tile);
+/* Why a valid `tile` cannot run the valid problem p (NULL when it can). */
+const char* gptq_gpu_tile_problem_unsupported(const gptq_problem* p, gptq_gpu_kernel kernel,
+                                              const gptq_gpu_tile* tile);
 gptq_status gptq_gpu_transposed_dequantize(const gptq_problem* p, void* stream);
 
 /* dst row r = src row perm[r] in unpacked K space (perm validated by the caller). */

@@ -626,8 +626,11 @@ static constexpr int kMmaMinBlocks(int mt, int bits, int sw) {
  * (gate_up W4 M = 64: 524 MB through L1 against 33 MB of weights at SW = 1, NOTES 44). SW > 1
  * folds the scales into the weights (fp16 or bf16 (q - z) x scale, one rounding, as exllama
  * and Marlin do) and accumulates straight into acc: no per-group sums beside acc, whose
- * registers SW x NB x 4 would not fit twice. SW = 1 keeps exact (q - z) and fp32 scales. */
-__host__ __device__ static constexpr bool kMmaSwCompiled(int mt, int sw) { return sw == 1 || (mt == 32 && (sw == 2 || sw == 4)) || (mt == 64 && sw == 2); }
+ * registers SW x NB x 4 would not fit twice. SW = 1 keeps exact (q - z) and fp32 scales. 2-bit
+ * tiles take SW = 1 only: 2 or 4 strips of them spill (sm_90 and gfx908 scratch). */
+__host__ __device__ static constexpr bool kMmaSwCompiled(int mt, int sw, int bits) {
+  return sw == 1 || (bits >= 4 && ((mt == 32 && (sw == 2 || sw == 4)) || (mt == 64 && sw == 2)));
+}
 /* The launcher's SW when the tile leaves it open: 1 (exact scales) until measured. */
 static constexpr int kMmaSwDefault(int) { return 1; }
 /* Row tiles: multiples of the instruction's rows up to 16 (NVIDIA 8 and 16, gfx908 16). */
@@ -736,7 +739,7 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS, SW)) void gptq
   constexpr bool kPackScales = SW == 1 && (GPTQ_TARGET_AMD || (BITS == 8 && MT == 16));
   constexpr bool kFold = SW > 1; /* scales folded into the weights (kMmaSwCompiled) */
   static_assert(MT % ROWS == 0 && (MT <= 16 || MT == 32 || MT == 64), "row tile: whole instructions");
-  static_assert(kMmaSwCompiled(MT, SW), "strips per wave: see kMmaSwCompiled");
+  static_assert(kMmaSwCompiled(MT, SW, BITS), "strips per wave: see kMmaSwCompiled");
   /* rows x half pairs, each row padded to 8 (mod 32) words: conflict-free 8-byte reads */
   __shared__ __align__(16) uint32_t s_act[kBGlobal ? 4 : kMmaActElems / 2 + 40 * MT];
   __shared__ float s_slices[kMmaKSlices ? kMmaWaves * NB * 4 * WAVE : 1]; /* K-slice sums: [wave][b][i][lane] */
@@ -788,11 +791,11 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS, SW)) void gptq
 
   /* strip j's tiles: 4 x width 16-byte chunks each (the last strip of N may be narrower) */
   const uint4* w0[SW];
-  int64_t tile_stride[SW];
+  int tile_stride[SW];
 #pragma unroll
   for (int j = 0; j < SW; ++j) {
     w0[j] = reinterpret_cast<const uint4*>(p.qweight + (col0 + 16 * j) * words_per_col) + (cq * widths[j] + ccol);
-    tile_stride[j] = 4 * (int64_t)widths[j];
+    tile_stride[j] = 4 * widths[j];
   }
   const int64_t zwords = p.n * BITS / 32;
   const int gs = (int)p.group_size;
@@ -1272,12 +1275,13 @@ static tp_kernel_fn tp_mma_fn() {
 static tp_kernel_fn tp_mma_pick(int bits, int act, int mt, int sw) {
 #define GPTQ_TP_CASE(B, A, M, S) \
   if (bits == B && act == A && mt == M && sw == S) return tp_mma_fn<B, A, M, S>();
-#define GPTQ_TP_CASES(B, A)                                                                     \
-  GPTQ_TP_CASE(B, A, 8, 1) GPTQ_TP_CASE(B, A, 16, 1) GPTQ_TP_CASE(B, A, 32, 1) GPTQ_TP_CASE(B, A, 32, 2) \
-  GPTQ_TP_CASE(B, A, 32, 4) GPTQ_TP_CASE(B, A, 64, 1) GPTQ_TP_CASE(B, A, 64, 2)
+#define GPTQ_TP_CASES(B, A) \
+  GPTQ_TP_CASE(B, A, 8, 1) GPTQ_TP_CASE(B, A, 16, 1) GPTQ_TP_CASE(B, A, 32, 1) GPTQ_TP_CASE(B, A, 64, 1)
+#define GPTQ_TP_SW_CASES(B, A) GPTQ_TP_CASE(B, A, 32, 2) GPTQ_TP_CASE(B, A, 32, 4) GPTQ_TP_CASE(B, A, 64, 2)
   GPTQ_TP_CASES(2, kTpF16) GPTQ_TP_CASES(2, kTpBF16)
-  GPTQ_TP_CASES(4, kTpF16) GPTQ_TP_CASES(4, kTpBF16)
-  GPTQ_TP_CASES(8, kTpF16) GPTQ_TP_CASES(8, kTpBF16)
+  GPTQ_TP_CASES(4, kTpF16) GPTQ_TP_CASES(4, kTpBF16) GPTQ_TP_SW_CASES(4, kTpF16) GPTQ_TP_SW_CASES(4, kTpBF16)
+  GPTQ_TP_CASES(8, kTpF16) GPTQ_TP_CASES(8, kTpBF16) GPTQ_TP_SW_CASES(8, kTpF16) GPTQ_TP_SW_CASES(8, kTpBF16)
+#undef GPTQ_TP_SW_CASES
 #undef GPTQ_TP_CASES
 #undef GPTQ_TP_CASE
   return nullptr;
@@ -1508,7 +1512,7 @@ const char* gptq_gpu_tile_unsupported(gptq_gpu_kernel kernel, const gptq_gpu_til
     return "kslices must be 1, 2, 4 or 8 (waves per strip)";
   if (tile->sw && kernel != GPTQ_GPU_KERNEL_TRANSPOSED_MMA) return "only `transposed_mma` takes sw";
   if (tile->sw < 0 || tile->sw > 4 || tile->sw == 3) return "sw must be 1, 2 or 4 (strips per wave)";
-  if (tile->sw > 1 && !kMmaSwCompiled(tile->row_tile, tile->sw))
+  if (tile->sw > 1 && !kMmaSwCompiled(tile->row_tile, tile->sw, 4))
     return "sw=2 needs mt=32 or mt=64, sw=4 needs mt=32 (strips per wave of the wide row tiles)";
   if (tile->sw > 1 && tile->kslices > 1) return "sw > 1 takes one K slice (kslices=1)";
   if (tile->splits > 65535) return "splits must be at most 65535 (grid.y)";
@@ -1525,6 +1529,14 @@ const char* gptq_gpu_tile_unsupported(gptq_gpu_kernel kernel, const gptq_gpu_til
                : (kMmaMinRowTile == 8 ? "mt must be 8, 16, 32 or 64" : "mt must be 16, 32 or 64 (MFMA of 16 rows)");
   if (!tp_row_tile_compiled(tp_feed(kernel, tile), tile->row_tile))
     return kernel == GPTQ_GPU_KERNEL_TRANSPOSED ? "mt must be 1, 2, 4, 8 or 16" : "mt must be 1, 2, 4 or 8";
+  return nullptr;
+}
+
+const char* gptq_gpu_tile_problem_unsupported(const gptq_problem* p, gptq_gpu_kernel kernel,
+                                              const gptq_gpu_tile* tile) {
+  if (p && tile && kernel == GPTQ_GPU_KERNEL_TRANSPOSED_MMA && tile->sw > 1 &&
+      !kMmaSwCompiled(tile->row_tile, tile->sw, p->bits))
+    return "sw > 1 needs 4- or 8-bit weights (2-bit tiles spill with several strips per wave: sw=1)";
   return nullptr;
 }
 

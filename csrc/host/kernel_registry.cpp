@@ -41,11 +41,17 @@ const char* layout2_tile_unsupported(const TileChoice& t) {
   gptq_gpu_tile g{t.mt, t.splits, t.load, t.kslices, t.sw};
   return gptq_gpu_tile_unsupported(K, &g);
 }
+template <gptq_gpu_kernel K>
+const char* layout2_tile_problem_unsupported(const TileChoice& t, const gptq_problem& p) {
+  gptq_gpu_tile g{t.mt, t.splits, t.load, t.kslices, t.sw};
+  return gptq_gpu_tile_problem_unsupported(&p, K, &g);
+}
 // Matrix instructions: mma.sync on NVIDIA, MFMA on gfx908 (compat.h's islands).
 bool transposed_mma_compiled() { return gptq_gpu_transposed_mma_compiled() != 0; }
 int64_t transposed_mma_auto_min_m() { return gptq_gpu_mma_auto_min_m(); }
 #define GPTQ_LAYOUT2(K) &layout2_can_implement<K>
 #define GPTQ_LAYOUT2_TILES(K) &layout2_tile_unsupported<K>
+#define GPTQ_LAYOUT2_TILE_PROBLEM(K) &layout2_tile_problem_unsupported<K>
 #else
 bool transposed_mma_compiled() { return false; }
 int64_t transposed_mma_auto_min_m() { return 1; }
@@ -53,6 +59,7 @@ const char* not_in_build(const gptq_problem&) { return "not in this build"; }
 const char* tiles_not_in_build(const TileChoice&) { return "not in this build"; }
 #define GPTQ_LAYOUT2(K) &not_in_build
 #define GPTQ_LAYOUT2_TILES(K) &tiles_not_in_build
+#define GPTQ_LAYOUT2_TILE_PROBLEM(K) nullptr
 #endif
 
 // Tile values the tuner tries; the launchers accept any value their checks allow.
@@ -71,7 +78,7 @@ const std::vector<KernelEntry> kTable = {
      "16 rows, M <= 8 (NVIDIA) / 16 (gfx908) at the cost of M = 1",
      GPTQ_LAYOUT2(GPTQ_GPU_KERNEL_TRANSPOSED_MMA), &transposed_mma_compiled,
      "mt=8,16,32,64;" GPTQ_SPLITS ";kslices=1,2,4,8;sw=1,2,4", GPTQ_LAYOUT2_TILES(GPTQ_GPU_KERNEL_TRANSPOSED_MMA),
-     &transposed_mma_auto_min_m},
+     &transposed_mma_auto_min_m, GPTQ_LAYOUT2_TILE_PROBLEM(GPTQ_GPU_KERNEL_TRANSPOSED_MMA)},
     {"transposed", KernelId::Transposed, kGpu, kLayoutTiled, 0, kTiledBits, AutoRange::BelowLargeM,
      "GPU decode kernel on the tiled layout: one weight pass for every M, in-launch "
      "split-K reduction, inner product on the vector units (v_dot2 on gfx908)",
@@ -383,6 +390,8 @@ KernelChoice choose_kernel(const char* op, const c10::optional<c10::string_view>
     const char* why = e.can_implement(p);
     GPTQ_CHECK_VALUE(why == nullptr, op, ": kernel '", e.name, "' cannot run this problem: ",
                      why ? why : "");
+    why = e.tile_problem_unsupported ? e.tile_problem_unsupported(c.tile, p) : nullptr;
+    GPTQ_CHECK_VALUE(why == nullptr, op, ": kernel spec '", spec, "' cannot run this problem: ", why ? why : "");
     return c;
   }
   // The tuned table first (rows were validated when installed).
@@ -390,7 +399,8 @@ KernelChoice choose_kernel(const char* op, const c10::optional<c10::string_view>
   if (tuned)
     for (const auto& r : *tuned)
       if (r.row.bits == p.bits && r.row.k == p.k && r.row.n == p.n && r.row.m_lo <= p.m &&
-          p.m <= r.row.m_hi && auto_can_run(*r.choice.entry, backend, layout, p))
+          p.m <= r.row.m_hi && auto_can_run(*r.choice.entry, backend, layout, p) &&
+          !(r.choice.entry->tile_problem_unsupported && r.choice.entry->tile_problem_unsupported(r.choice.tile, p)))
         return r.choice;
   const AutoRange range = p.m >= large_m_threshold(backend, p.bits) ? AutoRange::FromLargeM
                                                                      : AutoRange::BelowLargeM;

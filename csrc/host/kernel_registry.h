@@ -68,6 +68,8 @@ struct KernelEntry {
   // Smallest M the built-in auto rule gives it on this build (nullptr: 1). The tuned
   // table and explicit choices are not bound by it.
   int64_t (*auto_min_m)() = nullptr;
+  // nullptr when the tile can run p (tile and p each valid alone), else the reason.
+  const char* (*tile_problem_unsupported)(const TileChoice& t, const gptq_problem& p) = nullptr;
 };
 int64_t auto_min_m(const KernelEntry& e);
 
