@@ -631,8 +631,11 @@ static constexpr int kMmaMinBlocks(int mt, int bits, int sw) {
 __host__ __device__ static constexpr bool kMmaSwCompiled(int mt, int sw, int bits) {
   return sw == 1 || (bits >= 4 && ((mt == 32 && (sw == 2 || sw == 4)) || (mt == 64 && sw == 2)));
 }
-/* The launcher's SW when the tile leaves it open: 1 (exact scales) until measured. */
-static constexpr int kMmaSwDefault(int) { return 1; }
+/* The launcher's SW when the tile leaves it open: the most strips a wide tile compiles
+ * (NOTES 46: B traffic per weight byte / SW; the micro's sw4 at 32 rows beat sw2). */
+static constexpr int kMmaSwDefault(int mt, int bits) {
+  return kMmaSwCompiled(mt, 4, bits) ? 4 : kMmaSwCompiled(mt, 2, bits) ? 2 : 1;
+}
 /* Row tiles: multiples of the instruction's rows up to 16 (NVIDIA 8 and 16, gfx908 16). */
 static constexpr int kMmaMinRowTile = GPTQ_MMA_ROWS;
 /* Tiles per wave in registers or in flight: the one computed and kMmaStages - 1 ahead,
@@ -1425,7 +1428,7 @@ static tp_plan tp_make_plan(const gptq_problem* p, gptq_gpu_kernel kernel, const
             : (p->m <= 16 || GPTQ_TARGET_AMD) ? 16 : p->m <= 32 ? 32 : 64;
     const int64_t rows = p->m < pl.mt ? p->m : pl.mt;
     const bool b_global = kMmaBFromGlobal(pl.mt);
-    pl.sw = want_sw ? want_sw : kMmaSwDefault(pl.mt);
+    pl.sw = want_sw ? want_sw : kMmaSwDefault(pl.mt, p->bits);
     pl.fn = tp_mma_pick(p->bits, act, pl.mt, pl.sw);
     const int64_t strips = tp_ceil_div(p->n, 16);
     /* [act][row tile 8/16/32/64][sw 1/2/4][bits], 0 = not asked yet; racing writers store
