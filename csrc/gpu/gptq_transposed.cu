@@ -792,13 +792,15 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS, SW)) void gptq
   auto zshift = [&](int c) { return (zsh0 + CSTEP * c * BITS) & 31; };
   const int brow = ccol, bk = 4 * cq; /* the lane's B operand: row, first k */
 
-  /* strip j's tiles: 4 x width 16-byte chunks each (the last strip of N may be narrower) */
-  const uint4* w0[SW];
-  int tile_stride[SW];
+  /* strip j's tiles: 4 x width 16-byte chunks each (the last strip of N may be narrower);
+   * strips past the first are reached by int offsets from its pointer (registers) */
+  const uint4* w0 = reinterpret_cast<const uint4*>(p.qweight + col0 * words_per_col) + (cq * width + ccol);
+  const int tile_stride = 4 * width;
+  int woff[SW], wstep[SW]; /* strip j's chunk - strip 0's, and its change per tile */
 #pragma unroll
   for (int j = 0; j < SW; ++j) {
-    w0[j] = reinterpret_cast<const uint4*>(p.qweight + (col0 + 16 * j) * words_per_col) + (cq * widths[j] + ccol);
-    tile_stride[j] = 4 * widths[j];
+    woff[j] = (int)(16 * j * words_per_col / 4) + cq * (widths[j] - width);
+    wstep[j] = 4 * (widths[j] - width);
   }
   const int64_t zwords = p.n * BITS / 32;
   const int gs = (int)p.group_size;
@@ -816,9 +818,9 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS, SW)) void gptq
   const int32_t* zp0 = p.qzeros + (((col0 + ccol) * BITS) >> 5);
   /* strip j's zero words and scales: + j BITS / 2 words, + 16 j columns */
   const uint16_t* sp0 = p.scales + col0 + (kFold ? ccol : dcol0);
-  const uint4* wq[SW];
+  const uint4* wq = w0 + ks0 * tile_stride;
 #pragma unroll
-  for (int j = 0; j < SW; ++j) wq[j] = w0[j] + ks0 * tile_stride[j];
+  for (int j = 0; j < SW; ++j) woff[j] += ks0 * wstep[j];
   const int32_t* zq = zp0 + (int64_t)(ks0 * TK / gs) * zwords;
   const uint16_t* sq = sp0 + (int64_t)(ks0 * TK / gs) * p.n;
   int ahead = ks0, ahead_end = (ks0 * TK / gs + 1) * gs;
@@ -837,7 +839,7 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS, SW)) void gptq
 #pragma unroll
       for (int c = 0; c < CPL; ++c)
         if (on[j][c]) {
-          sg.w[j][c] = gptq_load_stream16(wq[j] + CSTEP * c);
+          sg.w[j][c] = gptq_load_stream16(wq + woff[j] + CSTEP * c);
           sg.z[j][c] = (uint32_t)zq[j * BITS / 2 + zword(c)];
           if (kFold) sg.s[j][c] = sq[16 * j + CSTEP * c];
         }
@@ -850,8 +852,9 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS, SW)) void gptq
           else sg.s[0][i] = bits16;
         }
     }
+    wq += tile_stride;
 #pragma unroll
-    for (int j = 0; j < SW; ++j) wq[j] += tile_stride[j];
+    for (int j = 0; j < SW; ++j) woff[j] += wstep[j];
   };
   auto zero_of = [&](uint32_t raw, int sh) {
     return tp_make_zero<BITS, ACT>(((raw >> sh) & ((1u << BITS) - 1u)) + (uint32_t)p.zero_offset);
