@@ -806,11 +806,16 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS, SW)) void gptq
   const int gs = (int)p.group_size;
   /* Everything one tile needs, as loaded: its chunks, the raw zero words and the scale
    * bits of its first group (decoded at use). Inactive columns load nothing. */
-  /* scale bits per stage: the chunk columns' (fold), else the D columns', two per word if packed */
-  constexpr int kStageScales = kFold ? CPL : kPackScales ? (DS + 1) / 2 : DS;
+  /* Zero words and scale bits per stage. SW = 1: the lane's chunk words, and its D columns'
+   * scales (two per word if packed). Fold: one zero word and one column's scale per strip,
+   * lane l holding word l % (BITS / 2) and column l % 16, handed to the lanes that use them
+   * by shuffles at tile start (2 fewer registers per strip and stage on NVIDIA: W4 mt64
+   * sw2 spilled without it). */
+  constexpr int kStageZeros = kFold ? 1 : CPL;
+  constexpr int kStageScales = kFold ? 1 : kPackScales ? (DS + 1) / 2 : DS;
   struct stage {
     uint4 w[SW][CPL];
-    uint32_t z[SW][CPL];
+    uint32_t z[SW][kStageZeros];
     uint32_t s[SW][kStageScales];
   };
   /* The farthest tile in flight: its chunk pointer, and its group's zero word / scale
@@ -821,8 +826,16 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS, SW)) void gptq
   const uint4* wq = w0 + ks0 * tile_stride;
 #pragma unroll
   for (int j = 0; j < SW; ++j) woff[j] += ks0 * wstep[j];
-  const int32_t* zq = zp0 + (int64_t)(ks0 * TK / gs) * zwords;
-  const uint16_t* sq = sp0 + (int64_t)(ks0 * TK / gs) * p.n;
+  /* the fold's staged zero word and scale column of the lane (above), strip 0 */
+  const int fz = lane % (BITS / 2), fs = lane % 16;
+  bool fzon[SW], fson[SW];
+#pragma unroll
+  for (int j = 0; j < SW; ++j) {
+    fzon[j] = kFold && fz * 32 / BITS < widths[j];
+    fson[j] = kFold && fs < widths[j];
+  }
+  const int32_t* zq = (kFold ? p.qzeros + ((col0 * BITS) >> 5) + fz : zp0) + (int64_t)(ks0 * TK / gs) * zwords;
+  const uint16_t* sq = (kFold ? p.scales + col0 + fs : sp0) + (int64_t)(ks0 * TK / gs) * p.n;
   int ahead = ks0, ahead_end = (ks0 * TK / gs + 1) * gs;
   /* Inactive columns keep whatever a stage held: their A rows only reach D rows that are
    * never stored, and a stage past ks1 is never computed. */
@@ -840,10 +853,15 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS, SW)) void gptq
       for (int c = 0; c < CPL; ++c)
         if (on[j][c]) {
           sg.w[j][c] = gptq_load_stream16(wq + woff[j] + CSTEP * c);
-          sg.z[j][c] = (uint32_t)zq[j * BITS / 2 + zword(c)];
-          if (kFold) sg.s[j][c] = sq[16 * j + CSTEP * c];
+          if (!kFold) sg.z[j][c] = (uint32_t)zq[j * BITS / 2 + zword(c)];
         }
-    if (!kFold) {
+    if (kFold) {
+#pragma unroll
+      for (int j = 0; j < SW; ++j) {
+        if (fzon[j]) sg.z[j][0] = (uint32_t)zq[j * BITS / 2];
+        if (fson[j]) sg.s[j][0] = sq[16 * j];
+      }
+    } else {
 #pragma unroll
       for (int i = 0; i < DS; ++i)
         if (son[i]) {
@@ -867,10 +885,9 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS, SW)) void gptq
 #pragma unroll
     for (int j = 0; j < SW; ++j) {
 #pragma unroll
-      for (int c = 0; c < CPL; ++c) {
-        sg[i].w[j][c] = make_uint4(0u, 0u, 0u, 0u);
-        sg[i].z[j][c] = 0u;
-      }
+      for (int c = 0; c < CPL; ++c) sg[i].w[j][c] = make_uint4(0u, 0u, 0u, 0u);
+#pragma unroll
+      for (int e = 0; e < kStageZeros; ++e) sg[i].z[j][e] = 0u;
 #pragma unroll
       for (int e = 0; e < kStageScales; ++e) sg[i].s[j][e] = 0u;
     }
@@ -928,8 +945,13 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS, SW)) void gptq
     for (int j = 0; j < SW; ++j)
 #pragma unroll
       for (int c = 0; c < CPL; ++c) {
-        z[j][c] = zero_of(cur.z[j][c], zshift(c));
-        if constexpr (kFold) s2[j][c] = tp_scale_pair<ACT>(cur.s[j][c], p.scale_bf16);
+        if constexpr (kFold) { /* from the lanes holding chunk c's zero word and column */
+          const int col = ccol + CSTEP * c;
+          z[j][c] = zero_of(gptq_shfl_group(cur.z[j][0], (col * BITS) >> 5, WAVE), zshift(c));
+          s2[j][c] = tp_scale_pair<ACT>(gptq_shfl_group(cur.s[j][0], col, WAVE), p.scale_bf16);
+        } else {
+          z[j][c] = zero_of(cur.z[j][c], zshift(c));
+        }
         wv[j][c][0] = cur.w[j][c].x;
         wv[j][c][1] = cur.w[j][c].y;
         wv[j][c][2] = cur.w[j][c].z;
