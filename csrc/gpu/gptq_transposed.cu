@@ -631,10 +631,13 @@ static constexpr int kMmaMinBlocks(int mt, int bits, int sw) {
 __host__ __device__ static constexpr bool kMmaSwCompiled(int mt, int sw, int bits) {
   return sw == 1 || (bits >= 4 && ((mt == 32 && (sw == 2 || sw == 4)) || (mt == 64 && sw == 2)));
 }
-/* The launcher's SW when the tile leaves it open: the most strips a wide tile compiles
- * (NOTES 46: B traffic per weight byte / SW; the micro's sw4 at 32 rows beat sw2). */
-static constexpr int kMmaSwDefault(int mt, int bits) {
-  return kMmaSwCompiled(mt, 4, bits) ? 4 : kMmaSwCompiled(mt, 2, bits) ? 2 : 1;
+/* The launcher's SW when the tile leaves it open: 2 on the wide tiles of layers with at
+ * least 4 strips per SM, else 1. Measured (H100, NOTES 46): sw2 against sw1 at M = 32 / 64,
+ * W4, gate_up (800 strips) -12% / -18%, Llama-3-8B gate_up (1792) -8% / -28%; sw4 at M = 32
+ * only +2% / -4%; on down and o (320 strips) and qkv (160) sw2 was 10-70% slower: half as
+ * many strip groups take twice the K splits, and their partials' tail grows with M. */
+static int tp_mma_sw_default(int mt, int bits, int64_t strips, int sm_count) {
+  return kMmaSwCompiled(mt, 2, bits) && mt > 16 && strips >= 4 * (int64_t)sm_count ? 2 : 1;
 }
 /* Row tiles: multiples of the instruction's rows up to 16 (NVIDIA 8 and 16, gfx908 16). */
 static constexpr int kMmaMinRowTile = GPTQ_MMA_ROWS;
@@ -1453,9 +1456,9 @@ static tp_plan tp_make_plan(const gptq_problem* p, gptq_gpu_kernel kernel, const
             : (p->m <= 16 || GPTQ_TARGET_AMD) ? 16 : p->m <= 32 ? 32 : 64;
     const int64_t rows = p->m < pl.mt ? p->m : pl.mt;
     const bool b_global = kMmaBFromGlobal(pl.mt);
-    pl.sw = want_sw ? want_sw : kMmaSwDefault(pl.mt, p->bits);
-    pl.fn = tp_mma_pick(p->bits, act, pl.mt, pl.sw);
     const int64_t strips = tp_ceil_div(p->n, 16);
+    pl.sw = want_sw ? want_sw : tp_mma_sw_default(pl.mt, p->bits, strips, sm_count);
+    pl.fn = tp_mma_pick(p->bits, act, pl.mt, pl.sw);
     /* [act][row tile 8/16/32/64][sw 1/2/4][bits], 0 = not asked yet; racing writers store
      * the same value. Per process: a build holds one architecture (sm_90 or gfx908), and
      * every device of it gives the same answer. */
