@@ -590,6 +590,8 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kTpMinBlocksFeed(MT, FEED)) void gptq_
  *   MFMA per step. Row tiles 32 and 64 (one weight pass for M <= 64), and every NVIDIA
  *   tile, take B straight from global memory instead of LDS (kMmaBFromGlobal); from 16
  *   rows from a copy of a in fragment order, one contiguous load per fragment (kMmaBFrag).
+ *   Row tiles 32 and 64 may give a wave SW adjacent strips (kMmaSwCompiled): each B
+ *   fragment then feeds SW instructions, with the scales folded into A.
  *   More rows: passes of the row tile.
  *
  * Bytes in flight. NVIDIA (every row tile): a wave loads a tile (1 KiB, 16-byte loads
@@ -615,7 +617,8 @@ static constexpr int kMmaWaves = GPTQ_TARGET_AMD ? kTpThreads / 64 : kTpThreads 
 static constexpr int kMmaActElems = 8192;          /* rows x K-range activations per block */
 /* Resident blocks per SM/CU the register cap must allow, without spills (resource report):
  * NVIDIA 4 (<= 64 registers, 32 warps) at row tile 8 at 4 and 8 bits; row tile 64 1; else 2
- * (<= 128, 16 warps). Row tile 32 with acc in shared memory at 3 blocks measured 13% slower
+ * (<= 128, 16 warps); 1 where a wave's rows x strips pass 64 (row tile 32 with 4 strips).
+ * Row tile 32 with acc in shared memory at 3 blocks measured 13% slower
  * than in registers at 2 (NOTES 28b). gfx908 2 (<= 128 VGPRs, 2 waves per SIMD; the
  * accumulators live in AGPRs). */
 static constexpr int kMmaMinBlocks(int mt, int bits, int sw) {
