@@ -811,8 +811,8 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS, SW)) void gptq
   const int64_t zwords = p.n * BITS / 32;
   const int gs = (int)p.group_size;
   /* Everything one tile needs, as loaded: its chunks, the raw zero words and the scale
-   * bits of its first group (decoded at use). Inactive columns load nothing. */
-  /* Zero words and scale bits per stage. SW = 1: the lane's chunk words, and its D columns'
+   * bits of its first group (decoded at use). Inactive columns load nothing.
+   * Zero words and scale bits per stage. SW = 1: the lane's chunk words, and its D columns'
    * scales (two per word if packed). Fold: one zero word and one column's scale per strip,
    * lane l holding word l % (BITS / 2) and column l % 16, handed to the lanes that use them
    * by shuffles at tile start (2 fewer registers per strip and stage on NVIDIA: W4 mt64
@@ -1299,23 +1299,23 @@ static int tp_feed(gptq_gpu_kernel kernel, const gptq_gpu_tile* tile) {
   }
 }
 
-/* Row tiles are whole instructions: NVIDIA 8, 16, 32, 64; gfx908 16, 32, 64 (no 8 there). */
+/* Row tiles are whole instructions: NVIDIA 8, 16, 32, 64; gfx908 16, 32, 64 (no 8 there);
+ * strips per wave as kMmaSwCompiled allows. */
 template <int B, int A, int M, int S>
 static tp_kernel_fn tp_mma_fn() {
-  if constexpr (M % GPTQ_MMA_ROWS != 0) return nullptr;
+  if constexpr (M % GPTQ_MMA_ROWS != 0 || !kMmaSwCompiled(M, S, B)) return nullptr;
   else return gptq_transposed_mma_kernel<B, A, M, S>;
 }
 
 static tp_kernel_fn tp_mma_pick(int bits, int act, int mt, int sw) {
 #define GPTQ_TP_CASE(B, A, M, S) \
   if (bits == B && act == A && mt == M && sw == S) return tp_mma_fn<B, A, M, S>();
-#define GPTQ_TP_CASES(B, A) \
-  GPTQ_TP_CASE(B, A, 8, 1) GPTQ_TP_CASE(B, A, 16, 1) GPTQ_TP_CASE(B, A, 32, 1) GPTQ_TP_CASE(B, A, 64, 1)
-#define GPTQ_TP_SW_CASES(B, A) GPTQ_TP_CASE(B, A, 32, 2) GPTQ_TP_CASE(B, A, 32, 4) GPTQ_TP_CASE(B, A, 64, 2)
+#define GPTQ_TP_CASES(B, A)                                                                        \
+  GPTQ_TP_CASE(B, A, 8, 1) GPTQ_TP_CASE(B, A, 16, 1) GPTQ_TP_CASE(B, A, 32, 1) GPTQ_TP_CASE(B, A, 32, 2) \
+  GPTQ_TP_CASE(B, A, 32, 4) GPTQ_TP_CASE(B, A, 64, 1) GPTQ_TP_CASE(B, A, 64, 2)
   GPTQ_TP_CASES(2, kTpF16) GPTQ_TP_CASES(2, kTpBF16)
-  GPTQ_TP_CASES(4, kTpF16) GPTQ_TP_CASES(4, kTpBF16) GPTQ_TP_SW_CASES(4, kTpF16) GPTQ_TP_SW_CASES(4, kTpBF16)
-  GPTQ_TP_CASES(8, kTpF16) GPTQ_TP_CASES(8, kTpBF16) GPTQ_TP_SW_CASES(8, kTpF16) GPTQ_TP_SW_CASES(8, kTpBF16)
-#undef GPTQ_TP_SW_CASES
+  GPTQ_TP_CASES(4, kTpF16) GPTQ_TP_CASES(4, kTpBF16)
+  GPTQ_TP_CASES(8, kTpF16) GPTQ_TP_CASES(8, kTpBF16)
 #undef GPTQ_TP_CASES
 #undef GPTQ_TP_CASE
   return nullptr;
