@@ -495,33 +495,6 @@ __device__ __forceinline__ uint4 gptq_load_stream16(const uint4* p) {
 }
 #endif
 
-/* ---- asynchronous copy to shared memory (NVIDIA island) --------------------------- *
- * gptq_async_copy16(dst, src): 16 bytes global -> shared with no register in between, so
- * tiles in flight cost shared memory, not registers (sm_80+ cp.async.cg: L2 only, no L1
- * line). gptq_async_commit() closes this thread's group of copies; gptq_async_wait<N>()
- * returns once at most its N latest groups are pending (then a block barrier makes every
- * thread's copies visible to the block). gfx908 has no 16-byte asynchronous copy (its
- * LDS-direct loads move 4 bytes): kernels use it on NVIDIA only. The emulator (and HIP, which
- * never calls it) copies at once. */
-#if GPTQ_HIP || GPTQ_EMULATE
-__device__ __forceinline__ void gptq_async_copy16(void* dst, const void* src) {
-  *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(src);
-}
-__device__ __forceinline__ void gptq_async_commit() {}
-template <int N>
-__device__ __forceinline__ void gptq_async_wait() {}
-#else
-__device__ __forceinline__ void gptq_async_copy16(void* dst, const void* src) {
-  const unsigned s = (unsigned)__cvta_generic_to_shared(dst);
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(s), "l"(src) : "memory");
-}
-__device__ __forceinline__ void gptq_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
-template <int N>
-__device__ __forceinline__ void gptq_async_wait() {
-  asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
-}
-#endif
-
 /* ---- cross-lane -------------------------------------------------------------------- */
 /* gptq_shfl_xor(v, mask): v of lane ^ mask (mask below the wave size).
  * gptq_shfl_group(v, src, width): v of lane src within each aligned group of `width` lanes

@@ -664,14 +664,6 @@ __host__ __device__ static constexpr bool kMmaBFromGlobal(int mt) { return mt > 
  * L1/TEX 90% busy at gate_up M = 64 (NOTES 33). In fragment order one load is WAVE x 8
  * contiguous bytes. Row tile 8 (M <= 8) reads a as it is: no extra launch at decode. */
 __host__ __device__ static constexpr bool kMmaBFrag(int mt) { return kMmaBFromGlobal(mt) && mt >= 16; }
-/* NVIDIA wide tiles at 4 and 8 bits copy each tile's B fragments once per block into a shared
- * ring (cp.async, 2-4 tiles ahead) that all waves read: read per wave from L1/L2, a 16-k
- * step waited one L2 round trip for its B (ncu at M = 64: the HMMAs' long-scoreboard stalls,
- * 8 warps per SM, NOTES 47). The waves of a block then walk the same tiles (no K slices). A
- * 2-bit tile's B (32 steps) is twice what fits; gfx908 has no 16-byte asynchronous copy. */
-__host__ __device__ static constexpr bool kMmaBRing(int mt, int bits) {
-  return kMmaBFrag(mt) && mt > 16 && !GPTQ_TARGET_AMD && bits >= 4;
-}
 static constexpr int kMmaLanes = 64 / GPTQ_MMA_CHUNKS; /* lanes of one matrix instruction */
 /* K slices (tp_args.kslices > 1) on NVIDIA only: there they replace the split-K tail of the
  * small shapes (NOTES 36). gfx908's narrow tiles stage the split in LDS and its wide ones are
@@ -757,22 +749,15 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS, SW)) void gptq
   constexpr bool kFold = SW > 1; /* scales folded into the weights (kMmaSwCompiled) */
   static_assert(MT % ROWS == 0 && (MT <= 16 || MT == 32 || MT == 64), "row tile: whole instructions");
   static_assert(kMmaSwCompiled(MT, SW, BITS), "strips per wave: see kMmaSwCompiled");
-  /* NVIDIA wide tiles (kMmaBRing): a tile's B fragments, NB row groups x STEPS x WAVE lanes of
-   * 8 bytes, copied once per block into a shared ring kRingStages tiles deep */
-  constexpr bool kRing = kMmaBRing(MT, BITS);
-  constexpr int kRingTile = NB * STEPS * WAVE; /* uint2 per tile */
-  constexpr int kRingStages = !kRing ? 1 : 32768 / (kRingTile * 8) >= 4 ? 4 : 2;
   /* rows x half pairs, each row padded to 8 (mod 32) words: conflict-free 8-byte reads */
   __shared__ __align__(16) uint32_t s_act[kBGlobal ? 4 : kMmaActElems / 2 + 40 * MT];
-  __shared__ __align__(16) uint2 s_ring[kRing ? kRingStages * kRingTile : 1]; /* [stage][b][step][lane] */
-  /* K-slice sums: [wave][b][i][lane] (narrow tiles: the waves of a wide tile share B) */
-  __shared__ float s_slices[kMmaKSlices && !kWide ? kMmaWaves * NB * 4 * WAVE : 1];
+  __shared__ float s_slices[kMmaKSlices ? kMmaWaves * NB * 4 * WAVE : 1]; /* K-slice sums: [wave][b][i][lane] */
   __shared__ int s_last;
 
   /* wave = strip slot x K slice: the block's kMmaWaves / kslices strips, each walked by
    * kslices waves over consecutive parts of the split's tiles (summed in LDS below) */
   const int t = threadIdx.x, wave = gptq_wave_uniform((int)(threadIdx.x / WAVE)), lane = (int)(threadIdx.x % WAVE);
-  const int kslices = kMmaKSlices && !kWide ? p.kslices : 1, strips_per_block = kMmaWaves / kslices;
+  const int kslices = kMmaKSlices && SW == 1 ? p.kslices : 1, strips_per_block = kMmaWaves / kslices;
   const int slice = wave % kslices;
   /* the wave's first strip; its SW strips are consecutive */
   const int64_t strip = ((int64_t)blockIdx.x * strips_per_block + wave / kslices) * SW, split = blockIdx.y;
@@ -920,7 +905,7 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS, SW)) void gptq
   /* Launched early behind the act-order gather (gptq_launch_early), the kernel waits for it
    * before its first read of a: on NVIDIA (one stage) after the first tile's loads, in the
    * loop below; with staging or a ring, here. */
-  if (!kBGlobal || kMmaStages > 1 || kRing) gptq_wait_prior_grid();
+  if (!kBGlobal || kMmaStages > 1) gptq_wait_prior_grid();
   if constexpr (!kBGlobal) {
     tp_stage_act<8, ACT>(s_act, stride, p, (int64_t)kt0 * TK, half, rows, rows);
     __syncthreads();
@@ -1049,27 +1034,13 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS, SW)) void gptq
    * ((g KS + s) WAVE + lane) x 8), or straight from a (rows 8-byte aligned, k in order; the
    * launcher gathers a into the workspace otherwise) */
   const int64_t ksteps = p.k / 16;
-  /* the block's copy of tile kt's B fragments into ring stage `slot` (row groups holding a
-   * row < M; the rest are never read), then a commit, empty or not: group n is tile ks0 + n */
-  const uint2* bfrag = reinterpret_cast<const uint2*>(p.a) + p.m0 / ROWS * ksteps * WAVE;
-  auto ring_copy = [&](int kt, int slot) {
-    constexpr int kGroupChunks = STEPS * WAVE / 2; /* 16-byte copies per row group */
-    if (kt < ks1)
-      for (int e = t; e < (rows + ROWS - 1) / ROWS * kGroupChunks; e += kTpThreads) {
-        const int b = e / kGroupChunks, r = 2 * (e - b * kGroupChunks);
-        gptq_async_copy16(s_ring + slot * kRingTile + b * STEPS * WAVE + r,
-                          bfrag + ((int64_t)b * ksteps + (int64_t)kt * STEPS) * WAVE + r);
-      }
-    gptq_async_commit();
-  };
-  auto tile = [&](int kt, const stage& cur, int slot, auto split_groups) {
+  auto tile = [&](int kt, const stage& cur, auto split_groups) {
     tile_begin(kt, cur);
     const uint32_t* arow =
-        kRing      ? reinterpret_cast<const uint32_t*>(s_ring + slot * kRingTile + lane)
-        : kBFrag   ? reinterpret_cast<const uint32_t*>(p.a) + 2 * ((p.m0 / ROWS * ksteps + (int64_t)kt * STEPS) * WAVE + lane)
+        kBFrag     ? reinterpret_cast<const uint32_t*>(p.a) + 2 * ((p.m0 / ROWS * ksteps + (int64_t)kt * STEPS) * WAVE + lane)
         : kBGlobal ? reinterpret_cast<const uint32_t*>(p.a + (p.m0 + brow) * p.lda + kt * TK + bk)
                    : s_act + brow * stride + ((kt - kt0) * TK + bk) / 2;
-    const int bgroup = (int)(kRing ? 2 * STEPS * WAVE : kBFrag ? 2 * ksteps * WAVE : kBGlobal ? ROWS * (p.lda / 2) : ROWS * stride);
+    const int bgroup = (int)(kBFrag ? 2 * ksteps * WAVE : kBGlobal ? ROWS * (p.lda / 2) : ROWS * stride);
     constexpr int kStepWords = kBFrag ? 2 * WAVE : 8; /* words from one step's B to the next */
     /* a 2-bit tile (32 steps) fully unrolled at 64 rows spills on sm_90: 8 steps at a time */
     constexpr int kStepUnroll = (kWide && BITS == 2) ? 8 : STEPS;
@@ -1085,28 +1056,10 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS, SW)) void gptq
   if (kRotateRing && width > 0) {
     for (int kt = ks0; kt < ks1; ++kt) {
       load_next_stage(sg[kMmaStages - 1]); /* the farthest tile first */
-      if (split_groups) tile(kt, sg[0], 0, std::true_type{});
-      else tile(kt, sg[0], 0, std::false_type{});
+      if (split_groups) tile(kt, sg[0], std::true_type{});
+      else tile(kt, sg[0], std::false_type{});
 #pragma unroll
       for (int i = 0; i + 1 < kMmaStages; ++i) sg[i] = sg[i + 1];
-    }
-  } else if (kRing) { /* every wave takes part in the ring's copies and barriers */
-    for (int i = 0; i + 1 < kRingStages; ++i) ring_copy(ks0 + i, i);
-    for (int kt = ks0; kt < ks1; kt += kMmaStages) {
-#pragma unroll
-      for (int j = 0; j < kMmaStages; ++j) {
-        const int k = kt + j, slot = (k - ks0) % kRingStages;
-        if (k < ks1) { /* block-uniform */
-          gptq_async_wait<kRingStages - 2>();
-          __syncthreads(); /* tile k's B is in; every wave is done with tile k - 1's stage */
-          ring_copy(k + kRingStages - 1, (slot + kRingStages - 1) % kRingStages);
-          if (width > 0) {
-            load_next_stage(sg[(j + kMmaStages - 1) % kMmaStages]);
-            if (split_groups) tile(k, sg[j], slot, std::true_type{});
-            else tile(k, sg[j], slot, std::false_type{});
-          }
-        }
-      }
     }
   } else if (width > 0) { /* wave-uniform: the matrix instruction needs the whole wave */
     /* unrolled by the ring size, so stage j stays in fixed registers (no copies) */
@@ -1116,8 +1069,8 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS, SW)) void gptq
         if (kt + j < ks1) {
           load_next_stage(sg[(j + kMmaStages - 1) % kMmaStages]); /* the farthest tile first */
           if (kt + j == ks0) gptq_wait_prior_grid(); /* a: see gptq_launch_early below */
-          if (split_groups) tile(kt + j, sg[j], 0, std::true_type{});
-          else tile(kt + j, sg[j], 0, std::false_type{});
+          if (split_groups) tile(kt + j, sg[j], std::true_type{});
+          else tile(kt + j, sg[j], std::false_type{});
         }
       }
     }
@@ -1126,7 +1079,7 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS, SW)) void gptq
   /* K slices: slice 0 of each strip adds the others' sums in slice order (LDS, one barrier);
    * the strip's outputs are then slice 0's. The wave's indices are derived again here, not
    * held across the loop (sm_90: row tile 8 sits at its 64-register cap). */
-  const int okslices = kMmaKSlices && !kWide ? p.kslices : 1;
+  const int okslices = kMmaKSlices && SW == 1 ? p.kslices : 1;
   const int owave = kMmaKSlices ? gptq_wave_uniform((int)(gptq_thread_x_reread() / WAVE)) : wave;
   const int oslice = owave % okslices, ostrips = kMmaWaves / okslices;
   if (okslices > 1) {
@@ -1481,11 +1434,6 @@ static bool tp_a_not_direct(const gptq_problem* p) {
   return p->a_perm || (p->lda & 3) || ((uintptr_t)p->a & 7u);
 }
 
-/* The mma row tile of M rows (`want` if given): see tp_make_plan. */
-static int tp_mma_row_tile(int64_t m, int want) {
-  return want ? want : m <= kMmaMinRowTile ? kMmaMinRowTile : (m <= 16 || GPTQ_TARGET_AMD) ? 16 : m <= 32 ? 32 : 64;
-}
-
 static tp_plan tp_make_plan(const gptq_problem* p, gptq_gpu_kernel kernel, const gptq_gpu_tile* tile,
                            int sm_count) {
   tp_plan pl;
@@ -1506,7 +1454,9 @@ static tp_plan tp_make_plan(const gptq_problem* p, gptq_gpu_kernel kernel, const
      * (two stages: 10-47% faster than dequantize + matmul at M = 64, H100, NOTES entry 38).
      * gfx908: one MFMA of 16 rows, passes of 16 beyond (its wide tile is reasoned, not
      * measured). */
-    pl.mt = tp_mma_row_tile(p->m, want_mt);
+    pl.mt = want_mt ? want_mt
+            : p->m <= kMmaMinRowTile ? kMmaMinRowTile
+            : (p->m <= 16 || GPTQ_TARGET_AMD) ? 16 : p->m <= 32 ? 32 : 64;
     const int64_t rows = p->m < pl.mt ? p->m : pl.mt;
     const bool b_global = kMmaBFromGlobal(pl.mt);
     const int64_t strips = tp_ceil_div(p->n, 16);
@@ -1599,8 +1549,6 @@ const char* gptq_gpu_tile_unsupported(gptq_gpu_kernel kernel, const gptq_gpu_til
   if (tile->sw > 1 && !kMmaSwCompiled(tile->row_tile, tile->sw, 4))
     return "sw=2 needs mt=32 or mt=64, sw=4 needs mt=32 (strips per wave of the wide row tiles)";
   if (tile->sw > 1 && tile->kslices > 1) return "sw > 1 takes one K slice (kslices=1)";
-  if (tile->kslices > 1 && tile->row_tile > 16)
-    return "kslices > 1 needs mt <= 16 (the waves of a wide row tile share its B: one K slice)";
   if (tile->splits > 65535) return "splits must be at most 65535 (grid.y)";
   if (kernel == GPTQ_GPU_KERNEL_VECTORIZED) {
     if (tile->load_bytes && tile->load_bytes != 8 && tile->load_bytes != 16) return "load must be 8 or 16 (bytes per lane)";
@@ -1620,11 +1568,9 @@ const char* gptq_gpu_tile_unsupported(gptq_gpu_kernel kernel, const gptq_gpu_til
 
 const char* gptq_gpu_tile_problem_unsupported(const gptq_problem* p, gptq_gpu_kernel kernel,
                                               const gptq_gpu_tile* tile) {
-  if (!p || !tile || kernel != GPTQ_GPU_KERNEL_TRANSPOSED_MMA) return nullptr;
-  if (tile->sw > 1 && !kMmaSwCompiled(tile->row_tile, tile->sw, p->bits))
+  if (p && tile && kernel == GPTQ_GPU_KERNEL_TRANSPOSED_MMA && tile->sw > 1 &&
+      !kMmaSwCompiled(tile->row_tile, tile->sw, p->bits))
     return "sw > 1 needs 4- or 8-bit weights (2-bit tiles spill with several strips per wave: sw=1)";
-  if (tile->kslices > 1 && tp_mma_row_tile(p->m, tile->row_tile) > 16)
-    return "kslices > 1 needs a row tile of at most 16 rows: M <= 16 or mt=8/16 (wide row tiles take one K slice)";
   return nullptr;
 }
 
