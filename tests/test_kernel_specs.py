@@ -190,9 +190,9 @@ def test_every_tile_matches_the_reference(device, bits):
 @pytest.mark.parametrize("bits, group_size, act_order", [(4, 128, True), (8, 32, False),
                                                           (2, 64, False)])
 def test_wide_row_tiles_on_a_realistic_layer(device, bits, group_size, act_order):
-    """transposed_mma's 32/64-row tiles stream activations through LDS per 64-row chunk:
-    a Llama-3-8B TP=4 o_proj-like slice, M across chunk and row-tile edges, split or not,
-    one strip per warp or 2-4 (scales folded)."""
+    """transposed_mma's 32/64-row tiles (activations read in B-fragment order from a copy of a):
+    a Llama-3-8B TP=4 o_proj-like slice, M across row-tile edges and passes, K split or sliced
+    or not, one strip per warp or 2-4 (scales folded)."""
     if device.type != "cuda" or "transposed_mma" not in kernels.kernel_names("cuda"):
         pytest.skip("GPU matrix kernel")
     k, n = 1024 * (2 if bits == 4 else 1), 1040

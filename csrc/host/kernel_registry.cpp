@@ -74,8 +74,9 @@ const std::vector<KernelEntry> kTable = {
     {"transposed_mma", KernelId::TransposedMma, kGpu, kLayoutTiled, 0, kTiledBits,
      AutoRange::BelowLargeM,
      "GPU kernel on the tiled layout with the inner product on matrix instructions "
-     "(mma.sync m16n8k16 on NVIDIA, v_mfma_f32_16x16x16f16 on gfx908): one weight pass per "
-     "16 rows, M <= 8 (NVIDIA) / 16 (gfx908) at the cost of M = 1",
+     "(mma.sync m16n8k16 on NVIDIA, v_mfma_f32_16x16x16f16 on gfx908): one weight pass for "
+     "M <= 64 on NVIDIA (row tiles 8, 16, 32, 64), per 16 rows on gfx908; M <= 8 (NVIDIA) / "
+     "16 (gfx908) at the cost of M = 1",
      GPTQ_LAYOUT2(GPTQ_GPU_KERNEL_TRANSPOSED_MMA), &transposed_mma_compiled,
      "mt=8,16,32,64;" GPTQ_SPLITS ";kslices=1,2,4,8;sw=1,2,4", GPTQ_LAYOUT2_TILES(GPTQ_GPU_KERNEL_TRANSPOSED_MMA),
      &transposed_mma_auto_min_m, GPTQ_LAYOUT2_TILE_PROBLEM(GPTQ_GPU_KERNEL_TRANSPOSED_MMA)},
