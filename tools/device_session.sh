@@ -29,8 +29,9 @@
 #             layout-2 dequantize at gate_up M = 64 (the issue-11 gap)
 #   stalls    ncu --set full of one GEMM (STALLS="K N BITS M KERNEL [NAME_REGEX]", default gate_up
 #             W4 M = 1 transposed_mma; the regex defaults to the kernel's name, but `transposed`'s
-#             variants launch gptq_transposed_kernel): details.txt, source.csv and, from
-#             tools/ncu_stalls.py, stalls.txt (stall samples by reason and by SASS instruction)
+#             variants launch gptq_transposed_kernel): details.txt, source.csv.gz and, from
+#             tools/ncu_stalls.py, stalls.txt (stall samples by reason and by SASS instruction),
+#             in $OUT/stalls/ or $OUT/$STALLS_NAME/ (several profiles in one call)
 #   dequant   bench_gemm at M 64..512: dequant_matmul and the 64-row mma tile against fp16
 #             (NOTES entry 17's prediction)
 #   minilm    tests/test_end_to_end_minilm.py on the GPU; the weights come as a carried shim
@@ -119,15 +120,17 @@ for part in "$@"; do
           --section MemoryWorkloadAnalysis python3 -m benchmarks.profile_gemm --k 5120 \
           --n 12800 --bits 4 --m 64 --kernel "$pk" $extra
       done ;;
-    stalls)
+    stalls)  # STALLS_NAME: the part's directory (default stalls), so one call can profile several
       read -r sk sn sb sm skern sre <<< "${STALLS:-5120 12800 4 1 transposed_mma}"
-      mkdir -p "$dest/stalls"
-      run_part stalls 120 bash -c "ncu --profile-from-start off --clock-control none \
+      sd=${STALLS_NAME:-stalls}
+      mkdir -p "$dest/$sd"
+      run_part "$sd" 120 bash -c "ncu --profile-from-start off --clock-control none \
         --kernel-name regex:'${sre:-${skern%%:*}}' --launch-skip 2 --launch-count 1 --set full --import-source no \
-        -o '$dest/stalls/k' python3 -m benchmarks.profile_gemm --k $sk --n $sn --bits $sb --m $sm \
-        --kernel '$skern' && ncu -i '$dest/stalls/k.ncu-rep' --page details > '$dest/stalls/details.txt' && \
-        ncu -i '$dest/stalls/k.ncu-rep' --page source --print-source sass --csv > '$dest/stalls/source.csv' && \
-        rm -f '$dest/stalls/k.ncu-rep' && python3 tools/ncu_stalls.py '$dest/stalls/source.csv' > '$dest/stalls/stalls.txt'" ;;
+        -o '$dest/$sd/k' python3 -m benchmarks.profile_gemm --k $sk --n $sn --bits $sb --m $sm \
+        --kernel '$skern' && ncu -i '$dest/$sd/k.ncu-rep' --page details > '$dest/$sd/details.txt' && \
+        ncu -i '$dest/$sd/k.ncu-rep' --page source --print-source sass --csv > '$dest/$sd/source.csv' && \
+        rm -f '$dest/$sd/k.ncu-rep' && python3 tools/ncu_stalls.py '$dest/$sd/source.csv' > '$dest/$sd/stalls.txt' && \
+        gzip -f '$dest/$sd/source.csv'" ;;  # ~2 MB as text: kept gzipped
     dequant)
       run_part dequant 150 python3 -m benchmarks.bench_gemm --device cuda --shapes qwen3-32b-tp4 \
         --bits 4 --m 64 128 512 --no-plot --out-dir "$dest/dequant" \
