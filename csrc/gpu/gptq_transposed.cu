@@ -1545,7 +1545,7 @@ const char* gptq_gpu_tile_unsupported(gptq_gpu_kernel kernel, const gptq_gpu_til
   if (tile->kslices && ((tile->kslices & (tile->kslices - 1)) || tile->kslices > kMmaWaves))
     return "kslices must be 1, 2, 4 or 8 (waves per strip)";
   if (tile->sw && kernel != GPTQ_GPU_KERNEL_TRANSPOSED_MMA) return "only `transposed_mma` takes sw";
-  if (tile->sw < 0 || tile->sw > 4 || tile->sw == 3) return "sw must be 1, 2 or 4 (strips per wave)";
+  if (tile->sw > 4 || tile->sw == 3) return "sw must be 1, 2 or 4 (strips per wave)"; /* < 0: above */
   if (tile->sw > 1 && !kMmaSwCompiled(tile->row_tile, tile->sw, 4))
     return "sw=2 needs mt=32 or mt=64, sw=4 needs mt=32 (strips per wave of the wide row tiles)";
   if (tile->sw > 1 && tile->kslices > 1) return "sw > 1 takes one K slice (kslices=1)";
