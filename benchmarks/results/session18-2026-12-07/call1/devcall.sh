@@ -1,0 +1,43 @@
+# session 18, call 1: NOTES 48 (session 17's call 3, never run), with the GPU suite only if the
+# ring wins. Tree = main d5e7e81 (entry48.patch landed for measurement); .baseline = 7039a21 (its
+# parent); .baseline2 = the tree with kMmaRingB = false (lane-only ring). Set-up:
+#   bash tools/make_baseline.sh 7039a21 && bash tools/make_baseline.sh HEAD .baseline2 &&
+#   sed -i 's/kMmaRingB = true/kMmaRingB = false/' .baseline2/csrc/gpu/gptq_transposed.cu &&
+#   git rev-parse --short HEAD > .treerev        (carry [".baseline", ".baseline2"])
+A=$OUT; mkdir -p /tmp/r; export OUT=/tmp/r ARCHIVE=$A/x.tgz DEADLINE=$(( $(date +%s) + ${LIMIT:-440} )) \
+  GPTQ_MI100_GIT_COMMIT="$(cat .treerev)" MAX_JOBS=16 TORCH_CUDA_ARCH_LIST=9.0
+trees="tree baseline baseline2"
+for t in baseline baseline2; do
+  (cd .$t && rm -rf build gptq_mi100/*.so && python3 setup.py build_clib build_ext --inplace > /tmp/r/$t-build.log 2>&1; echo "$t build rc $?") &
+done
+python3 -m pip install -q --no-build-isolation --no-deps -e . > /tmp/r/build.log 2>&1 || { tail -30 /tmp/r/build.log; exit 1; }
+wait; echo "builds ${SECONDS}s"
+S="--device cuda --no-plot --shapes qwen3-32b-tp4 4096x28672"
+M="transposed_mma"
+for t in $trees; do
+  d=.; rev=$(cat .treerev); [ $t != tree ] && d=.$t rev=$(awk '{print substr($2, 1, 7)}' .$t/REV)
+  (cd $d && export GPTQ_MI100_GIT_COMMIT=$rev &&
+   timeout 90 python3 -m benchmarks.bench_gemm $S --bits 4 8 --m 64 --kernels auto $M:mt=64,sw=1 $M:mt=64,sw=2 fp16_linear --out-dir /tmp/r/$t-m64 > /tmp/r/$t-m64.log 2>&1
+   timeout 90 python3 -m benchmarks.bench_gemm $S --bits 4 8 --m 32 --kernels auto $M:mt=32,sw=1 $M:mt=32,sw=2 fp16_linear --out-dir /tmp/r/$t-m32 > /tmp/r/$t-m32.log 2>&1)
+  echo "$t ${SECONDS}s"
+done
+python3 benchmarks/results/session16-2026-12-07/summary.py $(for t in $trees; do echo /tmp/r/$t-m64 /tmp/r/$t-m32; done)
+tar czf $ARCHIVE -C /tmp/r .
+# the GPU suite only if the tree's W4 M = 64 auto beats the baseline's by 7% (geometric mean)
+python3 - <<'PY' > /tmp/r/verdict.txt; cat /tmp/r/verdict.txt
+import json, math
+def auto(t):
+    return {r["shape"]: r["us_per_call"] for r in json.load(open(f"/tmp/r/{t}-m64/results.json"))["rows"]
+            if r["kernel"].startswith("auto") and r["bits"] == 4 and not r.get("repeat") and r.get("us_per_call")}
+a, b = auto("tree"), auto("baseline")
+g = math.exp(sum(math.log(a[s] / b[s]) for s in a) / len(a))
+print(f"tree/baseline W4 M64 auto geomean {g:.3f}", "WIN" if g < 0.93 else "NO-WIN")
+PY
+if grep -q ' WIN' /tmp/r/verdict.txt; then
+  SKIP_BUILD=1 TESTS_LIMIT=110 bash tools/device_session.sh tests-a tests-b > /tmp/r/tests.log 2>&1
+else
+  SKIP_BUILD=1 STALLS="5120 12800 4 64 transposed_mma:mt=64,sw=2" STALLS_NAME=stalls-gate_up \
+    bash tools/device_session.sh stalls > /tmp/r/tests.log 2>&1
+fi
+grep -E 'passed|failed|stall' /tmp/r/tests.log | tail -4
+tar czf $ARCHIVE -C /tmp/r .
