@@ -1,6 +1,6 @@
-# session 18, call 1: NOTES 48 (session 17's call 3, never run), with the GPU suite only if the
-# ring wins. Tree = main d5e7e81 (entry48.patch landed for measurement); .baseline = 7039a21 (its
-# parent); .baseline2 = the tree with kMmaRingB = false (lane-only ring). Set-up:
+# session 18, call 1: NOTES 48 (session 17's call 3, never run): M = 64 on the three trees, then
+# the GPU suite if the ring wins (a profile of it if not), then M = 32, each as the deadline allows.
+# Tree = main d5e7e81 (entry48.patch committed for measurement); .baseline = 7039a21 (its parent); .baseline2 = the tree with kMmaRingB = false (lane-only ring). Set-up:
 #   bash tools/make_baseline.sh 7039a21 && bash tools/make_baseline.sh HEAD .baseline2 &&
 #   sed -i 's/kMmaRingB = true/kMmaRingB = false/' .baseline2/csrc/gpu/gptq_transposed.cu &&
 #   git rev-parse --short HEAD > .treerev        (carry [".baseline", ".baseline2"])
@@ -14,14 +14,15 @@ python3 -m pip install -q --no-build-isolation --no-deps -e . > /tmp/r/build.log
 wait; echo "builds ${SECONDS}s"
 S="--device cuda --no-plot --shapes qwen3-32b-tp4 4096x28672"
 M="transposed_mma"
-for t in $trees; do
-  d=.; rev=$(cat .treerev); [ $t != tree ] && d=.$t rev=$(awk '{print substr($2, 1, 7)}' .$t/REV)
-  (cd $d && export GPTQ_MI100_GIT_COMMIT=$rev &&
-   timeout 90 python3 -m benchmarks.bench_gemm $S --bits 4 8 --m 64 --kernels auto $M:mt=64,sw=1 $M:mt=64,sw=2 fp16_linear --out-dir /tmp/r/$t-m64 > /tmp/r/$t-m64.log 2>&1
-   timeout 90 python3 -m benchmarks.bench_gemm $S --bits 4 8 --m 32 --kernels auto $M:mt=32,sw=1 $M:mt=32,sw=2 fp16_linear --out-dir /tmp/r/$t-m32 > /tmp/r/$t-m32.log 2>&1)
-  echo "$t ${SECONDS}s"
-done
-python3 benchmarks/results/session16-2026-12-07/summary.py $(for t in $trees; do echo /tmp/r/$t-m64 /tmp/r/$t-m32; done)
+bench() { # tree, M, row tile: W4/W8 on that tree, skipped past the deadline
+  local t=$1 d=. rev=$(cat .treerev); [ $1 != tree ] && d=.$1 rev=$(awk '{print substr($2, 1, 7)}' .$1/REV)
+  [ $(( DEADLINE - $(date +%s) )) -lt 50 ] && { echo "$t-m$2 skipped"; return; }
+  (cd $d && GPTQ_MI100_GIT_COMMIT=$rev timeout 90 python3 -m benchmarks.bench_gemm $S --bits 4 8 --m $2 \
+     --kernels auto $M:mt=$3,sw=1 $M:mt=$3,sw=2 fp16_linear --out-dir /tmp/r/$t-m$2 > /tmp/r/$t-m$2.log 2>&1)
+  echo "$t-m$2 ${SECONDS}s"
+}
+for t in $trees; do bench $t 64 64; done
+python3 benchmarks/results/session16-2026-12-07/summary.py $(for t in $trees; do echo /tmp/r/$t-m64; done)
 tar czf $ARCHIVE -C /tmp/r .
 # the GPU suite only if the tree's W4 M = 64 auto beats the baseline's by 7% (geometric mean)
 python3 - <<'PY' > /tmp/r/verdict.txt; cat /tmp/r/verdict.txt
@@ -39,5 +40,8 @@ else
   SKIP_BUILD=1 STALLS="5120 12800 4 64 transposed_mma:mt=64,sw=2" STALLS_NAME=stalls-gate_up \
     bash tools/device_session.sh stalls > /tmp/r/tests.log 2>&1
 fi
-grep -E 'passed|failed|stall' /tmp/r/tests.log | tail -4
+grep -E 'passed|failed|stall|skipped' /tmp/r/tests.log | tail -4
+tar czf $ARCHIVE -C /tmp/r .
+for t in $trees; do bench $t 32 32; done
+python3 benchmarks/results/session16-2026-12-07/summary.py $(for t in $trees; do echo /tmp/r/$t-m32; done)
 tar czf $ARCHIVE -C /tmp/r .
