@@ -1,6 +1,7 @@
 # session 18, call 1: NOTES 48 (session 17's call 3, never run): M = 64 on the three trees, then
 # the GPU suite if the ring wins (a profile of it if not), then M = 32, each as the deadline allows.
-# Tree = main d5e7e81 (entry48.patch committed for measurement); .baseline = 7039a21 (its parent); .baseline2 = the tree with kMmaRingB = false (lane-only ring). Set-up:
+# Tree = main d5e7e81 (entry48.patch committed for measurement); .baseline = 7039a21 (its parent);
+# .baseline2 = the tree with kMmaRingB = false (lane-only ring). Set-up:
 #   bash tools/make_baseline.sh 7039a21 && bash tools/make_baseline.sh HEAD .baseline2 &&
 #   sed -i 's/kMmaRingB = true/kMmaRingB = false/' .baseline2/csrc/gpu/gptq_transposed.cu &&
 #   git rev-parse --short HEAD > .treerev        (carry [".baseline", ".baseline2"])
