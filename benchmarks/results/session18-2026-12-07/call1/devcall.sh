@@ -18,7 +18,7 @@ M="transposed_mma"
 bench() { # tree, M, row tile: W4/W8 on that tree, skipped past the deadline
   local t=$1 d=. rev=$(cat .treerev); [ $1 != tree ] && d=.$1 rev=$(awk '{print substr($2, 1, 7)}' .$1/REV)
   [ $(( DEADLINE - $(date +%s) )) -lt 50 ] && { echo "$t-m$2 skipped"; return; }
-  (cd $d && GPTQ_MI100_GIT_COMMIT=$rev timeout 90 python3 -m benchmarks.bench_gemm $S --bits 4 8 --m $2 \
+  (cd $d && GPTQ_MI100_GIT_COMMIT=$rev timeout 90 python3 -m benchmarks.bench_gemm $S --bits ${BITS:-4 8} --m $2 \
      --kernels auto $M:mt=$3,sw=1 $M:mt=$3,sw=2 fp16_linear --out-dir /tmp/r/$t-m$2 > /tmp/r/$t-m$2.log 2>&1)
   echo "$t-m$2 ${SECONDS}s"
 }
