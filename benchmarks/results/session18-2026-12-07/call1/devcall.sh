@@ -1,8 +1,10 @@
 # session 18, call 1: NOTES 48 (session 17's call 3, never run): M = 64 on the three trees, then
 # the GPU suite if the ring wins (a profile of it if not), then M = 32, each as the deadline allows.
-# Tree = main d5e7e81 (entry48.patch committed for measurement); .baseline = 7039a21 (its parent);
-# .baseline2 = the tree with kMmaRingB = false (lane-only ring). Set-up:
-#   bash tools/make_baseline.sh 7039a21 && bash tools/make_baseline.sh HEAD .baseline2 &&
+# Tree = main + benchmarks/pending/entry48.patch (committed as d5e7e81, reverted unmeasured in
+# 3a719ce); .baseline = its parent; .baseline2 = the tree with kMmaRingB = false (lane-only
+# ring). Set-up:
+#   bash tools/make_baseline.sh HEAD && git apply benchmarks/pending/entry48.patch && git commit -am ... &&
+#   bash tools/make_baseline.sh HEAD .baseline2 &&
 #   sed -i 's/kMmaRingB = true/kMmaRingB = false/' .baseline2/csrc/gpu/gptq_transposed.cu &&
 #   git rev-parse --short HEAD > .treerev        (carry [".baseline", ".baseline2"])
 A=$OUT; mkdir -p /tmp/r; export OUT=/tmp/r ARCHIVE=$A/x.tgz DEADLINE=$(( $(date +%s) + ${LIMIT:-440} )) \
