@@ -403,34 +403,12 @@ __device__ __forceinline__ uint32_t gptq_f16x2_to_bf16x2(uint32_t h) {
 }
 #endif
 
-/* Kernel launch on a stream with `smem` bytes of dynamic shared memory (the emulator runs it
- * on the host; a kernel's dynamic array there is a static of its largest size, `elems`). */
+/* Kernel launch on a stream (the emulator runs it on the host). */
 #if GPTQ_EMULATE
-#define GPTQ_LAUNCH_SMEM(fn, grid, block, smem, stream) ::gptq_emu::launch(fn, grid, block)
-#define GPTQ_DYNAMIC_SHARED(type, name, elems) static type name[elems]
+#define GPTQ_LAUNCH(fn, grid, block, stream) ::gptq_emu::launch(fn, grid, block)
 #else
-#define GPTQ_LAUNCH_SMEM(fn, grid, block, smem, stream) fn<<<grid, block, smem, stream>>>
-#define GPTQ_DYNAMIC_SHARED(type, name, elems) extern __shared__ __align__(16) type name[]
+#define GPTQ_LAUNCH(fn, grid, block, stream) fn<<<grid, block, 0, stream>>>
 #endif
-#define GPTQ_LAUNCH(fn, grid, block, stream) GPTQ_LAUNCH_SMEM(fn, grid, block, 0, stream)
-
-/* Let a kernel launch with `bytes` of dynamic shared memory on the current device (more than
- * 48 KiB needs the opt-in), and prefer the largest shared-memory carveout: with the default
- * one the driver may fit fewer blocks per SM than the occupancy query promised (NOTES 22). */
-template <typename F>
-static inline gptq_error_t gptq_allow_dynamic_smem(F* kernel, int bytes) {
-#if GPTQ_EMULATE
-  (void)kernel;
-  (void)bytes;
-  return GPTQ_SUCCESS;
-#elif GPTQ_HIP
-  return hipFuncSetAttribute((const void*)kernel, hipFuncAttributeMaxDynamicSharedMemorySize, bytes);
-#else
-  const gptq_error_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
-  if (e != cudaSuccess) return e;
-  return cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, cudaSharedmemCarveoutMaxShared);
-#endif
-}
 
 /* ---- programmatic dependent launch (NVIDIA sm_90+; elsewhere a plain launch) --------
  * gptq_launch_early(...) lets a kernel's blocks start while the kernel before it on the
@@ -443,9 +421,8 @@ static inline gptq_error_t gptq_allow_dynamic_smem(F* kernel, int bytes) {
 __device__ __forceinline__ void gptq_wait_prior_grid() {}
 __device__ __forceinline__ void gptq_release_dependents() {}
 template <typename... P, typename... A>
-static inline void gptq_launch_early(void (*fn)(P...), dim3 grid, dim3 block, size_t smem, gptq_stream_t stream,
-                                     A... args) {
-  GPTQ_LAUNCH_SMEM(fn, grid, block, smem, stream)(args...);
+static inline void gptq_launch_early(void (*fn)(P...), dim3 grid, dim3 block, gptq_stream_t stream, A... args) {
+  GPTQ_LAUNCH(fn, grid, block, stream)(args...);
 }
 #else
 __device__ __forceinline__ void gptq_wait_prior_grid() {
@@ -459,12 +436,11 @@ __device__ __forceinline__ void gptq_release_dependents() {
 #endif
 }
 template <typename... P, typename... A>
-static inline void gptq_launch_early(void (*fn)(P...), dim3 grid, dim3 block, size_t smem, gptq_stream_t stream,
-                                     A... args) {
+static inline void gptq_launch_early(void (*fn)(P...), dim3 grid, dim3 block, gptq_stream_t stream, A... args) {
   int dev = 0, major = 0; /* the attribute is for sm_90+; older GPUs get a plain launch */
   if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
       major < 9) {
-    GPTQ_LAUNCH_SMEM(fn, grid, block, smem, stream)(args...);
+    GPTQ_LAUNCH(fn, grid, block, stream)(args...);
     return;
   }
   cudaLaunchAttribute attr[1];
@@ -473,7 +449,7 @@ static inline void gptq_launch_early(void (*fn)(P...), dim3 grid, dim3 block, si
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = grid;
   cfg.blockDim = block;
-  cfg.dynamicSmemBytes = smem;
+  cfg.dynamicSmemBytes = 0;
   cfg.stream = stream;
   cfg.attrs = attr;
   cfg.numAttrs = 1;
@@ -481,15 +457,14 @@ static inline void gptq_launch_early(void (*fn)(P...), dim3 grid, dim3 block, si
 }
 #endif
 
-/* Resident blocks per SM/CU of a kernel at this block size and dynamic shared memory
- * (launch planning; no sync). */
+/* Resident blocks per SM/CU of a kernel at this block size (launch planning; no sync). */
 template <typename F>
-static inline int gptq_resident_blocks(F* kernel, int threads, size_t smem = 0) {
+static inline int gptq_resident_blocks(F* kernel, int threads) {
   int blocks = 0;
 #if GPTQ_HIP
-  if (hipOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, kernel, threads, smem) != hipSuccess) {
+  if (hipOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, kernel, threads, 0) != hipSuccess) {
 #else
-  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, kernel, threads, smem) != cudaSuccess) {
+  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, kernel, threads, 0) != cudaSuccess) {
 #endif
     (void)gptq_get_last_error();
     return 1;
@@ -517,41 +492,6 @@ __device__ __forceinline__ uint4 gptq_load_stream16(const uint4* p) {
                : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
                : "l"(p));
   return v;
-}
-#endif
-
-/* ---- asynchronous copy to shared memory (NVIDIA island) --------------------------- *
- * gptq_async_copy16(dst, src), gptq_async_copy4: 16 (4) bytes global -> shared with no register in between, so
- * tiles in flight cost shared memory, not registers (sm_80+ cp.async.cg: L2 only, no L1
- * line). gptq_async_commit() closes this thread's group of copies; gptq_async_wait<N>()
- * returns once at most its N latest groups are pending (then a block barrier makes every
- * thread's copies visible to the block). gfx908 has no 16-byte asynchronous copy (its
- * LDS-direct loads move 4 bytes): kernels use it on NVIDIA only. The emulator (and HIP, which
- * never calls it) copies at once. */
-#if GPTQ_HIP || GPTQ_EMULATE
-__device__ __forceinline__ void gptq_async_copy16(void* dst, const void* src) {
-  *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(src);
-}
-__device__ __forceinline__ void gptq_async_copy4(void* dst, const void* src) {
-  *reinterpret_cast<uint32_t*>(dst) = *reinterpret_cast<const uint32_t*>(src);
-}
-__device__ __forceinline__ void gptq_async_commit() {}
-template <int N>
-__device__ __forceinline__ void gptq_async_wait() {}
-#else
-__device__ __forceinline__ void gptq_async_copy16(void* dst, const void* src) {
-  const unsigned s = (unsigned)__cvta_generic_to_shared(dst);
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(s), "l"(src) : "memory");
-}
-/* 4 bytes (zero words, scale pairs): cp.async.ca, the only size below 16 */
-__device__ __forceinline__ void gptq_async_copy4(void* dst, const void* src) {
-  const unsigned s = (unsigned)__cvta_generic_to_shared(dst);
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 4;" ::"r"(s), "l"(src) : "memory");
-}
-__device__ __forceinline__ void gptq_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
-template <int N>
-__device__ __forceinline__ void gptq_async_wait() {
-  asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
 }
 #endif
 

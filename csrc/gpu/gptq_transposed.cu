@@ -34,8 +34,6 @@
  */
 #include <mutex>
 #include <type_traits>
-#include <utility>
-#include <vector>
 
 #include "compat.h"
 #include "device_util.cuh"
@@ -667,29 +665,6 @@ __host__ __device__ static constexpr bool kMmaBFromGlobal(int mt) { return mt > 
  * contiguous bytes. Row tile 8 (M <= 8) reads a as it is: no extra launch at decode. */
 __host__ __device__ static constexpr bool kMmaBFrag(int mt) { return kMmaBFromGlobal(mt) && mt >= 16; }
 static constexpr int kMmaLanes = 64 / GPTQ_MMA_CHUNKS; /* lanes of one matrix instruction */
-/* NVIDIA wide tiles at 4 and 8 bits stream everything a tile needs through a shared ring,
- * kMmaRingStages tiles deep, with cp.async: the block's B fragments (copied once, read by every
- * wave) and each lane's weight chunks, zero word and scale pair. With register stages, ptxas
- * let a tile's first use of its stage wait on the same scoreboard as the loads just issued for
- * the next one, and the HMMAs wait on B loaded at tile start: ~3 us a tile at 8 warps per SM,
- * 25% of mma.sync's rate (ncu, NOTES 47-48); B alone through the ring gained nothing. The
- * waves of a block walk the same tiles (no K slices) and fold the scales (as SW > 1 does). A
- * 2-bit tile is twice the bytes; gfx908 has no 16-byte asynchronous copy. */
-__host__ __device__ static constexpr bool kMmaBRing(int mt, int bits) {
-  return kMmaBFrag(mt) && mt > 16 && !GPTQ_TARGET_AMD && bits >= 4;
-}
-static constexpr int kMmaRingStages = 3; /* the tile in use and two in flight */
-/* B through the ring too (copied once per block, one barrier per tile), or, false, each wave
- * reads B from the fragment-order copy of a as the register-stage tiles do and the ring holds
- * only the lanes' own weights, zeros and scales (no barrier: a lane reads what it copied). */
-static constexpr bool kMmaRingB = true;
-/* Dynamic shared memory of a ring tile, per stage: B (mt / ROWS groups x 16-k steps x lanes x 8
- * bytes), each wave's SW weight tiles (1 KiB each) and a zero word + scale pair per lane and strip. */
-__host__ __device__ static constexpr int kMmaRingBytes(int mt, int sw, int bits) {
-  return !kMmaBRing(mt, bits) ? 0
-                              : kMmaRingStages * (kMmaRingB * (mt / GPTQ_MMA_ROWS) * (32 / bits) * kMmaLanes * 8 +
-                                                  kMmaWaves * sw * (1024 + kMmaLanes * 8));
-}
 /* K slices (tp_args.kslices > 1) on NVIDIA only: there they replace the split-K tail of the
  * small shapes (NOTES 36). gfx908's narrow tiles stage the split in LDS and its wide ones are
  * not given slices; the slice sum raised its wide tiles' VGPRs past 3 waves per SIMD (2-bit:
@@ -762,8 +737,7 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS, SW)) void gptq
    * LDS would cut splits to one tile of K at 64 rows, and staging chunks of it cost a block
    * barrier per chunk with its load latency exposed (NOTES entry 18). */
   constexpr bool kWide = MT > 16;
-  constexpr bool kRing = kMmaBRing(MT, BITS); /* everything through a shared ring (kMmaBRing) */
-  constexpr int kMmaStages = kRing ? 1 : kMmaStagesOf(MT);
+  constexpr int kMmaStages = kMmaStagesOf(MT);
   constexpr bool kBGlobal = kMmaBFromGlobal(MT), kBFrag = kMmaBFrag(MT);
   /* Two D-column scales per register save registers, but the packing shift waits for the
    * scale load where the stage is loaded: with tiles in flight (NVIDIA row tile 64) that
@@ -772,30 +746,18 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS, SW)) void gptq
    * 16 keeps them packed: unpacked it takes 96 registers instead of 80, i.e. 2 resident
    * blocks instead of 3 (W8 M = 16 down +47%, o +28%, H100, NOTES 43). */
   constexpr bool kPackScales = SW == 1 && (GPTQ_TARGET_AMD || (BITS == 8 && MT == 16));
-  constexpr bool kFold = SW > 1 || kRing;     /* scales folded into the weights (kMmaSwCompiled) */
+  constexpr bool kFold = SW > 1; /* scales folded into the weights (kMmaSwCompiled) */
   static_assert(MT % ROWS == 0 && (MT <= 16 || MT == 32 || MT == 64), "row tile: whole instructions");
   static_assert(kMmaSwCompiled(MT, SW, BITS), "strips per wave: see kMmaSwCompiled");
-  /* the ring (kMmaBRing), per stage: B [b][step][lane] (uint2), weights [wave][j][c][lane]
-   * (uint4), zero word and scale pair [wave][j][lane] (uint2) */
-  constexpr bool kRingB = kRing && kMmaRingB;
-  constexpr int kRingTile = kRingB ? NB * STEPS * WAVE : 0; /* B's uint2 per tile */
-  constexpr int kRingStages = kMmaRingStages, kRingBytes = kMmaRingBytes(MT, SW, BITS);
-  static_assert(!kRing || kRingBytes == kRingStages * (kRingTile * 8 + kMmaWaves * SW * (CPL * WAVE * 16 + WAVE * 8)),
-                "ring layout");
-  GPTQ_DYNAMIC_SHARED(uint4, s_dyn, kRing ? kRingBytes / 16 : 1);
-  uint2* const s_ring = reinterpret_cast<uint2*>(s_dyn);
-  uint4* const s_wring = reinterpret_cast<uint4*>(s_ring + kRingStages * kRingTile);
-  uint2* const s_zsring = reinterpret_cast<uint2*>(s_wring + kRingStages * kMmaWaves * SW * CPL * WAVE);
   /* rows x half pairs, each row padded to 8 (mod 32) words: conflict-free 8-byte reads */
   __shared__ __align__(16) uint32_t s_act[kBGlobal ? 4 : kMmaActElems / 2 + 40 * MT];
-  /* K-slice sums: [wave][b][i][lane] (narrow tiles: the waves of a wide tile share B) */
-  __shared__ float s_slices[kMmaKSlices && !kWide ? kMmaWaves * NB * 4 * WAVE : 1];
+  __shared__ float s_slices[kMmaKSlices ? kMmaWaves * NB * 4 * WAVE : 1]; /* K-slice sums: [wave][b][i][lane] */
   __shared__ int s_last;
 
   /* wave = strip slot x K slice: the block's kMmaWaves / kslices strips, each walked by
    * kslices waves over consecutive parts of the split's tiles (summed in LDS below) */
   const int t = threadIdx.x, wave = gptq_wave_uniform((int)(threadIdx.x / WAVE)), lane = (int)(threadIdx.x % WAVE);
-  const int kslices = kMmaKSlices && !kWide ? p.kslices : 1, strips_per_block = kMmaWaves / kslices;
+  const int kslices = kMmaKSlices && SW == 1 ? p.kslices : 1, strips_per_block = kMmaWaves / kslices;
   const int slice = wave % kslices;
   /* the wave's first strip; its SW strips are consecutive */
   const int64_t strip = ((int64_t)blockIdx.x * strips_per_block + wave / kslices) * SW, split = blockIdx.y;
@@ -883,22 +845,14 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS, SW)) void gptq
   int ahead = ks0, ahead_end = (ks0 * TK / gs + 1) * gs;
   /* Inactive columns keep whatever a stage held: their A rows only reach D rows that are
    * never stored, and a stage past ks1 is never computed. */
-  auto to_group_of = [&](int kt) { /* zq, sq: tile kt's first group (kt ascending) */
+  auto load_next_stage = [&](stage& sg) {
+    const int kt = ahead++;
+    if (kt >= ks1) return;
     while (kt * TK >= ahead_end) { /* once per group */
       ahead_end += gs;
       zq += zwords;
       sq += p.n;
     }
-  };
-  auto to_next_tile = [&]() { /* wq, woff: the next tile's chunks */
-    wq += tile_stride;
-#pragma unroll
-    for (int j = 0; j < SW; ++j) woff[j] += wstep[j];
-  };
-  auto load_next_stage = [&](stage& sg) {
-    const int kt = ahead++;
-    if (kt >= ks1) return;
-    to_group_of(kt);
 #pragma unroll
     for (int j = 0; j < SW; ++j)
 #pragma unroll
@@ -922,7 +876,9 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS, SW)) void gptq
           else sg.s[0][i] = bits16;
         }
     }
-    to_next_tile();
+    wq += tile_stride;
+#pragma unroll
+    for (int j = 0; j < SW; ++j) woff[j] += wstep[j];
   };
   auto zero_of = [&](uint32_t raw, int sh) {
     return tp_make_zero<BITS, ACT>(((raw >> sh) & ((1u << BITS) - 1u)) + (uint32_t)p.zero_offset);
@@ -949,7 +905,7 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS, SW)) void gptq
   /* Launched early behind the act-order gather (gptq_launch_early), the kernel waits for it
    * before its first read of a: on NVIDIA (one stage) after the first tile's loads, in the
    * loop below; with staging or a ring, here. */
-  if (!kBGlobal || kMmaStages > 1 || kRing) gptq_wait_prior_grid();
+  if (!kBGlobal || kMmaStages > 1) gptq_wait_prior_grid();
   if constexpr (!kBGlobal) {
     tp_stage_act<8, ACT>(s_act, stride, p, (int64_t)kt0 * TK, half, rows, rows);
     __syncthreads();
@@ -1078,57 +1034,13 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS, SW)) void gptq
    * ((g KS + s) WAVE + lane) x 8), or straight from a (rows 8-byte aligned, k in order; the
    * launcher gathers a into the workspace otherwise) */
   const int64_t ksteps = p.k / 16;
-  /* the block's copy of tile kt's B fragments into ring stage `slot` (row groups holding a
-   * row < M; the rest are never read), then a commit, empty or not: group n is tile ks0 + n */
-  const uint2* bfrag = reinterpret_cast<const uint2*>(p.a) + p.m0 / ROWS * ksteps * WAVE;
-  auto ring_copy = [&](int kt, int slot) {
-    constexpr int kGroupChunks = STEPS * WAVE / 2; /* 16-byte copies per row group */
-    if (kt < ks1) {
-      for (int e = t; kRingB && e < (rows + ROWS - 1) / ROWS * kGroupChunks; e += kTpThreads) {
-        const int b = e / kGroupChunks, r = 2 * (e - b * kGroupChunks);
-        gptq_async_copy16(s_ring + slot * kRingTile + b * STEPS * WAVE + r,
-                          bfrag + ((int64_t)b * ksteps + (int64_t)kt * STEPS) * WAVE + r);
-      }
-      if (width > 0) { /* the lane's chunks, zero word and scale pair (the fold's, see stage) */
-        to_group_of(kt);
-        uint4* w = s_wring + (slot * kMmaWaves + wave) * SW * CPL * WAVE + lane;
-        uint2* zs = s_zsring + (slot * kMmaWaves + wave) * SW * WAVE + lane;
-#pragma unroll
-        for (int j = 0; j < SW; ++j) {
-#pragma unroll
-          for (int c = 0; c < CPL; ++c)
-            if (on[j][c]) gptq_async_copy16(w + (j * CPL + c) * WAVE, wq + woff[j] + CSTEP * c);
-          if (fzon[j]) gptq_async_copy4(&zs[j * WAVE].x, zq + j * BITS / 2);
-          /* the 4-byte pair holding column fs (N is even and scales 4-byte aligned: launcher) */
-          if (fson[j]) gptq_async_copy4(&zs[j * WAVE].y, sq + 16 * j - (fs & 1));
-        }
-        to_next_tile();
-      }
-    }
-    gptq_async_commit();
-  };
-  auto ring_stage = [&](int slot) { /* the lane's stage of tile slot, as load_next_stage leaves it */
-    stage cur;
-    const uint4* w = s_wring + (slot * kMmaWaves + wave) * SW * CPL * WAVE + lane;
-    const uint2* zs = s_zsring + (slot * kMmaWaves + wave) * SW * WAVE + lane;
-#pragma unroll
-    for (int j = 0; j < SW; ++j) {
-#pragma unroll
-      for (int c = 0; c < CPL; ++c) cur.w[j][c] = w[(j * CPL + c) * WAVE];
-      const uint2 v = zs[j * WAVE];
-      cur.z[j][0] = v.x;
-      cur.s[j][0] = fs & 1 ? v.y >> 16 : v.y & 0xffffu;
-    }
-    return cur;
-  };
-  auto tile = [&](int kt, const stage& cur, int slot, auto split_groups) {
+  auto tile = [&](int kt, const stage& cur, auto split_groups) {
     tile_begin(kt, cur);
     const uint32_t* arow =
-        kRingB     ? reinterpret_cast<const uint32_t*>(s_ring + slot * kRingTile + lane)
-        : kBFrag   ? reinterpret_cast<const uint32_t*>(p.a) + 2 * ((p.m0 / ROWS * ksteps + (int64_t)kt * STEPS) * WAVE + lane)
+        kBFrag     ? reinterpret_cast<const uint32_t*>(p.a) + 2 * ((p.m0 / ROWS * ksteps + (int64_t)kt * STEPS) * WAVE + lane)
         : kBGlobal ? reinterpret_cast<const uint32_t*>(p.a + (p.m0 + brow) * p.lda + kt * TK + bk)
                    : s_act + brow * stride + ((kt - kt0) * TK + bk) / 2;
-    const int bgroup = (int)(kRingB ? 2 * STEPS * WAVE : kBFrag ? 2 * ksteps * WAVE : kBGlobal ? ROWS * (p.lda / 2) : ROWS * stride);
+    const int bgroup = (int)(kBFrag ? 2 * ksteps * WAVE : kBGlobal ? ROWS * (p.lda / 2) : ROWS * stride);
     constexpr int kStepWords = kBFrag ? 2 * WAVE : 8; /* words from one step's B to the next */
     /* a 2-bit tile (32 steps) fully unrolled at 64 rows spills on sm_90: 8 steps at a time */
     constexpr int kStepUnroll = (kWide && BITS == 2) ? 8 : STEPS;
@@ -1144,25 +1056,10 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS, SW)) void gptq
   if (kRotateRing && width > 0) {
     for (int kt = ks0; kt < ks1; ++kt) {
       load_next_stage(sg[kMmaStages - 1]); /* the farthest tile first */
-      if (split_groups) tile(kt, sg[0], 0, std::true_type{});
-      else tile(kt, sg[0], 0, std::false_type{});
+      if (split_groups) tile(kt, sg[0], std::true_type{});
+      else tile(kt, sg[0], std::false_type{});
 #pragma unroll
       for (int i = 0; i + 1 < kMmaStages; ++i) sg[i] = sg[i + 1];
-    }
-  } else if (kRing) { /* every wave takes part in the ring's copies and barriers */
-#pragma unroll
-    for (int i = 0; i + 1 < kRingStages; ++i) ring_copy(ks0 + i, i);
-    for (int k = ks0; k < ks1; ++k) { /* block-uniform */
-      const int slot = (k - ks0) % kRingStages;
-      gptq_async_wait<kRingStages - 2>();
-      /* with B: tile k is in, from every thread; every wave is done with tile k - 1 */
-      if (kRingB) __syncthreads();
-      ring_copy(k + kRingStages - 1, (slot + kRingStages - 1) % kRingStages);
-      if (width > 0) {
-        const stage cur = ring_stage(slot);
-        if (split_groups) tile(k, cur, slot, std::true_type{});
-        else tile(k, cur, slot, std::false_type{});
-      }
     }
   } else if (width > 0) { /* wave-uniform: the matrix instruction needs the whole wave */
     /* unrolled by the ring size, so stage j stays in fixed registers (no copies) */
@@ -1172,8 +1069,8 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS, SW)) void gptq
         if (kt + j < ks1) {
           load_next_stage(sg[(j + kMmaStages - 1) % kMmaStages]); /* the farthest tile first */
           if (kt + j == ks0) gptq_wait_prior_grid(); /* a: see gptq_launch_early below */
-          if (split_groups) tile(kt + j, sg[j], 0, std::true_type{});
-          else tile(kt + j, sg[j], 0, std::false_type{});
+          if (split_groups) tile(kt + j, sg[j], std::true_type{});
+          else tile(kt + j, sg[j], std::false_type{});
         }
       }
     }
@@ -1182,7 +1079,7 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS, SW)) void gptq
   /* K slices: slice 0 of each strip adds the others' sums in slice order (LDS, one barrier);
    * the strip's outputs are then slice 0's. The wave's indices are derived again here, not
    * held across the loop (sm_90: row tile 8 sits at its 64-register cap). */
-  const int okslices = kMmaKSlices && !kWide ? p.kslices : 1;
+  const int okslices = kMmaKSlices && SW == 1 ? p.kslices : 1;
   const int owave = kMmaKSlices ? gptq_wave_uniform((int)(gptq_thread_x_reread() / WAVE)) : wave;
   const int oslice = owave % okslices, ostrips = kMmaWaves / okslices;
   if (okslices > 1) {
@@ -1436,7 +1333,6 @@ struct tp_plan {
   bool gather;          /* the tile reads a copy of a at gather_offset: dense, or */
   bool frag;            /* in B-fragment order (kMmaBFrag) */
   size_t gather_offset;
-  int smem;             /* dynamic shared memory (the ring of kMmaBRing tiles) */
 };
 
 /* Split K into tiles_per_split pieces: at least what LDS needs (cap tiles per split) and,
@@ -1538,18 +1434,12 @@ static bool tp_a_not_direct(const gptq_problem* p) {
   return p->a_perm || (p->lda & 3) || ((uintptr_t)p->a & 7u);
 }
 
-/* The mma row tile of M rows (`want` if given): see tp_make_plan. */
-static int tp_mma_row_tile(int64_t m, int want) {
-  return want ? want : m <= kMmaMinRowTile ? kMmaMinRowTile : (m <= 16 || GPTQ_TARGET_AMD) ? 16 : m <= 32 ? 32 : 64;
-}
-
 static tp_plan tp_make_plan(const gptq_problem* p, gptq_gpu_kernel kernel, const gptq_gpu_tile* tile,
                            int sm_count) {
   tp_plan pl;
   pl.gather = false;
   pl.frag = false;
   pl.gather_offset = 0;
-  pl.smem = 0;
   const int act = p->a_dtype == GPTQ_BF16 ? kTpBF16 : kTpF16;
   const int tk = 512 / p->bits;
   const int64_t tiles = p->k / tk;
@@ -1564,13 +1454,14 @@ static tp_plan tp_make_plan(const gptq_problem* p, gptq_gpu_kernel kernel, const
      * (two stages: 10-47% faster than dequantize + matmul at M = 64, H100, NOTES entry 38).
      * gfx908: one MFMA of 16 rows, passes of 16 beyond (its wide tile is reasoned, not
      * measured). */
-    pl.mt = tp_mma_row_tile(p->m, want_mt);
+    pl.mt = want_mt ? want_mt
+            : p->m <= kMmaMinRowTile ? kMmaMinRowTile
+            : (p->m <= 16 || GPTQ_TARGET_AMD) ? 16 : p->m <= 32 ? 32 : 64;
     const int64_t rows = p->m < pl.mt ? p->m : pl.mt;
     const bool b_global = kMmaBFromGlobal(pl.mt);
     const int64_t strips = tp_ceil_div(p->n, 16);
     pl.sw = want_sw ? want_sw : tp_mma_sw_default(pl.mt, p->bits, strips, sm_count);
     pl.fn = tp_mma_pick(p->bits, act, pl.mt, pl.sw);
-    pl.smem = kMmaRingBytes(pl.mt, pl.sw, p->bits);
     /* [act][row tile 8/16/32/64][sw 1/2/4][bits], 0 = not asked yet; racing writers store
      * the same value. Per process: a build holds one architecture (sm_90 or gfx908), and
      * every device of it gives the same answer. */
@@ -1579,8 +1470,7 @@ static tp_plan tp_make_plan(const gptq_problem* p, gptq_gpu_kernel kernel, const
                          [p->bits];
     int r = __atomic_load_n(slot, __ATOMIC_RELAXED);
     if (!r && pl.fn) {
-      if (pl.smem) (void)gptq_allow_dynamic_smem(pl.fn, pl.smem); /* errors: the launch reports them */
-      r = gptq_resident_blocks(pl.fn, kTpThreads, (size_t)pl.smem);
+      r = gptq_resident_blocks(pl.fn, kTpThreads);
       __atomic_store_n(slot, r, __ATOMIC_RELAXED);
     }
     const int64_t slots = (int64_t)sm_count * (r > 0 ? r : 1);
@@ -1659,8 +1549,6 @@ const char* gptq_gpu_tile_unsupported(gptq_gpu_kernel kernel, const gptq_gpu_til
   if (tile->sw > 1 && !kMmaSwCompiled(tile->row_tile, tile->sw, 4))
     return "sw=2 needs mt=32 or mt=64, sw=4 needs mt=32 (strips per wave of the wide row tiles)";
   if (tile->sw > 1 && tile->kslices > 1) return "sw > 1 takes one K slice (kslices=1)";
-  if (tile->kslices > 1 && tile->row_tile > 16)
-    return "kslices > 1 needs mt <= 16 (the waves of a wide row tile share its B: one K slice)";
   if (tile->splits > 65535) return "splits must be at most 65535 (grid.y)";
   if (kernel == GPTQ_GPU_KERNEL_VECTORIZED) {
     if (tile->load_bytes && tile->load_bytes != 8 && tile->load_bytes != 16) return "load must be 8 or 16 (bytes per lane)";
@@ -1680,11 +1568,9 @@ const char* gptq_gpu_tile_unsupported(gptq_gpu_kernel kernel, const gptq_gpu_til
 
 const char* gptq_gpu_tile_problem_unsupported(const gptq_problem* p, gptq_gpu_kernel kernel,
                                               const gptq_gpu_tile* tile) {
-  if (!p || !tile || kernel != GPTQ_GPU_KERNEL_TRANSPOSED_MMA) return nullptr;
-  if (tile->sw > 1 && !kMmaSwCompiled(tile->row_tile, tile->sw, p->bits))
+  if (p && tile && kernel == GPTQ_GPU_KERNEL_TRANSPOSED_MMA && tile->sw > 1 &&
+      !kMmaSwCompiled(tile->row_tile, tile->sw, p->bits))
     return "sw > 1 needs 4- or 8-bit weights (2-bit tiles spill with several strips per wave: sw=1)";
-  if (tile->kslices > 1 && tp_mma_row_tile(p->m, tile->row_tile) > 16)
-    return "kslices > 1 needs a row tile of at most 16 rows: M <= 16 or mt=8/16 (wide row tiles take one K slice)";
   return nullptr;
 }
 
@@ -1742,21 +1628,6 @@ size_t gptq_gpu_transposed_workspace_bytes(const gptq_problem* p, gptq_gpu_kerne
   return tp_make_plan(p, kernel, tile, sm_count).ws_bytes;
 }
 
-/* The dynamic shared memory opt-in is per kernel and device: set once for each pair (a few
- * kernels x devices: a short list behind a lock, on the launch path only for ring tiles). */
-static bool tp_allow_smem_here(tp_kernel_fn fn, int smem) {
-  int dev = 0;
-  if (gptq_get_device(&dev) != GPTQ_SUCCESS) return false;
-  static std::mutex mu;
-  static std::vector<std::pair<tp_kernel_fn, int>> done;
-  std::lock_guard<std::mutex> lock(mu);
-  for (const auto& d : done)
-    if (d.first == fn && d.second == dev) return true;
-  if (gptq_allow_dynamic_smem(fn, smem) != GPTQ_SUCCESS) return false;
-  done.emplace_back(fn, dev);
-  return true;
-}
-
 gptq_status gptq_gpu_transposed_gemm(const gptq_problem* p, gptq_gpu_kernel kernel,
                                      const gptq_gpu_tile* tile, int sm_count, void* workspace,
                                      size_t workspace_bytes, void* stream) {
@@ -1768,8 +1639,6 @@ gptq_status gptq_gpu_transposed_gemm(const gptq_problem* p, gptq_gpu_kernel kern
   if (!p->a || p->lda < p->k) return GPTQ_ERR_SHAPE;
   const tp_plan pl = tp_make_plan(p, kernel, tile, sm_count);
   if (!pl.fn) return GPTQ_ERR_NO_KERNEL;
-  /* the ring copies scale pairs 4 bytes at a time (N is even for every bit width) */
-  if (pl.smem && ((uintptr_t)p->scales & 3u)) return GPTQ_ERR_ALIGNMENT;
   tp_args a = tp_make_args(p);
   a.splits = pl.splits;
   a.tiles_per_split = pl.tiles_per_split;
@@ -1797,14 +1666,13 @@ gptq_status gptq_gpu_transposed_gemm(const gptq_problem* p, gptq_gpu_kernel kern
     a.a_perm = nullptr;
   }
   const dim3 grid((unsigned)pl.grid_x, (unsigned)pl.splits);
-  if (pl.smem && !tp_allow_smem_here(pl.fn, pl.smem)) return GPTQ_ERR_LAUNCH;
   /* M beyond one pass: passes of pl.mt rows, in order on the stream (each re-reads W) */
   for (int64_t m0 = 0; m0 < p->m; m0 += pl.mt) {
     a.m0 = m0;
     /* behind the gather: start the weight loads while it finishes (the kernel waits for it
      * before reading a) */
-    if (pl.gather && m0 == 0) gptq_launch_early(pl.fn, grid, dim3(kTpThreads), (size_t)pl.smem, (gptq_stream_t)stream, a);
-    else GPTQ_LAUNCH_SMEM(pl.fn, grid, kTpThreads, pl.smem, (gptq_stream_t)stream)(a);
+    if (pl.gather && m0 == 0) gptq_launch_early(pl.fn, grid, dim3(kTpThreads), (gptq_stream_t)stream, a);
+    else GPTQ_LAUNCH(pl.fn, grid, kTpThreads, (gptq_stream_t)stream)(a);
     const gptq_status st = gptq_launch_status();
     if (st != GPTQ_OK) return st;
   }

@@ -103,11 +103,6 @@ gptq_problem make_problem(const char* op, const at::Tensor& a, const at::Tensor&
   GPTQ_CHECK_VALUE(scales.dim() == 2 && scales.size(1) == n && scales.size(0) >= 1, op, ": ",
                    names.scales, " must be [G, N=", n, "], got shape ", scales.sizes());
   GPTQ_CHECK_VALUE(scales.is_contiguous(), op, ": ", names.scales, " must be contiguous");
-  // The wide matrix tiles copy scales two at a time (4-byte asynchronous copies): like qweight,
-  // an odd-offset view is refused here, by name.
-  GPTQ_CHECK_VALUE(!scales.is_cuda() || reinterpret_cast<uintptr_t>(scales.data_ptr()) % 4 == 0,
-                   op, ": ", names.scales, " must be 4-byte aligned on GPUs (storage offset ",
-                   scales.storage_offset(), " elements); pass ", names.scales, ".clone()");
   const int64_t groups = scales.size(0);
   GPTQ_CHECK_TYPE(qzeros.scalar_type() == at::kInt, op, ": ", names.qzeros,
                   " must be int32, got ", qzeros.scalar_type());
