@@ -1,18 +1,26 @@
 """Issue 10's target table from bench_gemm results (one run for the main table).
 
     python -m benchmarks.issue10_targets MAIN.json [--act-order AO.json] [--bf16 BF.json]
+                                         [--floor FLOOR.json]
 
 MAIN.json: bench_gemm over qwen3-32b-tp4 and 4096x28672, bits 4 and 8, M 1 2 4 8, with
 kernels auto fp16_linear int4pack (others ignored). AO.json / BF.json: the same shapes, W4,
 auto only, with --act-order / --activations bfloat16 (separate runs: their ratios to the
 plain case are taken after scaling both by their run's copy bandwidth).
-B (copy bandwidth) and L (launch floor) are the ones MAIN.json measured.
+B (copy bandwidth) and L (launch floor) are the ones MAIN.json measured. FLOOR.json
+(benchmarks/small_floor.py): torch's copy of each layer's bytes against the same M = 1 bars,
+with that run's own B and L: where even a copy misses a bar, the bar is below this card's floor.
 """
 import argparse
 import json
 
 M1_FRACTION = {"gate_up": 0.85, "down": 0.85, "4096x28672": 0.85, "qkv": 0.70, "o": 0.70}
 W8_FRACTION = {"gate_up": 0.80, "down": 0.80}
+
+
+def m1_limit_us(nbytes, fraction, copy_gbps, launch_us):
+    """Issue 10's M = 1 bar: bytes / (fraction x B) + L."""
+    return nbytes / (fraction * copy_gbps * 1e3) + launch_us
 
 
 def _load(path):
@@ -43,6 +51,7 @@ def main(argv=None):
     ap.add_argument("main")
     ap.add_argument("--act-order")
     ap.add_argument("--bf16")
+    ap.add_argument("--floor")
     args = ap.parse_args(argv)
     meta, rows = _load(args.main)
     B, L = meta["copy_bandwidth_gbps"], meta["launch_floor_us"]
@@ -62,7 +71,7 @@ def main(argv=None):
             r = t.get((s, bits, 1, "auto"))
             if frac is None or r is None:
                 continue
-            limit = r["weight_bytes"] / (frac * B * 1e3) + L
+            limit = m1_limit_us(r["weight_bytes"], frac, B, L)
             out.append(f"| W{bits} M=1 <= bytes/({frac} B) + L | {s} | {r['us_per_call']:.2f} | "
                        f"{limit:.2f} | {_verdict(r['us_per_call'], limit)} |")
     for s in shapes:  # flat in M
@@ -93,6 +102,20 @@ def main(argv=None):
                     w = r2["us_per_call"] * scale
                     out.append(f"| {label} within 10% | {s} M={m} | {w:.2f} | {1.1 * v:.2f} | "
                                f"{_verdict(w, 1.1 * v)} |")
+    if args.floor:
+        with open(args.floor) as f:
+            fl = json.load(f)
+        out += ["", f"Same-size floor (benchmarks/small_floor.py, its run: B = {fl['copy_gbps']:.0f} GB/s, "
+                f"L = {fl['launch_floor_us']:.2f} us): torch's dst.copy_(src) moving each layer's bytes",
+                "", "| bar | shape | copy us | limit us | result |", "|---|---|---|---|---|"]
+        for r in fl["rows"]:
+            s = r["shape"].split()[1]
+            frac = (M1_FRACTION if r["bits"] == 4 else W8_FRACTION).get(s)
+            if frac is None:
+                continue
+            limit = m1_limit_us(r["bytes"], frac, fl["copy_gbps"], fl["launch_floor_us"])
+            out.append(f"| W{r['bits']} M=1 <= bytes/({frac} B) + L | {s} | {r['copy_us']:.2f} | "
+                       f"{limit:.2f} | {_verdict(r['copy_us'], limit)} |")
     print("\n".join(out))
 
 

@@ -9,7 +9,8 @@ memory-bound torch kernels of the same byte count, in the same graph form, rotat
   read   src.sum(dtype=float32) over bytes of fp16: a read-only reduction (torch's own; it
          reads every byte once and writes one value)
 
-Each row: the time, the fraction of B it reaches, and issue 10's limit for that shape.
+Each row: the time, the fraction of B it reaches, and issue 10's M = 1 limit for that shape
+(none where the issue sets no bar). `issue10_targets --floor` tables the copy against the bars.
 
   python -m benchmarks.small_floor --device cuda [--shapes qwen3-32b-tp4 4096x28672] [--bits 4 8]
 """
@@ -23,10 +24,8 @@ import torch
 
 from gptq_mi100.timing import COPY_BW_BYTES, Timer, copy_bandwidth_gbps, launch_floor_us, n_copies
 
+from .issue10_targets import M1_FRACTION, W8_FRACTION, m1_limit_us
 from .shapes import gptq_weight_bytes, parse_shapes
-
-# issue 10's fraction of B per layer at M = 1 (W4; W8 0.80 on every shape)
-W4_FRACTION = {"qkv": 0.70, "o": 0.70}
 
 
 def _time(timer, calls):
@@ -66,15 +65,16 @@ def main(argv=None):
             reads = [torch.ones(nbytes // 2, dtype=torch.float16, device=device) for _ in range(c)]
             read_us = _time(timer, [lambda r=r: r.sum(dtype=torch.float32) for r in reads])
             del reads
-            frac = W4_FRACTION.get(shape.name, 0.85) if bits == 4 else 0.80
-            limit = nbytes / (frac * gbps * 1e3) + launch
+            frac = (M1_FRACTION if bits == 4 else W8_FRACTION).get(shape.name)
+            limit = m1_limit_us(nbytes, frac, gbps, launch) if frac else None
             row = dict(shape=shape.label, bits=bits, bytes=nbytes, copy_us=copy_us, read_us=read_us,
                        copy_pct_b=100 * nbytes / (copy_us * 1e3) / gbps,
                        read_pct_b=100 * nbytes / (read_us * 1e3) / gbps, limit_us=limit,
                        limit_fraction=frac)
             rows.append(row)
             print(f"{shape.name + ' ' + shape.kxn:>22} {bits:>2} {nbytes:>10} {copy_us:>8.2f} "
-                  f"{row['copy_pct_b']:>5.1f} {read_us:>8.2f} {row['read_pct_b']:>5.1f} {limit:>8.2f}")
+                  f"{row['copy_pct_b']:>5.1f} {read_us:>8.2f} {row['read_pct_b']:>5.1f} "
+                  f"{'-' if limit is None else f'{limit:.2f}':>8}")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(dict(device=torch.cuda.get_device_name(device),

@@ -106,3 +106,29 @@ def test_issue11_targets_table(tmp_path, capsys):
     assert "| W4 faster than int4pack | auto | o M=8 | 11.00 us | 9.00 us | miss by 1.22x |" in out
     assert "| W4 M=128 <= 1.05 x fp16 | auto | o | 30.00 us | 30.45 us | pass |" in out
     assert "extra memory < 1% of fp16 W | auto | o | 1.00 MiB | 0.12 MiB | miss" in out
+
+
+def test_issue10_targets_floor_table(tmp_path, capsys):
+    """--floor judges torch's same-size copy against the same M = 1 bars, with the floor run's
+    own B and L; shapes and bit widths the issue sets no bar for are left out."""
+    import json
+    from benchmarks import issue10_targets
+
+    main_rows = [{"shape": "qkv", "bits": 4, "m": 1, "kernel_id": "auto", "us_per_call": 9.0,
+                  "repeat": 0, "status": "ok", "weight_bytes": 7_000_000}]
+    main = tmp_path / "main.json"
+    main.write_text(json.dumps({"meta": {"copy_bandwidth_gbps": 3000.0, "launch_floor_us": 1.5},
+                                "rows": main_rows}))
+    floor = tmp_path / "floor.json"
+    floor.write_text(json.dumps({"copy_gbps": 2000.0, "launch_floor_us": 1.0, "rows": [
+        {"shape": "qwen3-32b-tp4 qkv 5120x2560", "bits": 4, "bytes": 7_000_000, "copy_us": 6.0},
+        {"shape": "qwen3-32b-tp4 gate_up 5120x12800", "bits": 4, "bytes": 34_000_000, "copy_us": 21.0},
+        {"shape": "qwen3-32b-tp4 qkv 5120x2560", "bits": 8, "bytes": 14_000_000, "copy_us": 9.0}]}))
+    issue10_targets.main([str(main), "--floor", str(floor)])
+    out = capsys.readouterr().out
+    # main table: 7e6 / (0.7 x 3000e3) + 1.5 = 4.83
+    assert "| W4 M=1 <= bytes/(0.7 B) + L | qkv | 9.00 | 4.83 | miss by 1.86x |" in out
+    # floor: 7e6 / (0.7 x 2000e3) + 1.0 = 6.00; 34e6 / (0.85 x 2000e3) + 1.0 = 21.00
+    assert "| W4 M=1 <= bytes/(0.7 B) + L | qkv | 6.00 | 6.00 | pass |" in out
+    assert "| W4 M=1 <= bytes/(0.85 B) + L | gate_up | 21.00 | 21.00 | pass |" in out
+    assert "| qkv | 9.00 |" not in out.split("Same-size floor")[1]  # W8 qkv has no bar
