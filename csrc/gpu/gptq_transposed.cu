@@ -670,11 +670,12 @@ static constexpr int kMmaLanes = 64 / GPTQ_MMA_CHUNKS; /* lanes of one matrix in
  * not given slices; the slice sum raised its wide tiles' VGPRs past 3 waves per SIMD (2-bit:
  * scratch), so the kernel there is built without it. */
 static constexpr bool kMmaKSlices = !GPTQ_TARGET_AMD;
-/* Narrow NVIDIA tiles load one tile, then use it: a wave walking several tiles pays one
+/* NVIDIA row tile 8 loads one tile, then uses it: a wave walking several tiles pays one
  * loaded HBM latency per tile. At entry each wave asks L2 for the rest of its slice (weights,
  * zeros, scales; no registers held), so every tile after the first is an L2 hit while HBM
- * streams the whole launch's bytes at once (NOTES 51). */
-__host__ __device__ static constexpr bool kMmaPrefetchL2(int mt) { return !GPTQ_TARGET_AMD && mt <= 16; }
+ * streams the whole launch's bytes at once (NOTES 51). Not row tile 16: W8's rises 80 -> 96
+ * registers there, one resident block fewer. */
+__host__ __device__ static constexpr bool kMmaPrefetchL2(int mt) { return !GPTQ_TARGET_AMD && mt == 8; }
 
 /* The two (q - z) pairs of step `st` in a chunk word (pairs 2st, 2st + 1 of the chunk at
  * positions p, p + 1 of word (2st) / PPW), as A registers (fp16, or bf16 for bf16
