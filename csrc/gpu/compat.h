@@ -495,16 +495,6 @@ __device__ __forceinline__ uint4 gptq_load_stream16(const uint4* p) {
 }
 #endif
 
-/* gptq_prefetch_l2(p): ask L2 for p's line without waiting or a destination register, so a
- * wave's later tiles stream from HBM while it works on the first (no registers held, unlike
- * a ring). NVIDIA: prefetch.global.L2. gfx908 has no destination-free global prefetch: a
- * no-op there (its narrow tiles keep a 3-deep register ring instead). */
-#if GPTQ_TARGET_AMD || GPTQ_EMULATE
-__device__ __forceinline__ void gptq_prefetch_l2(const void*) {}
-#else
-__device__ __forceinline__ void gptq_prefetch_l2(const void* p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
-#endif
-
 /* ---- cross-lane -------------------------------------------------------------------- */
 /* gptq_shfl_xor(v, mask): v of lane ^ mask (mask below the wave size).
  * gptq_shfl_group(v, src, width): v of lane src within each aligned group of `width` lanes

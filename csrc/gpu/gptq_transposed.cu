@@ -670,12 +670,6 @@ static constexpr int kMmaLanes = 64 / GPTQ_MMA_CHUNKS; /* lanes of one matrix in
  * not given slices; the slice sum raised its wide tiles' VGPRs past 3 waves per SIMD (2-bit:
  * scratch), so the kernel there is built without it. */
 static constexpr bool kMmaKSlices = !GPTQ_TARGET_AMD;
-/* NVIDIA row tile 8 loads one tile, then uses it: a wave walking several tiles pays one
- * loaded HBM latency per tile. At entry each wave asks L2 for the rest of its slice (weights,
- * zeros, scales; no registers held), so every tile after the first is an L2 hit while HBM
- * streams the whole launch's bytes at once (NOTES 51). Not row tile 16: W8's rises 80 -> 96
- * registers there, one resident block fewer. */
-__host__ __device__ static constexpr bool kMmaPrefetchL2(int mt) { return !GPTQ_TARGET_AMD && mt == 8; }
 
 /* The two (q - z) pairs of step `st` in a chunk word (pairs 2st, 2st + 1 of the chunk at
  * positions p, p + 1 of word (2st) / PPW), as A registers (fp16, or bf16 for bf16
@@ -784,17 +778,6 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS, SW)) void gptq
   const int half = (kt1 - kt0) * TK / 2;
   const int stride = ((half + 31) & ~31) + 8;
   const int rows = (int)(p.m - p.m0 < MT ? p.m - p.m0 : MT);
-  if (kMmaPrefetchL2(MT) && width > 0 && ks1 - ks0 > 1) {
-    /* tiles ks0 + 1 .. ks1 - 1 of the strip are contiguous, 64 x 16 bytes each (fewer for a
-     * narrow last strip), and their groups' zero words and scales one line per group */
-    const char* wb = reinterpret_cast<const char*>(p.qweight + col0 * words_per_col) + (ks0 + 1) * 64 * width;
-    for (int off = lane * 128; off < (ks1 - ks0 - 1) * 64 * width; off += WAVE * 128) gptq_prefetch_l2(wb + off);
-    const int gsz = (int)p.group_size, zw = (int)(p.n * BITS / 32);
-    for (int g = (ks0 + 1) * TK / gsz + lane; g <= (ks1 * TK - 1) / gsz; g += WAVE) {
-      gptq_prefetch_l2(p.scales + col0 + (int64_t)g * p.n);
-      gptq_prefetch_l2(p.qzeros + ((col0 * BITS) >> 5) + (int64_t)g * zw);
-    }
-  }
 
   /* the lane's chunk 0 (column ccol, k quad cq; chunk c: column + c x CSTEP) and its first
    * D-column scale (column dcol0; scale s: + s x DSTEP); lane offsets live in the pointers */
