@@ -18,6 +18,11 @@ M1_FRACTION = {"gate_up": 0.85, "down": 0.85, "4096x28672": 0.85, "qkv": 0.70, "
 W8_FRACTION = {"gate_up": 0.80, "down": 0.80}
 
 
+def m1_fraction(shape_name, bits):
+    """The fraction of B issue 10 asks at M = 1 for that layer and bit width (None: no bar)."""
+    return {4: M1_FRACTION, 8: W8_FRACTION}.get(bits, {}).get(shape_name)
+
+
 def m1_limit_us(nbytes, fraction, copy_gbps, launch_us):
     """Issue 10's M = 1 bar: bytes / (fraction x B) + L."""
     return nbytes / (fraction * copy_gbps * 1e3) + launch_us
@@ -67,8 +72,8 @@ def main(argv=None):
         return r["us_per_call"] if r else None
 
     for s in shapes:  # M = 1, W4 and W8 against bytes / (f B) + L
-        for bits, frac in ((4, M1_FRACTION.get(s)), (8, W8_FRACTION.get(s))):
-            r = t.get((s, bits, 1, "auto"))
+        for bits in (4, 8):
+            frac, r = m1_fraction(s, bits), t.get((s, bits, 1, "auto"))
             if frac is None or r is None:
                 continue
             limit = m1_limit_us(r["weight_bytes"], frac, B, L)
@@ -110,7 +115,7 @@ def main(argv=None):
                 "", "| bar | shape | copy us | limit us | result |", "|---|---|---|---|---|"]
         for r in fl["rows"]:
             s = r["shape"].split()[1]
-            frac = (M1_FRACTION if r["bits"] == 4 else W8_FRACTION).get(s)
+            frac = m1_fraction(s, r["bits"])
             if frac is None:
                 continue
             limit = m1_limit_us(r["bytes"], frac, fl["copy_gbps"], fl["launch_floor_us"])

@@ -24,7 +24,7 @@ import torch
 
 from gptq_mi100.timing import COPY_BW_BYTES, Timer, copy_bandwidth_gbps, launch_floor_us, n_copies
 
-from .issue10_targets import M1_FRACTION, W8_FRACTION, m1_limit_us
+from .issue10_targets import m1_fraction, m1_limit_us
 from .shapes import gptq_weight_bytes, parse_shapes
 
 
@@ -65,7 +65,7 @@ def main(argv=None):
             reads = [torch.ones(nbytes // 2, dtype=torch.float16, device=device) for _ in range(c)]
             read_us = _time(timer, [lambda r=r: r.sum(dtype=torch.float32) for r in reads])
             del reads
-            frac = (M1_FRACTION if bits == 4 else W8_FRACTION).get(shape.name)
+            frac = m1_fraction(shape.name, bits)
             limit = m1_limit_us(nbytes, frac, gbps, launch) if frac else None
             row = dict(shape=shape.label, bits=bits, bytes=nbytes, copy_us=copy_us, read_us=read_us,
                        copy_pct_b=100 * nbytes / (copy_us * 1e3) / gbps,
