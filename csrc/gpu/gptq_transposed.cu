@@ -65,6 +65,13 @@ __device__ unsigned g_tp_counters[kTpCounterRegions * kTpCountersPerRegion];
 
 enum { kTpF16 = 0, kTpBF16 = 1 };
 
+/* Phase timestamps of the mma kernel, per wave: a measurement probe that
+ * benchmarks/micro/tp_timeline.cu defines before including this file (NOTES 52); the
+ * extension compiles it away. `dep`: a value the mark waits for (0.0f: none). */
+#ifndef GPTQ_TP_MARK
+#define GPTQ_TP_MARK(event, dep) ((void)0)
+#endif
+
 struct tp_args {
   const uint16_t* a;       /* [m, lda] */
   const int32_t* qweight;  /* layout 2 */
@@ -756,6 +763,7 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS, SW)) void gptq
 
   /* wave = strip slot x K slice: the block's kMmaWaves / kslices strips, each walked by
    * kslices waves over consecutive parts of the split's tiles (summed in LDS below) */
+  GPTQ_TP_MARK(0, 0.0f);
   const int t = threadIdx.x, wave = gptq_wave_uniform((int)(threadIdx.x / WAVE)), lane = (int)(threadIdx.x % WAVE);
   const int kslices = kMmaKSlices && SW == 1 ? p.kslices : 1, strips_per_block = kMmaWaves / kslices;
   const int slice = wave % kslices;
@@ -911,6 +919,7 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS, SW)) void gptq
     __syncthreads();
   }
 
+  GPTQ_TP_MARK(1, 0.0f);
   float acc[SW][NB][4];
 #pragma unroll
   for (int j = 0; j < SW; ++j)
@@ -1071,6 +1080,7 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS, SW)) void gptq
           if (kt + j == ks0) gptq_wait_prior_grid(); /* a: see gptq_launch_early below */
           if (split_groups) tile(kt + j, sg[j], std::true_type{});
           else tile(kt + j, sg[j], std::false_type{});
+          GPTQ_TP_MARK(2 + (kt + j - ks0 < 11 ? kt + j - ks0 : 11), acc[0][0][0]);
         }
       }
     }
@@ -1079,6 +1089,7 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS, SW)) void gptq
   /* K slices: slice 0 of each strip adds the others' sums in slice order (LDS, one barrier);
    * the strip's outputs are then slice 0's. The wave's indices are derived again here, not
    * held across the loop (sm_90: row tile 8 sits at its 64-register cap). */
+  GPTQ_TP_MARK(13, acc[0][0][0]);
   const int okslices = kMmaKSlices && SW == 1 ? p.kslices : 1;
   const int owave = kMmaKSlices ? gptq_wave_uniform((int)(gptq_thread_x_reread() / WAVE)) : wave;
   const int oslice = owave % okslices, ostrips = kMmaWaves / okslices;
@@ -1097,6 +1108,7 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS, SW)) void gptq
 #pragma unroll
           for (int i = 0; i < 4; ++i) acc[0][b][i] += mine[(j * NB * 4 + b * 4 + i) * WAVE];
   }
+  GPTQ_TP_MARK(14, acc[0][0][0]);
 
   /* lane's outputs: (m = ROWS b + d_row(i), column col0 + 16 j + d_col(i)) = acc[j][b][i] */
   col0 = ((int64_t)gptq_block_x_reread() * ostrips + owave / okslices) * SW * 16;
@@ -1118,10 +1130,16 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS, SW)) void gptq
   };
   if (p.splits == 1) {
     each_output(store);
+    GPTQ_TP_MARK(17, 0.0f);
     return;
   }
   each_output([&](int64_t row, int64_t col, float v) { p.ws[(split * p.m + row) * p.n + col] = v; });
-  if (!tp_arrive_last(&p.counters[blockIdx.x], p.splits, &s_last)) return;
+  GPTQ_TP_MARK(15, 0.0f);
+  if (!tp_arrive_last(&p.counters[blockIdx.x], p.splits, &s_last)) {
+    GPTQ_TP_MARK(17, 0.0f);
+    return;
+  }
+  GPTQ_TP_MARK(16, 0.0f);
   /* Both tails add each output's partials in split order (bitwise the same result).
    * At most 2 outputs per thread (M <= 4 at row tile 8): the group's outputs spread over
    * the block, one per thread at a time, consecutive columns, 8 splits' loads in flight.
@@ -1150,6 +1168,7 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS, SW)) void gptq
     each_output(store);
   }
   if (t == 0) p.counters[blockIdx.x] = 0u; /* ready for the next launch on this stream */
+  GPTQ_TP_MARK(18, 0.0f);
 }
 
 /* ---- activations for the mma tiles that read a directly: dst[m, k] = a[m, a_perm[k]] ----

@@ -1,0 +1,254 @@
+/* tp_timeline.cu: where the time of one `transposed_mma` launch goes, wave by wave (NVIDIA).
+ *
+ * A standalone probe, not part of the extension: it includes the extension's kernel file
+ * (torch-free) with GPTQ_TP_MARK defined, so the kernel records a %globaltimer stamp per
+ * wave at each phase (events below), and calls the extension's own launcher with a chosen
+ * plan (splits, kslices; 0 = the launcher's). Each case is timed as the suite does (a CUDA
+ * graph of 24 launches over weight copies rotated past L2, median replay) and the stamps
+ * of the last launch of the last replay are summarised over the waves:
+ *   start    entry, relative to the first wave's entry (block start skew)
+ *   first    first tile's end - loads issued (one loaded latency + one tile of math)
+ *   tile     later tiles' ends, one minus the one before (the chain step)
+ *   loop     end of the wave's tile loop, relative to the first entry
+ *   slices   the K-slice barrier and LDS sum (14 - 13)
+ *   arrive   split-K: partials written -> arrival counted (fence, counter; non-last blocks)
+ *   tail     split-K last block: arrival -> outputs stored
+ *   end      the wave's exit, relative to the first entry (the launch's span is its max)
+ * Values are the weights' and activations' random bits: the probe times, it does not check
+ * results (the GPU tests do, on the same kernel).
+ *
+ * Build and run (device machine, repository root):
+ *   nvcc -O3 -std=c++17 -arch=sm_90 -I csrc/gpu benchmarks/micro/tp_timeline.cu \
+ *     csrc/problem_check.c -o /tmp/tl && /tmp/tl K,N,M,splits,kslices ...
+ */
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <vector>
+
+static constexpr int kEvents = 20;    /* 0 entry, 1 loads issued, 2..12 tile ends, 13 loop end,
+                                         14 slices summed, 15 partials written, 16 last block
+                                         arrived, 17 exit (not last), 18 exit (last), 19 smid */
+static constexpr int kMaxWaves = 1 << 16;
+__device__ unsigned long long g_tl[kMaxWaves * kEvents];
+
+/* the stamp is read after `dep` is available (the predicate makes it wait for it) */
+__device__ __forceinline__ unsigned long long tl_stamp(float dep) {
+  unsigned long long t;
+  asm volatile(
+      "{ .reg .pred p; setp.eq.f32 p, %1, 0f7F800001; @p mov.u64 %0, 0; @!p mov.u64 %0, %%globaltimer; }"
+      : "=l"(t)
+      : "f"(dep));
+  return t;
+}
+__device__ __forceinline__ void tl_mark(int ev, float dep) {
+  const unsigned long long t = tl_stamp(dep);
+  if ((threadIdx.x & 31) != 0) return;
+  const size_t w = ((size_t)blockIdx.y * gridDim.x + blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
+  if (w >= (size_t)kMaxWaves) return;
+  g_tl[w * kEvents + ev] = t;
+  if (ev == 0) {
+    unsigned sm;
+    asm volatile("mov.u32 %0, %%smid;" : "=r"(sm));
+    g_tl[w * kEvents + 19] = sm;
+  }
+}
+#define GPTQ_TP_MARK(event, dep) tl_mark((event), (dep))
+
+#include "../../csrc/gpu/gptq_transposed.cu"
+
+#define CK(x)                                                                            \
+  do {                                                                                   \
+    cudaError_t e_ = (x);                                                                \
+    if (e_ != cudaSuccess) {                                                             \
+      fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
+      exit(1);                                                                           \
+    }                                                                                    \
+  } while (0)
+
+__global__ void fill_bits(uint32_t* p, size_t words, uint32_t seed, uint32_t mask, uint32_t or_bits) {
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < words; i += (size_t)gridDim.x * blockDim.x) {
+    uint32_t x = (uint32_t)i * 2654435761u ^ seed;
+    x ^= x >> 15;
+    x *= 2246822519u;
+    x ^= x >> 13;
+    p[i] = (x & mask) | or_bits;
+  }
+}
+__global__ void timer_resolution(unsigned long long* out) {
+  unsigned long long t0 = tl_stamp(0.0f), best = ~0ull;
+  for (int i = 0; i < 4096; ++i) {
+    const unsigned long long t = tl_stamp(0.0f);
+    if (t != t0 && t - t0 < best) best = t - t0;
+    t0 = t;
+  }
+  *out = best;
+}
+
+static void fill(void* p, size_t bytes, uint32_t seed, uint32_t mask = ~0u, uint32_t or_bits = 0) {
+  fill_bits<<<512, 256>>>((uint32_t*)p, bytes / 4, seed, mask, or_bits);
+  CK(cudaGetLastError());
+}
+
+static double pct(std::vector<double> v, double q) {
+  if (v.empty()) return 0.0;
+  std::sort(v.begin(), v.end());
+  return v[(size_t)(q * (double)(v.size() - 1) + 0.5)];
+}
+static void row(const char* name, const std::vector<double>& v) {
+  if (v.empty()) return;
+  printf("  %-7s n=%6zu  min %6.2f  p10 %6.2f  p50 %6.2f  p90 %6.2f  max %6.2f us\n", name, v.size(), pct(v, 0),
+         pct(v, 0.1), pct(v, 0.5), pct(v, 0.9), pct(v, 1));
+}
+
+int main(int argc, char** argv) {
+  int sms = 0;
+  CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+  unsigned long long* d_res;
+  CK(cudaMalloc(&d_res, 8));
+  timer_resolution<<<1, 1>>>(d_res);
+  unsigned long long res = 0;
+  CK(cudaMemcpy(&res, d_res, 8, cudaMemcpyDeviceToHost));
+  cudaDeviceProp prop;
+  CK(cudaGetDeviceProperties(&prop, 0));
+  printf("device %s, %d SMs, L2 %d MiB, globaltimer step %llu ns\n", prop.name, sms, prop.l2CacheSize >> 20, res);
+  cudaStream_t stream;
+  CK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  for (int ai = 1; ai < argc; ++ai) {
+    long long K, N, M;
+    int splits, kslices;
+    if (sscanf(argv[ai], "%lld,%lld,%lld,%d,%d", &K, &N, &M, &splits, &kslices) != 5) {
+      fprintf(stderr, "case '%s': want K,N,M,splits,kslices\n", argv[ai]);
+      return 2;
+    }
+    const size_t wbytes = (size_t)K * N / 2, groups = (size_t)K / 128;
+    const size_t zbytes = groups * N / 2, sbytes = groups * N * 2;
+    const size_t per = wbytes + zbytes + sbytes;
+    const int copies = (int)std::max<size_t>(2, (size_t)(2.5 * prop.l2CacheSize) / per + 1);
+    std::vector<char*> wq(copies), zq(copies), sq(copies);
+    for (int i = 0; i < copies; ++i) {
+      CK(cudaMalloc(&wq[i], wbytes));
+      CK(cudaMalloc(&zq[i], zbytes));
+      CK(cudaMalloc(&sq[i], sbytes));
+      fill(wq[i], wbytes, 11u + i);
+      fill(zq[i], zbytes, 23u + i);
+      fill(sq[i], sbytes, 37u + i, 0x03ff03ffu, 0x20002000u); /* fp16 in [2^-7, 2^-6) */
+    }
+    void *a, *c;
+    CK(cudaMalloc(&a, (size_t)M * K * 2));
+    CK(cudaMalloc(&c, (size_t)M * N * 2));
+    fill(a, (size_t)M * K * 2, 5u, 0x03ff03ffu, 0x38003800u); /* fp16 in [0.5, 1) */
+    gptq_problem p = {};
+    p.a = a;
+    p.c = c;
+    p.m = M;
+    p.n = N;
+    p.k = K;
+    p.lda = K;
+    p.ldc = N;
+    p.groups = (int64_t)groups;
+    p.group_size = 128;
+    p.bits = 4;
+    p.zero_offset = 1;
+    p.a_dtype = GPTQ_F16;
+    p.scale_dtype = GPTQ_F16;
+    gptq_gpu_tile tile = {};
+    tile.splits = splits;
+    tile.kslices = kslices;
+    const gptq_gpu_tile* tp = (splits || kslices) ? &tile : nullptr;
+    const tp_plan pl = tp_make_plan(&p, GPTQ_GPU_KERNEL_TRANSPOSED_MMA, tp, sms);
+    const size_t ws_bytes = gptq_gpu_transposed_workspace_bytes(&p, GPTQ_GPU_KERNEL_TRANSPOSED_MMA, tp, sms);
+    void* ws = nullptr;
+    if (ws_bytes) CK(cudaMalloc(&ws, ws_bytes));
+    const int kLaunches = 24;
+    cudaGraph_t graph;
+    CK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
+    for (int i = 0; i < kLaunches; ++i) {
+      const int r = i % copies;
+      p.qweight = (const int32_t*)wq[r];
+      p.qzeros = (const int32_t*)zq[r];
+      p.scales = sq[r];
+      const gptq_status st = gptq_gpu_transposed_gemm(&p, GPTQ_GPU_KERNEL_TRANSPOSED_MMA, tp, sms, ws, ws_bytes, stream);
+      if (st != GPTQ_OK) {
+        fprintf(stderr, "case %s: launcher status %d\n", argv[ai], (int)st);
+        return 1;
+      }
+    }
+    CK(cudaStreamEndCapture(stream, &graph));
+    cudaGraphExec_t exec;
+    CK(cudaGraphInstantiate(&exec, graph, 0));
+    cudaEvent_t e0, e1;
+    CK(cudaEventCreate(&e0));
+    CK(cudaEventCreate(&e1));
+    std::vector<double> us;
+    for (int rep = 0; rep < 25; ++rep) {
+      CK(cudaEventRecord(e0, stream));
+      CK(cudaGraphLaunch(exec, stream));
+      CK(cudaEventRecord(e1, stream));
+      CK(cudaEventSynchronize(e1));
+      float ms = 0;
+      CK(cudaEventElapsedTime(&ms, e0, e1));
+      if (rep >= 3) us.push_back(1000.0 * ms / kLaunches);
+    }
+    const int waves_per_block = kTpThreads / 32;
+    const size_t waves = (size_t)pl.grid_x * pl.splits * waves_per_block;
+    std::vector<unsigned long long> tl(std::min(waves, (size_t)kMaxWaves) * kEvents);
+    CK(cudaMemcpyFromSymbol(tl.data(), g_tl, tl.size() * 8));
+    printf("\ncase K=%lld N=%lld M=%lld: %d splits x %d slices, %lld x %d blocks, %zu waves; %.2f us per call (median "
+           "of 22 graph replays, %d launches over %d copies)\n",
+           K, N, M, pl.splits, pl.kslices, (long long)pl.grid_x, pl.splits, waves, pct(us, 0.5), kLaunches, copies);
+    const size_t nw = tl.size() / kEvents;
+    unsigned long long t0 = ~0ull;
+    for (size_t w = 0; w < nw; ++w) t0 = std::min(t0, tl[w * kEvents]);
+    auto at = [&](size_t w, int ev) { return (double)(tl[w * kEvents + ev] - t0) / 1000.0; };
+    auto dt = [&](size_t w, int e1_, int e0_) { return (double)(tl[w * kEvents + e1_] - tl[w * kEvents + e0_]) / 1000.0; };
+    std::vector<double> start, first, step, loop, slices, arrive, tail, end;
+    std::vector<int> per_sm(1024, 0);
+    for (size_t w = 0; w < nw; ++w) {
+      const unsigned long long* e = &tl[w * kEvents];
+      per_sm[e[19] & 1023]++;
+      start.push_back(at(w, 0));
+      int last_tile = -1;
+      for (int i = 2; i <= 12; ++i)
+        if (e[i] >= e[0]) last_tile = i; /* stamps of this launch only */
+      if (last_tile >= 2) first.push_back(dt(w, 2, 1));
+      for (int i = 3; i <= last_tile; ++i)
+        if (e[i - 1] >= e[0]) step.push_back(dt(w, i, i - 1));
+      loop.push_back(at(w, 13));
+      if (pl.kslices > 1) slices.push_back(dt(w, 14, 13));
+      const bool last = pl.splits > 1 && e[16] >= e[0] && e[18] >= e[16];
+      if (pl.splits > 1 && !last && e[17] >= e[15]) arrive.push_back(dt(w, 17, 15));
+      if (last) tail.push_back(dt(w, 18, 16));
+      end.push_back(last ? at(w, 18) : at(w, 17));
+    }
+    row("start", start);
+    row("first", first);
+    row("tile", step);
+    row("loop", loop);
+    row("slices", slices);
+    row("arrive", arrive);
+    row("tail", tail);
+    row("end", end);
+    int lo = 1 << 30, hi = 0, used = 0;
+    for (int s = 0; s < 1024; ++s)
+      if (per_sm[s]) {
+        ++used;
+        lo = std::min(lo, per_sm[s]);
+        hi = std::max(hi, per_sm[s]);
+      }
+    printf("  waves per SM: %d SMs used, %d to %d\n", used, lo, hi);
+    CK(cudaGraphExecDestroy(exec));
+    CK(cudaGraphDestroy(graph));
+    for (int i = 0; i < copies; ++i) {
+      CK(cudaFree(wq[i]));
+      CK(cudaFree(zq[i]));
+      CK(cudaFree(sq[i]));
+    }
+    CK(cudaFree(a));
+    CK(cudaFree(c));
+    if (ws) CK(cudaFree(ws));
+  }
+  return 0;
+}
