@@ -17,6 +17,9 @@
  * Values are the weights' and activations' random bits: the probe times, it does not check
  * results (the GPU tests do, on the same kernel).
  *
+ * TL_DUMP=dir also writes each case's raw stamps to dir/caseNN.bin (8 int64 of header: K, N, M,
+ * splits, kslices, grid_x, ns per call, events; then waves x events uint64).
+ *
  * Build and run (device machine, repository root):
  *   nvcc -O3 -std=c++17 -arch=sm_90 -I csrc/gpu benchmarks/micro/tp_timeline.cu \
  *     csrc/problem_check.c -o /tmp/tl && /tmp/tl K,N,M,splits,kslices ...
@@ -199,6 +202,17 @@ int main(int argc, char** argv) {
     printf("\ncase K=%lld N=%lld M=%lld: %d splits x %d slices, %lld x %d blocks, %zu waves; %.2f us per call (median "
            "of 22 graph replays, %d launches over %d copies)\n",
            K, N, M, pl.splits, pl.kslices, (long long)pl.grid_x, pl.splits, waves, pct(us, 0.5), kLaunches, copies);
+    if (const char* dir = getenv("TL_DUMP")) { /* raw stamps for offline analysis */
+      char path[512];
+      snprintf(path, sizeof path, "%s/case%02d.bin", dir, ai);
+      if (FILE* f = fopen(path, "wb")) {
+        const long long head[8] = {K, N, M, pl.splits, pl.kslices, (long long)pl.grid_x, (long long)(1000.0 * pct(us, 0.5)),
+                                   kEvents};
+        fwrite(head, sizeof head, 1, f);
+        fwrite(tl.data(), 8, tl.size(), f);
+        fclose(f);
+      }
+    }
     const size_t nw = tl.size() / kEvents;
     unsigned long long t0 = ~0ull;
     for (size_t w = 0; w < nw; ++w) t0 = std::min(t0, tl[w * kEvents]);

@@ -21,7 +21,11 @@ CASES="5120,2560,1,0,0 5120,2560,1,1,8 5120,2560,1,2,8 5120,2560,1,1,4 5120,2560
 4096,28672,1,0,0
 512,2560,1,0,0 1024,2560,1,1,8 1280,2560,1,0,0 1280,2560,1,1,8"
 for pass in 1 2; do
-  for b in base arrive; do .probe/tl_$b $CASES > "$OUT/tl_${b}_$pass.txt" 2>&1; done
+  for b in base arrive; do
+    mkdir -p /tmp/s21raw/${b}_$pass
+    TL_DUMP=/tmp/s21raw/${b}_$pass .probe/tl_$b $CASES > "$OUT/tl_${b}_$pass.txt" 2>&1
+  done
 done
+tar -C /tmp/s21raw -czf "$OUT/raw.tgz" .
 grep -h "^case" "$OUT"/tl_base_1.txt "$OUT"/tl_arrive_1.txt "$OUT"/tl_base_2.txt "$OUT"/tl_arrive_2.txt | cut -c1-150
 tail -c 6000 "$OUT/tl_base_1.txt"

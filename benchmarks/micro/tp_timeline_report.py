@@ -1,0 +1,81 @@
+"""Summaries of tp_timeline.cu's raw stamps (TL_DUMP): per case, the phases over all waves and
+split by how many waves their SM held (an SM with two blocks against one with one).
+
+    python3 benchmarks/micro/tp_timeline_report.py DIR [DIR2]   (DIR2: a second tree, same cases)
+"""
+import glob
+import os
+import struct
+import sys
+
+import numpy as np
+
+EVENTS_HEAD = 8
+
+
+def load(path):
+    with open(path, "rb") as f:
+        head = struct.unpack("<8q", f.read(64))
+        k, n, m, splits, kslices, grid_x, ns, events = head
+        raw = np.frombuffer(f.read(), dtype=np.uint64).reshape(-1, events).astype(np.int64)
+    return dict(k=k, n=n, m=m, splits=splits, kslices=kslices, grid_x=grid_x, us=ns / 1000.0), raw
+
+
+def phases(raw):
+    """Per wave: start, first tile, later tile steps, loop end, slice sum, arrival, tail, end (us)."""
+    t0 = raw[:, 0].min()
+    e = raw
+    cur = lambda ev: e[:, ev] >= e[:, 0]  # stamped in this launch (not a stale one)
+    out = {"start": (e[:, 0] - t0) / 1e3}
+    has1 = cur(2)
+    out["first"] = ((e[:, 2] - e[:, 1]) / 1e3)[has1]
+    steps = []
+    for i in range(3, 13):
+        ok = cur(i) & cur(i - 1)
+        steps.append(((e[:, i] - e[:, i - 1]) / 1e3)[ok])
+    out["tile"] = np.concatenate(steps) if steps else np.array([])
+    out["loop"] = (e[:, 13] - t0) / 1e3
+    out["slices"] = (e[:, 14] - e[:, 13]) / 1e3
+    last = cur(16) & (e[:, 18] >= e[:, 16])
+    notlast = ~last & cur(15) & (e[:, 17] >= e[:, 15])
+    out["write"] = ((e[:, 15] - e[:, 14]) / 1e3)[cur(15)]
+    out["arrive"] = ((e[:, 17] - e[:, 15]) / 1e3)[notlast]
+    out["arrive_last"] = ((e[:, 16] - e[:, 15]) / 1e3)[last]
+    out["tail"] = ((e[:, 18] - e[:, 16]) / 1e3)[last]
+    end = np.where(last, e[:, 18], e[:, 17])
+    out["end"] = (end - t0) / 1e3
+    return out, last
+
+
+def summary(name, v):
+    if len(v) == 0:
+        return None
+    q = np.percentile(v, [0, 10, 50, 90, 100])
+    return f"  {name:11s} n={len(v):6d}  " + "  ".join(f"{x:6.2f}" for x in q)
+
+
+def report(d):
+    for path in sorted(glob.glob(os.path.join(d, "case*.bin"))):
+        info, raw = load(path)
+        ph, last = phases(raw)
+        print(f"\n{os.path.basename(path)}: K={info['k']} N={info['n']} M={info['m']} "
+              f"{info['splits']} splits x {info['kslices']} slices, {info['grid_x']} x {info['splits']} blocks, "
+              f"{raw.shape[0]} waves, {info['us']:.2f} us per call   (min p10 p50 p90 max, us)")
+        for key in ("start", "first", "tile", "loop", "slices", "write", "arrive", "arrive_last", "tail", "end"):
+            line = summary(key, ph[key])
+            if line:
+                print(line)
+        sm = raw[:, 19]
+        per = np.bincount(sm)
+        loads = per[sm]
+        for lo, hi, label in ((loads.min(), loads.min(), "least"), (loads.max(), loads.max(), "most")):
+            sel = (loads >= lo) & (loads <= hi)
+            print(f"  SMs with {label:5s} waves ({lo:3d}): {len(set(sm[sel])):3d} SMs, end p50 "
+                  f"{np.median(ph['end'][sel]):6.2f} max {ph['end'][sel].max():6.2f}; loop p50 "
+                  f"{np.median(ph['loop'][sel]):6.2f}")
+
+
+if __name__ == "__main__":
+    for d in sys.argv[1:]:
+        print(f"==== {d}")
+        report(d)
