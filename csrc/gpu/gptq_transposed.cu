@@ -183,12 +183,15 @@ __device__ __forceinline__ void tp_stage_act(pair_t* s_act, int stride, const tp
 
 /* Split-K arrival, called by every thread after its partials are stored: true (in every
  * thread) for the last block of the counter's column tile to arrive, which may then read
- * all blocks' partials (compat.h: one acquire-release arrival per block, NOTES 53). */
+ * all blocks' partials. */
 __device__ __forceinline__ bool tp_arrive_last(unsigned* counter, int splits, int* s_last) {
+  __threadfence();
   __syncthreads();
-  if (threadIdx.x == 0) *s_last = gptq_arrive_acq_rel(counter) == (unsigned)(splits - 1);
+  if (threadIdx.x == 0) *s_last = atomicAdd(counter, 1u) == (unsigned)(splits - 1);
   __syncthreads();
-  return *s_last != 0;
+  if (!*s_last) return false;
+  __threadfence();
+  return true;
 }
 
 /* An output's split-K partials summed in split order (ws: split 0's, `stride` floats per
