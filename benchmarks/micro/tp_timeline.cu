@@ -31,7 +31,7 @@
 #include <cstdlib>
 #include <vector>
 
-static constexpr int kEvents = 20;    /* 0 entry, 1 loads issued, 2..12 tile ends, 13 loop end,
+static constexpr int kEvents = 20;    /* 0 entry, 1 loads issued, 2..11 ends of tiles 0..9, 13 loop end,
                                          14 slices summed, 15 partials written, 16 last block
                                          arrived, 17 exit (not last), 18 exit (last), 19 smid */
 static constexpr int kMaxWaves = 1 << 16;
@@ -165,21 +165,37 @@ int main(int argc, char** argv) {
     const size_t ws_bytes = gptq_gpu_transposed_workspace_bytes(&p, GPTQ_GPU_KERNEL_TRANSPOSED_MMA, tp, sms);
     void* ws = nullptr;
     if (ws_bytes) CK(cudaMalloc(&ws, ws_bytes));
+    void* tl_base = nullptr; /* stamps start at 0: a wave is in the launch when its entry is set */
+    CK(cudaGetSymbolAddress(&tl_base, g_tl));
+    CK(cudaMemset(tl_base, 0, sizeof(g_tl)));
     const int kLaunches = 24;
+    auto release = [&]() {
+      for (int i = 0; i < copies; ++i) {
+        CK(cudaFree(wq[i]));
+        CK(cudaFree(zq[i]));
+        CK(cudaFree(sq[i]));
+      }
+      CK(cudaFree(a));
+      CK(cudaFree(c));
+      if (ws) CK(cudaFree(ws));
+    };
     cudaGraph_t graph;
+    gptq_status refused = GPTQ_OK;
     CK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
-    for (int i = 0; i < kLaunches; ++i) {
+    for (int i = 0; i < kLaunches && refused == GPTQ_OK; ++i) {
       const int r = i % copies;
       p.qweight = (const int32_t*)wq[r];
       p.qzeros = (const int32_t*)zq[r];
       p.scales = sq[r];
-      const gptq_status st = gptq_gpu_transposed_gemm(&p, GPTQ_GPU_KERNEL_TRANSPOSED_MMA, tp, sms, ws, ws_bytes, stream);
-      if (st != GPTQ_OK) {
-        fprintf(stderr, "case %s: launcher status %d\n", argv[ai], (int)st);
-        return 1;
-      }
+      refused = gptq_gpu_transposed_gemm(&p, GPTQ_GPU_KERNEL_TRANSPOSED_MMA, tp, sms, ws, ws_bytes, stream);
     }
     CK(cudaStreamEndCapture(stream, &graph));
+    if (refused != GPTQ_OK) { /* a plan this kernel file does not have (another tree's) */
+      printf("\ncase %s: launcher status %d, skipped\n", argv[ai], (int)refused);
+      CK(cudaGraphDestroy(graph));
+      release();
+      continue;
+    }
     cudaGraphExec_t exec;
     CK(cudaGraphInstantiate(&exec, graph, 0));
     cudaEvent_t e0, e1;
@@ -195,10 +211,11 @@ int main(int argc, char** argv) {
       CK(cudaEventElapsedTime(&ms, e0, e1));
       if (rep >= 3) us.push_back(1000.0 * ms / kLaunches);
     }
-    const int waves_per_block = kTpThreads / 32;
-    const size_t waves = (size_t)pl.grid_x * pl.splits * waves_per_block;
-    std::vector<unsigned long long> tl(std::min(waves, (size_t)kMaxWaves) * kEvents);
+    std::vector<unsigned long long> tl((size_t)kMaxWaves * kEvents);
     CK(cudaMemcpyFromSymbol(tl.data(), g_tl, tl.size() * 8));
+    size_t waves = 0; /* waves index blocks x warps from 0 (tl_mark), whatever the block size */
+    while (waves < (size_t)kMaxWaves && tl[waves * kEvents] != 0) ++waves;
+    tl.resize(waves * kEvents);
     printf("\ncase K=%lld N=%lld M=%lld: %d splits x %d slices, %lld x %d blocks, %zu waves; %.2f us per call (median "
            "of 22 graph replays, %d launches over %d copies)\n",
            K, N, M, pl.splits, pl.kslices, (long long)pl.grid_x, pl.splits, waves, pct(us, 0.5), kLaunches, copies);
@@ -225,7 +242,7 @@ int main(int argc, char** argv) {
       per_sm[e[19] & 1023]++;
       start.push_back(at(w, 0));
       int last_tile = -1;
-      for (int i = 2; i <= 12; ++i)
+      for (int i = 2; i <= 11; ++i)
         if (e[i] >= e[0]) last_tile = i; /* stamps of this launch only */
       if (last_tile >= 2) first.push_back(dt(w, 2, 1));
       for (int i = 3; i <= last_tile; ++i)
@@ -255,14 +272,7 @@ int main(int argc, char** argv) {
     printf("  waves per SM: %d SMs used, %d to %d\n", used, lo, hi);
     CK(cudaGraphExecDestroy(exec));
     CK(cudaGraphDestroy(graph));
-    for (int i = 0; i < copies; ++i) {
-      CK(cudaFree(wq[i]));
-      CK(cudaFree(zq[i]));
-      CK(cudaFree(sq[i]));
-    }
-    CK(cudaFree(a));
-    CK(cudaFree(c));
-    if (ws) CK(cudaFree(ws));
+    release();
   }
   return 0;
 }

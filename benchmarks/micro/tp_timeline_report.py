@@ -30,7 +30,7 @@ def phases(raw):
     has1 = cur(2)
     out["first"] = ((e[:, 2] - e[:, 1]) / 1e3)[has1]
     steps = []
-    for i in range(3, 13):
+    for i in range(3, 12):
         ok = cur(i) & cur(i - 1)
         steps.append(((e[:, i] - e[:, i - 1]) / 1e3)[ok])
     out["tile"] = np.concatenate(steps) if steps else np.array([])

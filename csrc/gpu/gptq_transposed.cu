@@ -1080,7 +1080,7 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS, SW)) void gptq
           if (kt + j == ks0) gptq_wait_prior_grid(); /* a: see gptq_launch_early below */
           if (split_groups) tile(kt + j, sg[j], std::true_type{});
           else tile(kt + j, sg[j], std::false_type{});
-          GPTQ_TP_MARK(2 + (kt + j - ks0 < 11 ? kt + j - ks0 : 11), acc[0][0][0]);
+          if (kt + j - ks0 < 10) GPTQ_TP_MARK(2 + kt + j - ks0, acc[0][0][0]); /* tiles 0..9 */
         }
       }
     }
