@@ -17,12 +17,12 @@
  * Values are the weights' and activations' random bits: the probe times, it does not check
  * results (the GPU tests do, on the same kernel).
  *
- * TL_DUMP=dir also writes each case's raw stamps to dir/caseNN.bin (8 int64 of header: K, N, M,
- * splits, kslices, grid_x, ns per call, events; then waves x events uint64).
+ * TL_DUMP=dir also writes each case's raw stamps to dir/caseNN.bin (9 int64 of header: K, N, M,
+ * bits, splits, kslices, grid_x, ns per call, events; then waves x events uint64).
  *
  * Build and run (device machine, repository root):
  *   nvcc -O3 -std=c++17 -arch=sm_90 -I csrc/gpu benchmarks/micro/tp_timeline.cu \
- *     csrc/problem_check.c -o /tmp/tl && /tmp/tl K,N,M,splits,kslices ...
+ *     csrc/problem_check.c -o /tmp/tl && /tmp/tl K,N,M,splits,kslices[,bits] ...
  */
 #include <cuda_runtime.h>
 
@@ -121,13 +121,14 @@ int main(int argc, char** argv) {
   CK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   for (int ai = 1; ai < argc; ++ai) {
     long long K, N, M;
-    int splits, kslices;
-    if (sscanf(argv[ai], "%lld,%lld,%lld,%d,%d", &K, &N, &M, &splits, &kslices) != 5) {
-      fprintf(stderr, "case '%s': want K,N,M,splits,kslices\n", argv[ai]);
+    int splits, kslices, bits = 4;
+    if (sscanf(argv[ai], "%lld,%lld,%lld,%d,%d,%d", &K, &N, &M, &splits, &kslices, &bits) < 5 ||
+        (bits != 2 && bits != 4 && bits != 8)) {
+      fprintf(stderr, "case '%s': want K,N,M,splits,kslices[,bits]\n", argv[ai]);
       return 2;
     }
-    const size_t wbytes = (size_t)K * N / 2, groups = (size_t)K / 128;
-    const size_t zbytes = groups * N / 2, sbytes = groups * N * 2;
+    const size_t wbytes = (size_t)K * N * bits / 8, groups = (size_t)K / 128;
+    const size_t zbytes = groups * N * bits / 8, sbytes = groups * N * 2;
     const size_t per = wbytes + zbytes + sbytes;
     const int copies = (int)std::max<size_t>(2, (size_t)(2.5 * prop.l2CacheSize) / per + 1);
     std::vector<char*> wq(copies), zq(copies), sq(copies);
@@ -153,7 +154,7 @@ int main(int argc, char** argv) {
     p.ldc = N;
     p.groups = (int64_t)groups;
     p.group_size = 128;
-    p.bits = 4;
+    p.bits = bits;
     p.zero_offset = 1;
     p.a_dtype = GPTQ_F16;
     p.scale_dtype = GPTQ_F16;
@@ -216,15 +217,15 @@ int main(int argc, char** argv) {
     size_t waves = 0; /* waves index blocks x warps from 0 (tl_mark), whatever the block size */
     while (waves < (size_t)kMaxWaves && tl[waves * kEvents] != 0) ++waves;
     tl.resize(waves * kEvents);
-    printf("\ncase K=%lld N=%lld M=%lld: %d splits x %d slices, %lld x %d blocks, %zu waves; %.2f us per call (median "
+    printf("\ncase K=%lld N=%lld M=%lld W%d: %d splits x %d slices, %lld x %d blocks, %zu waves; %.2f us per call (median "
            "of 22 graph replays, %d launches over %d copies)\n",
-           K, N, M, pl.splits, pl.kslices, (long long)pl.grid_x, pl.splits, waves, pct(us, 0.5), kLaunches, copies);
+           K, N, M, bits, pl.splits, pl.kslices, (long long)pl.grid_x, pl.splits, waves, pct(us, 0.5), kLaunches, copies);
     if (const char* dir = getenv("TL_DUMP")) { /* raw stamps for offline analysis */
       char path[512];
       snprintf(path, sizeof path, "%s/case%02d.bin", dir, ai);
       if (FILE* f = fopen(path, "wb")) {
-        const long long head[8] = {K, N, M, pl.splits, pl.kslices, (long long)pl.grid_x, (long long)(1000.0 * pct(us, 0.5)),
-                                   kEvents};
+        const long long head[9] = {K, N, M, bits, pl.splits, pl.kslices, (long long)pl.grid_x,
+                                   (long long)(1000.0 * pct(us, 0.5)), kEvents};
         fwrite(head, sizeof head, 1, f);
         fwrite(tl.data(), 8, tl.size(), f);
         fclose(f);

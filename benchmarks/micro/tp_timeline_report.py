@@ -10,15 +10,11 @@ import sys
 
 import numpy as np
 
-EVENTS_HEAD = 8
-
-
 def load(path):
     with open(path, "rb") as f:
-        head = struct.unpack("<8q", f.read(64))
-        k, n, m, splits, kslices, grid_x, ns, events = head
+        k, n, m, bits, splits, kslices, grid_x, ns, events = struct.unpack("<9q", f.read(72))
         raw = np.frombuffer(f.read(), dtype=np.uint64).reshape(-1, events).astype(np.int64)
-    return dict(k=k, n=n, m=m, splits=splits, kslices=kslices, grid_x=grid_x, us=ns / 1000.0), raw
+    return dict(k=k, n=n, m=m, bits=bits, splits=splits, kslices=kslices, grid_x=grid_x, us=ns / 1000.0), raw
 
 
 def phases(raw):
@@ -58,7 +54,7 @@ def report(d):
     for path in sorted(glob.glob(os.path.join(d, "case*.bin"))):
         info, raw = load(path)
         ph, last = phases(raw)
-        print(f"\n{os.path.basename(path)}: K={info['k']} N={info['n']} M={info['m']} "
+        print(f"\n{os.path.basename(path)}: K={info['k']} N={info['n']} M={info['m']} W{info['bits']} "
               f"{info['splits']} splits x {info['kslices']} slices, {info['grid_x']} x {info['splits']} blocks, "
               f"{raw.shape[0]} waves, {info['us']:.2f} us per call   (min p10 p50 p90 max, us)")
         for key in ("start", "first", "tile", "loop", "slices", "write", "arrive", "arrive_last", "tail", "end"):

@@ -1,45 +1,49 @@
 #!/bin/bash
-# Session 21, call 1: NOTES 52's per-wave timeline and NOTES 53's arrival, side by side.
-# Set-up: bash tools/make_baseline.sh 1c704c6 && git rev-parse --short HEAD > .treerev;
-#   .probe/tl_base, .probe/tl_arrive: benchmarks/micro/tp_timeline.cu built (nvcc 13.0, sm_90)
-#   on the development machine against 1c704c6's csrc and this tree's (untracked; they travel).
-# Run: LIMIT=420 bash benchmarks/results/session21-2026-12-08/call1/devcall.sh  (carry [".baseline"])
-A=$OUT; R=/tmp/s21c1r; rm -rf $R; mkdir -p $R
-export DEADLINE=$(( $(date +%s) + ${LIMIT:-420} )) MAX_JOBS=16 TORCH_CUDA_ARCH_LIST=9.0
+# NOTES 52-54 in one call (prepared in session 21, which got no device machine: not yet run).
+# Set-up on the development machine, from main (csrc/ of 1c704c6 or later without 53/54):
+#   rev=$(git rev-parse --short HEAD)
+#   bash tools/make_baseline.sh $rev                       # .baseline = main
+#   git apply benchmarks/pending/entry53.patch benchmarks/pending/entry54.patch
+#   echo "$rev+53+54" > .treerev                           # the tree = main + 53 + 54
+# Run: LIMIT=480 bash benchmarks/results/session21-2026-12-08/call1/devcall.sh  (carry [".baseline"])
+# Parts: probe binaries of both kernel files (benchmarks/micro/tp_timeline.cu, raw stamps in
+# raw.tgz, `python3 benchmarks/micro/tp_timeline_report.py DIR` reads them); both extensions
+# built and benchmarked (auto, 1 x 8, and on the tree kslices=16); the tree's GEMM and spec tests.
+A=$OUT; R=/tmp/s21c1r; rm -rf $R /tmp/s21raw; mkdir -p $R
+export DEADLINE=$(( $(date +%s) + ${LIMIT:-480} )) MAX_JOBS=12 TORCH_CUDA_ARCH_LIST=9.0
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,clocks.mem --format=csv > $R/env.txt 2>&1
-python3 -c "import torch; print(torch.__version__)" >> $R/env.txt; cat .treerev >> $R/env.txt
-# builds in the background while the probe runs (GPU-only work, graphs: host load does not enter)
+python3 -c "import torch; print(torch.__version__)" >> $R/env.txt; cat .treerev >> $R/env.txt; date -u >> $R/env.txt
+NV="nvcc -O3 -std=c++17 -arch=sm_90 -I csrc/gpu benchmarks/micro/tp_timeline.cu csrc/problem_check.c"
+(cd .baseline && $NV -o /tmp/tl_base > $R/probe-base-build.log 2>&1; echo "probe base rc $?" >> $R/env.txt) &
+($NV -o /tmp/tl_tree > $R/probe-tree-build.log 2>&1; echo "probe tree rc $?" >> $R/env.txt) &
 (cd .baseline && rm -rf build gptq_mi100/*.so && python3 setup.py build_clib build_ext --inplace > $R/baseline-build.log 2>&1; echo "baseline build rc $?" >> $R/env.txt) &
 (python3 -m pip install -q --no-build-isolation --no-deps -e . > $R/build.log 2>&1; echo "tree build rc $?" >> $R/env.txt) &
-CASES="5120,2560,1,0,0 5120,2560,1,1,8 5120,2560,1,2,8 5120,2560,1,1,4 5120,2560,1,5,8
-5120,2560,8,0,0 5120,2560,8,1,8
-2048,5120,1,0,0
-6400,5120,1,0,0 6400,5120,1,1,8 6400,5120,1,2,4
-5120,12800,1,0,0 5120,12800,1,1,8
-4096,28672,1,0,0
-512,2560,1,0,0 1024,2560,1,1,8 1280,2560,1,0,0 1280,2560,1,1,8"
+wait; echo "builds ${SECONDS}s"; cat $R/env.txt
+QKV=5120,2560; O=2048,5120; GU=5120,12800; DN=6400,5120; LL=4096,28672
+CASES="$QKV,1,0,0 $QKV,1,1,8 $QKV,1,2,8 $QKV,1,1,4 $QKV,1,1,16 $QKV,8,0,0 $QKV,8,1,8 $QKV,8,1,16
+$QKV,1,0,0,8 $QKV,1,1,8,8 $QKV,1,1,16,8 $O,1,0,0 $O,1,1,16 $DN,1,0,0 $DN,1,1,8 $DN,1,2,4 $DN,1,1,16
+$GU,1,0,0 $GU,1,1,8 $LL,1,0,0 512,2560,1,0,0 1024,2560,1,1,8 1280,2560,1,0,0 1280,2560,1,1,8"
 for pass in 1 2; do
-  for b in base arrive; do
+  for b in base tree; do
     mkdir -p /tmp/s21raw/${b}_$pass
-    TL_DUMP=/tmp/s21raw/${b}_$pass .probe/tl_$b $CASES > $R/tl_${b}_$pass.txt 2>&1
+    TL_DUMP=/tmp/s21raw/${b}_$pass /tmp/tl_$b $CASES > $R/tl_${b}_$pass.txt 2>&1
   done
 done
 tar -C /tmp/s21raw -czf $A/raw.tgz .
-grep -h "^case" $R/tl_base_1.txt $R/tl_arrive_1.txt | cut -c1-140
+grep -h "^case" $R/tl_base_1.txt $R/tl_tree_1.txt | cut -c1-150
 echo "probe done ${SECONDS}s"
-wait; echo "builds ${SECONDS}s"; cat $R/env.txt
 left() { echo $(( DEADLINE - $(date +%s) )); }
-bench() { # tree dir, name, rev
+bench() { # tree dir, name, rev, kernels...
   [ $(left) -lt 40 ] && { echo "$2 skipped"; return; }
-  (cd $1 && GPTQ_MI100_GIT_COMMIT=$3 timeout 80 python3 -m benchmarks.bench_gemm --device cuda --no-plot \
-     --shapes qwen3-32b-tp4 4096x28672 --bits 4 --m 1 8 --kernels auto transposed_mma:splits=1,kslices=8 \
-     --out-dir $R/$2 > $R/$2.log 2>&1)
-  echo "$2 ${SECONDS}s"
+  local d=$1 n=$2 r=$3; shift 3
+  (cd $d && GPTQ_MI100_GIT_COMMIT=$r timeout 90 python3 -m benchmarks.bench_gemm --device cuda --no-plot \
+     --shapes qwen3-32b-tp4 4096x28672 --bits 4 --m 1 8 --kernels "$@" --out-dir $R/$n > $R/$n.log 2>&1)
+  echo "$n ${SECONDS}s"
 }
-bench . tree "$(cat .treerev)"
-bench .baseline baseline 1c704c6
+bench . tree "$(cat .treerev)" auto transposed_mma:splits=1,kslices=8 transposed_mma:splits=1,kslices=16
+bench .baseline baseline "$(cut -d' ' -f1 .baseline/REV)" auto transposed_mma:splits=1,kslices=8
 python3 benchmarks/results/session16-2026-12-07/summary.py $R/tree $R/baseline
 tar czf $A/x.tgz -C $R .
 [ $(left) -gt 40 ] && GPTQ_MI100_TEST_DEVICE=cuda timeout $(( $(left) - 10 )) python3 -m pytest -q -x -n 8 \
-  -p no:cacheprovider tests/test_gemm.py > $R/tests.log 2>&1; tail -3 $R/tests.log
+  -p no:cacheprovider tests/test_kernel_specs.py tests/test_gemm.py > $R/tests.log 2>&1; tail -3 $R/tests.log
 tar czf $A/x.tgz -C $R .
