@@ -761,9 +761,9 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS, SW)) void gptq
   __shared__ float s_slices[kMmaKSlices ? kMmaWaves * NB * 4 * WAVE : 1]; /* K-slice sums: [wave][b][i][lane] */
   __shared__ int s_last;
 
+  GPTQ_TP_MARK(0, 0.0f);
   /* wave = strip slot x K slice: the block's kMmaWaves / kslices strips, each walked by
    * kslices waves over consecutive parts of the split's tiles (summed in LDS below) */
-  GPTQ_TP_MARK(0, 0.0f);
   const int t = threadIdx.x, wave = gptq_wave_uniform((int)(threadIdx.x / WAVE)), lane = (int)(threadIdx.x % WAVE);
   const int kslices = kMmaKSlices && SW == 1 ? p.kslices : 1, strips_per_block = kMmaWaves / kslices;
   const int slice = wave % kslices;
