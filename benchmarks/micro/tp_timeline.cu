@@ -37,11 +37,14 @@ static constexpr int kEvents = 20;    /* 0 entry, 1 loads issued, 2..11 ends of 
 static constexpr int kMaxWaves = 1 << 16;
 __device__ unsigned long long g_tl[kMaxWaves * kEvents];
 
-/* the stamp is read after `dep` is available (the predicate makes it wait for it) */
+/* The stamp is read after `dep` is available: the read is predicated on an integer compare of
+ * dep's bits (which ptxas cannot fold, as it could a float compare with a NaN), so it waits for
+ * dep. One NaN payload would stamp 0 (read as "not stamped"). */
 __device__ __forceinline__ unsigned long long tl_stamp(float dep) {
   unsigned long long t;
   asm volatile(
-      "{ .reg .pred p; setp.eq.f32 p, %1, 0f7F800001; @p mov.u64 %0, 0; @!p mov.u64 %0, %%globaltimer; }"
+      "{ .reg .pred p; .reg .b32 b; mov.b32 b, %1; setp.eq.b32 p, b, 0x7fc0dead; @p mov.u64 %0, 0;"
+      " @!p mov.u64 %0, %%globaltimer; }"
       : "=l"(t)
       : "f"(dep));
   return t;
