@@ -18,7 +18,8 @@
  * results (the GPU tests do, on the same kernel).
  *
  * TL_DUMP=dir also writes each case's raw stamps to dir/caseNN.bin (9 int64 of header: K, N, M,
- * bits, splits, kslices, grid_x, ns per call, events; then waves x events uint64).
+ * bits, splits, kslices, grid_x, ns per call, events; then waves x events uint64 of %globaltimer,
+ * then the same of %clock64).
  *
  * Build and run (device machine, repository root):
  *   nvcc -O3 -std=c++17 -arch=sm_90 -I csrc/gpu benchmarks/micro/tp_timeline.cu \
@@ -35,7 +36,9 @@ static constexpr int kEvents = 20;    /* 0 entry, 1 loads issued, 2..11 ends of 
                                          14 slices summed, 15 partials written, 16 last block
                                          arrived, 17 exit (not last), 18 exit (last), 19 smid */
 static constexpr int kMaxWaves = 1 << 16;
-__device__ unsigned long long g_tl[kMaxWaves * kEvents];
+__device__ unsigned long long g_tl[kMaxWaves * kEvents];  /* %globaltimer, ns: across SMs */
+__device__ unsigned long long g_tlc[kMaxWaves * kEvents]; /* %clock64, SM cycles: a wave's own deltas,
+                                                             should the global timer be coarse */
 
 /* The stamp is read after `dep` is available: the read is predicated on an integer compare of
  * dep's bits (which ptxas cannot fold, as it could a float compare with a NaN), so it waits for
@@ -51,10 +54,12 @@ __device__ __forceinline__ unsigned long long tl_stamp(float dep) {
 }
 __device__ __forceinline__ void tl_mark(int ev, float dep) {
   const unsigned long long t = tl_stamp(dep);
+  const unsigned long long c = clock64();
   if ((threadIdx.x & 31) != 0) return;
   const size_t w = ((size_t)blockIdx.y * gridDim.x + blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
   if (w >= (size_t)kMaxWaves) return;
   g_tl[w * kEvents + ev] = t;
+  g_tlc[w * kEvents + ev] = c;
   if (ev == 0) {
     unsigned sm;
     asm volatile("mov.u32 %0, %%smid;" : "=r"(sm));
@@ -215,11 +220,13 @@ int main(int argc, char** argv) {
       CK(cudaEventElapsedTime(&ms, e0, e1));
       if (rep >= 3) us.push_back(1000.0 * ms / kLaunches);
     }
-    std::vector<unsigned long long> tl((size_t)kMaxWaves * kEvents);
+    std::vector<unsigned long long> tl((size_t)kMaxWaves * kEvents), tlc(tl.size());
     CK(cudaMemcpyFromSymbol(tl.data(), g_tl, tl.size() * 8));
+    CK(cudaMemcpyFromSymbol(tlc.data(), g_tlc, tlc.size() * 8));
     size_t waves = 0; /* waves index blocks x warps from 0 (tl_mark), whatever the block size */
     while (waves < (size_t)kMaxWaves && tl[waves * kEvents] != 0) ++waves;
     tl.resize(waves * kEvents);
+    tlc.resize(waves * kEvents);
     printf("\ncase K=%lld N=%lld M=%lld W%d: %d splits x %d slices, %lld x %d blocks, %zu waves; %.2f us per call (median "
            "of 22 graph replays, %d launches over %d copies)\n",
            K, N, M, bits, pl.splits, pl.kslices, (long long)pl.grid_x, pl.splits, waves, pct(us, 0.5), kLaunches, copies);
@@ -231,6 +238,7 @@ int main(int argc, char** argv) {
                                    (long long)(1000.0 * pct(us, 0.5)), kEvents};
         fwrite(head, sizeof head, 1, f);
         fwrite(tl.data(), 8, tl.size(), f);
+        fwrite(tlc.data(), 8, tlc.size(), f);
         fclose(f);
       }
     }
