@@ -4,26 +4,17 @@
  * (torch-free) with GPTQ_TP_MARK defined, so the kernel records a %globaltimer stamp per
  * wave at each phase (events below), and calls the extension's own launcher with a chosen
  * plan (splits, kslices; 0 = the launcher's). Each case is timed as the suite does (a CUDA
- * graph of 24 launches over weight copies rotated past L2, median replay) and the stamps
- * of the last launch of the last replay are summarised over the waves:
- *   start    entry, relative to the first wave's entry (block start skew)
- *   first    first tile's end - loads issued (one loaded latency + one tile of math)
- *   tile     later tiles' ends, one minus the one before (the chain step)
- *   loop     end of the wave's tile loop, relative to the first entry
- *   slices   the K-slice barrier and LDS sum (14 - 13)
- *   arrive   split-K: partials written -> arrival counted (fence, counter; non-last blocks)
- *   tail     split-K last block: arrival -> outputs stored
- *   end      the wave's exit, relative to the first entry (the launch's span is its max)
- * Values are the weights' and activations' random bits: the probe times, it does not check
- * results (the GPU tests do, on the same kernel).
- *
- * TL_DUMP=dir also writes each case's raw stamps to dir/caseNN.bin (9 int64 of header: K, N, M,
- * bits, splits, kslices, grid_x, ns per call, events; then waves x events uint64 of %globaltimer,
- * then the same of %clock64).
+ * graph of 24 launches over weight copies rotated past L2, median replay); it prints one line
+ * per case and writes the stamps of the last launch of the last replay to TL_DUMP/caseNN.bin
+ * (9 int64 of header: K, N, M, bits, splits, kslices, grid_x, ns per call, events; then waves x
+ * events uint64 of %globaltimer, then the same of %clock64). tp_timeline_report.py turns them
+ * into phases (start skew, first tile, each further tile, loop end, K-slice sum, split arrival
+ * and tail, exit). Values are the weights' and activations' random bits: the probe times, it
+ * does not check results (the GPU tests do, on the same kernel).
  *
  * Build and run (device machine, repository root):
  *   nvcc -O3 -std=c++17 -arch=sm_90 -I csrc/gpu benchmarks/micro/tp_timeline.cu \
- *     csrc/problem_check.c -o /tmp/tl && /tmp/tl K,N,M,splits,kslices[,bits] ...
+ *     csrc/problem_check.c -o /tmp/tl && TL_DUMP=/tmp/raw /tmp/tl K,N,M,splits,kslices[,bits] ...
  */
 #include <cuda_runtime.h>
 
@@ -108,13 +99,13 @@ static double pct(std::vector<double> v, double q) {
   std::sort(v.begin(), v.end());
   return v[(size_t)(q * (double)(v.size() - 1) + 0.5)];
 }
-static void row(const char* name, const std::vector<double>& v) {
-  if (v.empty()) return;
-  printf("  %-7s n=%6zu  min %6.2f  p10 %6.2f  p50 %6.2f  p90 %6.2f  max %6.2f us\n", name, v.size(), pct(v, 0),
-         pct(v, 0.1), pct(v, 0.5), pct(v, 0.9), pct(v, 1));
-}
 
 int main(int argc, char** argv) {
+  const char* dump_dir = getenv("TL_DUMP");
+  if (!dump_dir) {
+    fprintf(stderr, "set TL_DUMP to a directory for the raw stamps\n");
+    return 2;
+  }
   int sms = 0;
   CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
   unsigned long long* d_res;
@@ -230,9 +221,9 @@ int main(int argc, char** argv) {
     printf("\ncase K=%lld N=%lld M=%lld W%d: %d splits x %d slices, %lld x %d blocks, %zu waves; %.2f us per call (median "
            "of 22 graph replays, %d launches over %d copies)\n",
            K, N, M, bits, pl.splits, pl.kslices, (long long)pl.grid_x, pl.splits, waves, pct(us, 0.5), kLaunches, copies);
-    if (const char* dir = getenv("TL_DUMP")) { /* raw stamps for offline analysis */
+    { /* the raw stamps, for tp_timeline_report.py */
       char path[512];
-      snprintf(path, sizeof path, "%s/case%02d.bin", dir, ai);
+      snprintf(path, sizeof path, "%s/case%02d.bin", dump_dir, ai);
       if (FILE* f = fopen(path, "wb")) {
         const long long head[9] = {K, N, M, bits, pl.splits, pl.kslices, (long long)pl.grid_x,
                                    (long long)(1000.0 * pct(us, 0.5)), kEvents};
@@ -240,48 +231,13 @@ int main(int argc, char** argv) {
         fwrite(tl.data(), 8, tl.size(), f);
         fwrite(tlc.data(), 8, tlc.size(), f);
         fclose(f);
+      } else {
+        fprintf(stderr, "case %s: cannot write %s\n", argv[ai], path);
+        return 1;
       }
     }
-    const size_t nw = tl.size() / kEvents;
-    unsigned long long t0 = ~0ull;
-    for (size_t w = 0; w < nw; ++w) t0 = std::min(t0, tl[w * kEvents]);
-    auto at = [&](size_t w, int ev) { return (double)(tl[w * kEvents + ev] - t0) / 1000.0; };
-    auto dt = [&](size_t w, int e1_, int e0_) { return (double)(tl[w * kEvents + e1_] - tl[w * kEvents + e0_]) / 1000.0; };
-    std::vector<double> start, first, step, loop, slices, arrive, tail, end;
-    std::vector<int> per_sm(1024, 0);
-    for (size_t w = 0; w < nw; ++w) {
-      const unsigned long long* e = &tl[w * kEvents];
-      per_sm[e[19] & 1023]++;
-      start.push_back(at(w, 0));
-      int last_tile = -1;
-      for (int i = 2; i <= 11; ++i)
-        if (e[i] >= e[0]) last_tile = i; /* stamps of this launch only */
-      if (last_tile >= 2) first.push_back(dt(w, 2, 1));
-      for (int i = 3; i <= last_tile; ++i)
-        if (e[i - 1] >= e[0]) step.push_back(dt(w, i, i - 1));
-      loop.push_back(at(w, 13));
-      if (pl.kslices > 1) slices.push_back(dt(w, 14, 13));
-      const bool last = pl.splits > 1 && e[16] >= e[0] && e[18] >= e[16];
-      if (pl.splits > 1 && !last && e[17] >= e[15]) arrive.push_back(dt(w, 17, 15));
-      if (last) tail.push_back(dt(w, 18, 16));
-      end.push_back(last ? at(w, 18) : at(w, 17));
-    }
-    row("start", start);
-    row("first", first);
-    row("tile", step);
-    row("loop", loop);
-    row("slices", slices);
-    row("arrive", arrive);
-    row("tail", tail);
-    row("end", end);
-    int lo = 1 << 30, hi = 0, used = 0;
-    for (int s = 0; s < 1024; ++s)
-      if (per_sm[s]) {
-        ++used;
-        lo = std::min(lo, per_sm[s]);
-        hi = std::max(hi, per_sm[s]);
-      }
-    printf("  waves per SM: %d SMs used, %d to %d\n", used, lo, hi);
+    CK(cudaEventDestroy(e0));
+    CK(cudaEventDestroy(e1));
     CK(cudaGraphExecDestroy(exec));
     CK(cudaGraphDestroy(graph));
     release();

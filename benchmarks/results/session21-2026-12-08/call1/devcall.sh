@@ -30,7 +30,8 @@ for pass in 1 2; do
   done
 done
 tar -C /tmp/s21raw -czf $A/raw.tgz .
-grep -h "^case" $R/tl_base_1.txt $R/tl_tree_1.txt | cut -c1-150
+python3 benchmarks/micro/tp_timeline_report.py /tmp/s21raw/base_1 /tmp/s21raw/tree_1 > $R/tl_report.txt 2>&1
+grep -h "^case\|us per call" $R/tl_report.txt | cut -c1-150
 echo "probe done ${SECONDS}s"
 left() { echo $(( DEADLINE - $(date +%s) )); }
 bench() { # tree dir, name, rev, kernels...
