@@ -94,6 +94,9 @@ def tp_isa(name, body):
     return f"{name}:  ; @{name}\n" + "".join(f"\t{i}\n" for i in body) + ".Lfunc_end0:\n"
 
 
+# a split-K tail as gfx908 compiles it: partials stored and waited for, barrier, the counter add
+ARRIVE = ["global_store_dword v[1:2], v3, off", "s_waitcnt vmcnt(0) lgkmcnt(0)", "s_barrier",
+          "s_cbranch_execz .LBB0_2", "global_atomic_add v1, v2, v1, s[2:3] glc"]
 GOOD_F16 = ["global_load_dwordx4 v[9:12], v[1:2], off", "v_dot2c_f32_f16_e32 v1, v2, v3",
             "v_fma_f32 v1, v2, v3, v1",
             "v_pk_fma_f16 v29, v29, s34, v22 op_sel_hi:[1,0,1]"]  # exact dequantization, not a sum
@@ -160,7 +163,7 @@ def test_decode_target_flag_requires_every_tile(tmp_path):
     every += [(b, a, mt, {}, VARIANT_ISA[f], f) for b in (2, 4, 8) for a in (0, 1)
               for mt in (1, 2, 4, 8) for f in (1, 2, 3)]
     every += [(b, a, 16, {}, [["v_mfma_f32_16x16x16f16 a[0:3], v[0:1], v[2:3], a[0:3]"],
-                              ["v_mfma_f32_16x16x8bf16 a[0:3], v0, v1, a[0:3]"]][a], "mma")
+                              ["v_mfma_f32_16x16x8bf16 a[0:3], v0, v1, a[0:3]"]][a] + ARRIVE, "mma")
               for b in (2, 4, 8) for a in (0, 1)]
     r = run_decode(tmp_path, every, extra=["--decode-target"])
     assert r.returncode == 0, r.stdout + r.stderr
@@ -227,6 +230,25 @@ def test_mfma_check_passes_and_fails(tmp_path):
     assert "gptq_transposed_mma_kernel<4, 1, 16, 1>: no v_mfma_f32_16x16x8bf16" in out
     missing = run([(4, 0, f16)], extra=["--decode-target"])
     assert "gptq_transposed_mma_kernel<8, 1, 16, 1> is not compiled" in missing.stdout + missing.stderr
+
+
+def test_arrival_check_needs_each_waves_stores_complete_before_the_barrier():
+    """NOTES 53: the counter add is released by one thread after a barrier, so every wave must
+    wait for its partials (vmcnt(0)) between its last store and that barrier."""
+    name = device_report.demangle([tp_mangled(4, 0, 1)])[tp_mangled(4, 0, 1)]
+    store, add, good = ARRIVE[0], ARRIVE[-1], ARRIVE
+    fence_first = [store, "s_waitcnt vmcnt(0)", "buffer_wbinvl1_vol", "v_mov_b32 v1, 0",
+                   "s_waitcnt lgkmcnt(0)", "s_barrier", add]  # __threadfence, then the barrier
+    assert device_report.arrival_failures({name: good}) == ([], 1)
+    assert device_report.arrival_failures({name: fence_first}) == ([], 1)
+    for body in ([store, "s_waitcnt lgkmcnt(0)", "s_barrier", add],  # no wait for the store
+                 ["s_waitcnt vmcnt(0)", store, "s_barrier", add],  # waited before the store
+                 [store, "s_waitcnt vmcnt(0)", add]):  # no barrier: other waves not ordered
+        failures, checked = device_report.arrival_failures({name: body})
+        assert checked == 1 and len(failures) == 1, body
+    # a non-returning add (the bad-index counter) is not an arrival; other kernels are not checked
+    assert device_report.arrival_failures({name: [store, "s_barrier", "global_atomic_add v1, v2, s[2:3]"]}) == ([], 0)
+    assert device_report.arrival_failures({"gptq_gemm_kernel<4, 0, 1>": [store, "s_barrier", add]}) == ([], 0)
 
 
 def test_sm90_resident_blocks_follow_registers_and_shared_memory():

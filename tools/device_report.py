@@ -282,6 +282,44 @@ def mfma_failures(hip, funcs, require_all):
     return failures, len(seen), agprs
 
 
+# The split-K arrival's counter add (tp_arrive_last: one thread's returning atomic, glc)
+ARRIVE_ATOMIC = re.compile(r"^global_atomic_add\b.*\bglc\b")
+VMEM_STORE = re.compile(r"^(global|flat|buffer)_store_")
+
+
+def arrival_failures(funcs):
+    """(failures, checked) of the split-K arrival in the layout-2 GEMM kernels: the counter add,
+    made by one thread after a block barrier, publishes every wave's partials only if each
+    wave waited for its own stores (s_waitcnt vmcnt(0): on gfx9 a store leaves vmcnt once L2
+    has it) between its last store and the barrier (a fence in every thread, or the barrier's
+    own release; NOTES 53). Linear ISA order: the barrier is the last s_barrier before the
+    add, the store the last vector store before that."""
+    failures, checked = [], 0
+    for k in sorted(funcs, key=sort_key):
+        if not k.startswith(("gptq_transposed_kernel<", "gptq_transposed_mma_kernel<")):
+            continue
+        code = [i for i in funcs[k] if i and not i.startswith(".") and not i.endswith(":")]
+        for at, ins in enumerate(code):
+            if not ARRIVE_ATOMIC.match(ins):
+                continue
+            checked += 1
+            bar = max((j for j in range(at) if code[j].startswith("s_barrier")), default=None)
+            if bar is None:
+                failures.append(f"gfx908 {k}: split-K counter add with no block barrier before it")
+                continue
+            waited = False
+            for j in range(bar - 1, -1, -1):
+                if code[j].startswith("s_waitcnt") and "vmcnt(0)" in code[j]:
+                    waited = True
+                    break
+                if VMEM_STORE.match(code[j]):
+                    break
+            if not waited:
+                failures.append(f"gfx908 {k}: a store reaches the barrier before the split-K counter "
+                                "add without s_waitcnt vmcnt(0) (other waves' partials not published)")
+    return failures, checked
+
+
 SM90_THREADS_TRANSPOSED = 256  # kTpThreads: every gptq_transposed* kernel's block
 
 
@@ -403,6 +441,11 @@ def main():
     failures += var_failures
     mma_fail, mma_checked, mma_agprs = mfma_failures(hip, funcs, args.decode_target)
     failures += mma_fail
+    arrive_fail, arrive_checked = arrival_failures(funcs)
+    failures += arrive_fail
+    if args.decode_target and not arrive_checked:
+        failures.append("gfx908 ISA: no split-K counter add found in the layout-2 GEMM kernels "
+                        "(the arrival check saw nothing)")
 
     lines = [
         "# Device code resources: csrc/gpu/gptq_gpu.cu",
@@ -424,6 +467,9 @@ def main():
         "`gptq_transposed_mma_kernel` instantiations issue v_mfma_f32_16x16x16f16 (fp16) / "
         "v_mfma_f32_16x16x8bf16 (bf16); AGPRs used: "
         + (", ".join(sorted({str(v) for v in mma_agprs.values()})) or "none"),
+        f"- split-K arrival on gfx908: {arrive_checked - len(arrive_fail)} of {arrive_checked} "
+        "counter adds in `gptq_transposed*` kernels follow a barrier that each wave reaches after "
+        "s_waitcnt vmcnt(0) (its partials in L2)",
         f"- kernels in the module: {len(hip)} in the gfx908 code object, {len(ptx)} for sm_90 "
         "(one MI100 report saw small dispatches slow by 1.1-2.0 us as a code object grew; "
         "unverified here)",
