@@ -201,8 +201,8 @@ def test_variant_isa_checks_pass_and_fail_each_planted_problem(tmp_path):
 
 # ---- issue 11: the gfx908 matrix kernel issues its MFMA ----
 
-def mma_mangled(bits, act, mt, sw=1):
-    return f"_Z26gptq_transposed_mma_kernelILi{bits}ELi{act}ELi{mt}ELi{sw}EEv7tp_args"
+def mma_mangled(bits, act, mt, sw=1, waves=4):
+    return f"_Z26gptq_transposed_mma_kernelILi{bits}ELi{act}ELi{mt}ELi{sw}ELi{waves}EEv7tp_args"
 
 
 def test_mfma_check_passes_and_fails(tmp_path):
@@ -226,10 +226,10 @@ def test_mfma_check_passes_and_fails(tmp_path):
     bad = run([(4, 0, ["v_fma_f32 v1, v2, v3, v1"]), (4, 1, f16)])
     out = bad.stdout + bad.stderr
     assert bad.returncode == 1
-    assert "gptq_transposed_mma_kernel<4, 0, 16, 1>: no v_mfma_f32_16x16x16f16" in out
-    assert "gptq_transposed_mma_kernel<4, 1, 16, 1>: no v_mfma_f32_16x16x8bf16" in out
+    assert "gptq_transposed_mma_kernel<4, 0, 16, 1, 4>: no v_mfma_f32_16x16x16f16" in out
+    assert "gptq_transposed_mma_kernel<4, 1, 16, 1, 4>: no v_mfma_f32_16x16x8bf16" in out
     missing = run([(4, 0, f16)], extra=["--decode-target"])
-    assert "gptq_transposed_mma_kernel<8, 1, 16, 1> is not compiled" in missing.stdout + missing.stderr
+    assert "gptq_transposed_mma_kernel<8, 1, 16, 1, waves> is not compiled" in missing.stdout + missing.stderr
 
 
 def test_arrival_check_needs_each_waves_stores_complete_before_the_barrier():
@@ -260,3 +260,9 @@ def test_sm90_resident_blocks_follow_registers_and_shared_memory():
     assert blocks(32, 100 * 1024) == 2
     # threads cap: 2048 per SM
     assert blocks(16, 0) == 8 and blocks(16, 0, threads=128) == 16
+    # the mma kernel's block is its last template argument x 32 on sm_90: 16 waves at 64
+    # registers hold 2 blocks (kslices=16, NOTES 54), 8 waves 4
+    assert device_report.sm90_threads("gptq_transposed_mma_kernel<4, 0, 8, 1, 16>") == 512
+    assert device_report.sm90_threads("gptq_transposed_mma_kernel<4, 0, 8, 1, 8>") == 256
+    assert device_report.sm90_threads("gptq_transposed_kernel<4, 0, 8, 0>") == 256
+    assert blocks(64, 8196, threads=512) == 2

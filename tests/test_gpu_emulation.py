@@ -153,7 +153,8 @@ def test_split_k_past_one_load_batch(emulator, tmp_path):
 
 def test_matrix_kernel_k_slices(emulator, tmp_path):
     """transposed_mma with several waves per strip, each summing a slice of the split's K
-    tiles, the slices added in LDS: every slice count of the wave size, slices left empty
+    tiles, the slices added in LDS: every slice count of the wave size and 16 (a 512-thread
+    block), slices left empty
     (more slices than tiles), with and without K splits, narrow and wide row tiles, a ragged
     last strip and groups shorter than a tile."""
     wave, exe = emulator
@@ -163,8 +164,9 @@ def test_matrix_kernel_k_slices(emulator, tmp_path):
     seed = seed_of("emu-kslices", wave, bits, k, n, gs)
     _, w, tiled, w_ref = make_case(k, n, bits, gs, act, v2, seed)
     most = 256 // wave  # warps per block
+    # 16: a block of 16 warps per strip (row tile 8; M = 13 runs two passes of it)
     tiles = [{"kslices": most}, {"kslices": 2, "splits": 2}, {"kslices": most, "splits": 3, "mt": 16},
-             {"kslices": 2, "mt": 32}]
+             {"kslices": 2, "mt": 32}, {"kslices": 16, "mt": 8}, {"kslices": 16, "splits": 2, "mt": 8}]
     for m in (1, 13):
         a = torch.randn(m, k, generator=torch.Generator().manual_seed(seed + m)).half()
         ref = a.float() @ w_ref

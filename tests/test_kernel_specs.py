@@ -56,7 +56,9 @@ def test_spec_tiles_are_validated_against_the_kernel():
                         ("coalesced:mt=16", "mt must be 1, 2, 4 or 8|not in this build"),
                         ("transposed:kslices=2", "takes tile parameters mt="),
                         ("transposed_mma:kslices=3", "kslices must be 1|not in this build"),
-                        ("transposed_mma:kslices=16", "kslices must be 1|not in this build"),
+                        ("transposed_mma:kslices=32", "kslices must be 1|not in this build"),
+                        ("transposed_mma:kslices=16,mt=16", "kslices=16 needs mt=8|kslices must be 1|"
+                         "not in this build"),
                         ("transposed:sw=2", "takes tile parameters mt="),
                         ("transposed_mma:sw=3,mt=32", "sw must be 1, 2 or 4|not in this build"),
                         ("transposed_mma:sw=2", "sw=2 needs mt=32 or mt=64|not in this build"),
@@ -74,7 +76,7 @@ def test_kernel_table_lists_tiles():
         assert rows[name].tiles["mt"] == (1, 2, 4, 8) and rows[name].layouts == (2,)
         assert rows[name].auto_range == "below_large_m"
     assert rows["exllama"].tiles == {} and rows["dequant_matmul"].tiles == {}
-    assert rows["transposed_mma"].tiles["kslices"] in ((1, 2, 4, 8), (1,))  # NVIDIA / gfx908
+    assert rows["transposed_mma"].tiles["kslices"] in ((1, 2, 4, 8, 16), (1,))  # NVIDIA / gfx908
     # a GPU build lists the values valid alone: sw > 1 needs mt=32 or 64 with it
     assert rows["transposed_mma"].tiles["sw"] in ((1, 2, 4), (1,))
     assert kernels.kernel_spec("vectorized", mt=4, load=8) == "vectorized:load=8,mt=4"
@@ -181,6 +183,10 @@ def test_every_tile_matches_the_reference(device, bits):
             ref = a.float() @ w_ref
             for spec in specs:
                 out = torch.full((m, n), float("nan"), dtype=dtype, device=device)
+                if spec.endswith("kslices=16") and (bits == 2 or m > 8):  # row tile 8, 4/8-bit only
+                    with pytest.raises(ValueError, match="kslices=16 needs row tile 8"):
+                        ops.gemm(a.to(device), w, kernel=spec, out=out)
+                    continue
                 ops.gemm(a.to(device), w, kernel=spec, out=out)
                 assert_gemm_close(out, a, w_ref, ref, f"{spec} m={m} {dtype}")
                 again = ops.gemm(a.to(device), w, kernel=spec)
@@ -229,6 +235,41 @@ def test_strips_per_warp_refuse_2_bit(device):
     a = torch.randn(40, 512, device=device).half()
     with pytest.raises(ValueError, match="transposed_mma:mt=32,sw=2.*4- or 8-bit"):
         ops.gemm(a, w, kernel="transposed_mma:mt=32,sw=2")
+
+
+@pytest.mark.parametrize("bits, act_order, dtype", [(4, False, torch.float16), (4, True, torch.bfloat16),
+                                                    (8, False, torch.float16)])
+def test_sixteen_k_slices(device, bits, act_order, dtype):
+    """kslices=16: a 512-thread block per strip (row tile 8), on a qkv-length K with a ragged
+    last strip, with and without K splits, one and two passes of 8 rows: right, and the same
+    run to run. Another row tile or 2-bit weights get a ValueError naming the spec."""
+    if device.type != "cuda" or "transposed_mma" not in kernels.kernel_names("cuda"):
+        pytest.skip("GPU matrix kernel")
+    k, n = 5120, 1000
+    seed = seed_of("kslices16", bits, act_order)
+    t = quantize.random_gptq(k, n, bits, 128, symmetric=False, act_order=act_order, v2_zeros=False,
+                             seed=seed)
+    g_idx = t.g_idx if act_order else None
+    w_ref = reference.dequantize_reference(t.qweight, t.qzeros, t.scales, g_idx, bits, False)
+    w = ops.prepare(t.qweight.to(device), t.qzeros.to(device), t.scales.to(device),
+                    None if g_idx is None else g_idx.to(device), bits=bits, group_size=128, layout=2)
+    for m, spec in ((1, "transposed_mma:kslices=16"), (5, "transposed_mma:kslices=16,splits=2"),
+                    (8, "transposed_mma:kslices=16,splits=1"), (13, "transposed_mma:kslices=16,mt=8")):
+        a = torch.randn(m, k, generator=torch.Generator().manual_seed(seed + m)).to(dtype)
+        ref = a.float() @ w_ref
+        out = torch.full((m, n), float("nan"), dtype=dtype, device=device)
+        ops.gemm(a.to(device), w, kernel=spec, out=out)
+        assert_gemm_close(out, a, w_ref, ref, f"{spec} m={m}")
+        assert torch.equal(ops.gemm(a.to(device), w, kernel=spec), out), f"{spec} m={m}"
+    a = torch.randn(9, k, device=device).to(dtype)
+    with pytest.raises(ValueError, match="transposed_mma:kslices=16.*row tile 8"):
+        ops.gemm(a, w, kernel="transposed_mma:kslices=16")
+    t2 = quantize.random_gptq(512, 64, 2, 128, symmetric=False, act_order=False, v2_zeros=True,
+                              seed=seed_of("kslices16-2bit"))
+    w2 = ops.prepare(t2.qweight.to(device), t2.qzeros.to(device), t2.scales.to(device), None, bits=2,
+                     group_size=128, v2_zeros=True, layout=2)
+    with pytest.raises(ValueError, match="transposed_mma:kslices=16.*4- or 8-bit"):
+        ops.gemm(torch.randn(1, 512, device=device).half(), w2, kernel="transposed_mma:kslices=16")
 
 
 @pytest.mark.parametrize("bits, splits", [(8, 32), (4, 20)])

@@ -153,7 +153,7 @@ DECODE_KERNEL = re.compile(r"^gptq_transposed_kernel<(\d+), (\d+), (\d+), 0>$")
 VARIANT_KERNEL = re.compile(r"^gptq_transposed_kernel<(\d+), (\d+), (\d+), ([123])>$")
 VARIANT_NAMES = {1: "vectorized (load=8)", 2: "coalesced", 3: "warp_shuffle"}
 # <bits, act, row tile, strips per wave>
-MMA_KERNEL = re.compile(r"^gptq_transposed_mma_kernel<(\d+), (\d+), (\d+), (\d+)>$")
+MMA_KERNEL = re.compile(r"^gptq_transposed_mma_kernel<(\d+), (\d+), (\d+), (\d+), (\d+)>$")
 MMA_TILES = [(b, a, 16, 1) for b in (2, 4, 8) for a in (0, 1)]
 MFMA = {0: re.compile(r"^v_mfma_f32_16x16x16f16\b"), 1: re.compile(r"^v_mfma_f32_16x16x8bf16\b")}
 LOAD_X2 = re.compile(r"^(global|buffer)_load_dwordx2\b")
@@ -270,14 +270,14 @@ def mfma_failures(hip, funcs, require_all):
         m = MMA_KERNEL.match(k)
         if not m:
             continue
-        bits, act, mt, sw = (int(x) for x in m.groups())
+        bits, act, mt, sw, _waves = (int(x) for x in m.groups())
         seen.add((bits, act, mt, sw))
         agprs[k] = hip[k].get("agpr", "?")
         if not any(MFMA[act].match(i) for i in funcs.get(k) or []):
             failures.append(f"gfx908 matrix kernel (issue 11) {k}: no {MFMA[act].pattern[1:-2]}")
     for tile in MMA_TILES if require_all else ():
         if tile not in seen:
-            failures.append("gfx908 matrix kernel (issue 11): gptq_transposed_mma_kernel<%d, %d, %d, %d> "
+            failures.append("gfx908 matrix kernel (issue 11): gptq_transposed_mma_kernel<%d, %d, %d, %d, waves> "
                             "is not compiled" % tile)
     return failures, len(seen), agprs
 
@@ -320,7 +320,14 @@ def arrival_failures(funcs):
     return failures, checked
 
 
-SM90_THREADS_TRANSPOSED = 256  # kTpThreads: every gptq_transposed* kernel's block
+SM90_THREADS_TRANSPOSED = 256  # kTpThreads: the gptq_transposed* kernels' block, but
+SM90_WARP = 32                 # gptq_transposed_mma_kernel's, which is its last argument x 32
+
+
+def sm90_threads(name):
+    """Block size of a gptq_transposed* kernel on sm_90."""
+    m = MMA_KERNEL.match(name)
+    return int(m.group(5)) * SM90_WARP if m else SM90_THREADS_TRANSPOSED
 
 
 def sm90_resident_blocks(regs, smem, threads=SM90_THREADS_TRANSPOSED):
@@ -476,7 +483,8 @@ def main():
         "",
         "Template arguments: gemm <bits, act (0 fp16, 1 bf16), M_TILE>; transposed "
         "<bits, act, M_TILE, FEED (0 transposed / vectorized load=16, 1 vectorized load=8, "
-        "2 coalesced, 3 warp_shuffle)>; reduce <act>; dequant <bits, act>; permute <bits>.",
+        "2 coalesced, 3 warp_shuffle)>; transposed_mma <bits, act, row tile, strips per wave, "
+        "waves per block>; reduce <act>; dequant <bits, act>; permute <bits>.",
         "",
         "## gfx908 (MI100)",
         "",
@@ -498,15 +506,16 @@ def main():
         "",
         "## sm_90 (H100)",
         "",
-        f"Blocks/SM: resident {SM90_THREADS_TRANSPOSED}-thread blocks of the `gptq_transposed*` "
-        "kernels by registers and static shared memory (`sm90_resident_blocks`); other kernels -.",
+        f"Blocks/SM: resident blocks of the `gptq_transposed*` kernels ({SM90_THREADS_TRANSPOSED} threads; "
+        "the mma kernel's last argument x 32) by registers and static shared memory "
+        "(`sm90_resident_blocks`); other kernels -.",
         "",
         "| kernel | registers | spill stores bytes | spill loads bytes | stack bytes | static smem bytes | blocks/SM |",
         "|---|---|---|---|---|---|---|",
     ]
     for k in sorted(ptx, key=sort_key):
         v = ptx[k]
-        blocks = (sm90_resident_blocks(v["regs"], v.get("smem", 0))
+        blocks = (sm90_resident_blocks(v["regs"], v.get("smem", 0), sm90_threads(k))
                   if k.startswith("gptq_transposed") and "regs" in v else "-")
         lines.append(f"| `{k}` | {v.get('regs', '?')} | {v.get('spill_st', '?')} | "
                      f"{v.get('spill_ld', '?')} | {v.get('stack', '?')} | {v.get('smem', '?')} | {blocks} |")

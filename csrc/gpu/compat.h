@@ -472,7 +472,30 @@ static inline int gptq_resident_blocks(F* kernel, int threads) {
   return blocks > 0 ? blocks : 1;
 }
 
-/* Non-cached read of data other blocks wrote in this launch (after __threadfence):
+/* Split-K arrival: *counter += 1 at device scope, returning the old value, with acquire and
+ * release order, by one thread of the block after a block barrier. The barrier puts every
+ * thread's partials before this release (cumulativity: PTX and HSA memory models), and
+ * after it, plus a barrier, the block sees what every earlier arrival released. Instead of
+ * a full fence in every thread (sm_90: MEMBAR.SC.GPU per warp). NVIDIA: atom.acq_rel.gpu;
+ * gfx908: the HIP builtin at agent scope. */
+#if GPTQ_EMULATE
+__device__ __forceinline__ unsigned gptq_arrive_acq_rel(unsigned* counter) {
+  __threadfence();
+  return atomicAdd(counter, 1u);
+}
+#elif GPTQ_HIP
+__device__ __forceinline__ unsigned gptq_arrive_acq_rel(unsigned* counter) {
+  return __hip_atomic_fetch_add(counter, 1u, __ATOMIC_ACQ_REL, __HIP_MEMORY_SCOPE_AGENT);
+}
+#else
+__device__ __forceinline__ unsigned gptq_arrive_acq_rel(unsigned* counter) {
+  unsigned old;
+  asm volatile("atom.add.acq_rel.gpu.u32 %0, [%1], 1;" : "=r"(old) : "l"(counter) : "memory");
+  return old;
+}
+#endif
+
+/* Non-cached read of data other blocks wrote in this launch (after the arrival above):
  * volatile makes both compilers bypass the non-coherent L1 (ld.volatile / glc). */
 __device__ __forceinline__ float gptq_load_coherent(const float* p) {
   return *(const volatile float*)p;

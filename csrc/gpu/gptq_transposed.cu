@@ -183,15 +183,12 @@ __device__ __forceinline__ void tp_stage_act(pair_t* s_act, int stride, const tp
 
 /* Split-K arrival, called by every thread after its partials are stored: true (in every
  * thread) for the last block of the counter's column tile to arrive, which may then read
- * all blocks' partials. */
+ * all blocks' partials (compat.h: one acquire-release arrival per block, NOTES 53). */
 __device__ __forceinline__ bool tp_arrive_last(unsigned* counter, int splits, int* s_last) {
-  __threadfence();
   __syncthreads();
-  if (threadIdx.x == 0) *s_last = atomicAdd(counter, 1u) == (unsigned)(splits - 1);
+  if (threadIdx.x == 0) *s_last = gptq_arrive_acq_rel(counter) == (unsigned)(splits - 1);
   __syncthreads();
-  if (!*s_last) return false;
-  __threadfence();
-  return true;
+  return *s_last != 0;
 }
 
 /* An output's split-K partials summed in split order (ws: split 0's, `stride` floats per
@@ -677,6 +674,14 @@ static constexpr int kMmaLanes = 64 / GPTQ_MMA_CHUNKS; /* lanes of one matrix in
  * not given slices; the slice sum raised its wide tiles' VGPRs past 3 waves per SIMD (2-bit:
  * scratch), so the kernel there is built without it. */
 static constexpr bool kMmaKSlices = !GPTQ_TARGET_AMD;
+/* Waves of a 16-slice block (tile key kslices=16; NVIDIA row tile 8 at 4 and 8 bits): one strip
+ * per 512-thread block, its tiles walked by 16 warps, so a strip's chain halves again without a
+ * K split's tail: qkv W4 (160 strips of 40 tiles) 3 tiles per wave instead of 5 at 8 slices
+ * (NOTES 54). Same 64-register cap: 2 blocks = 32 warps per SM. */
+static constexpr int kMmaSliceWaves = 16;
+__host__ __device__ static constexpr bool kMmaWavesCompiled(int mt, int sw, int bits, int waves) {
+  return waves == kMmaWaves || (kMmaKSlices && waves == kMmaSliceWaves && mt == 8 && sw == 1 && bits >= 4);
+}
 
 /* The two (q - z) pairs of step `st` in a chunk word (pairs 2st, 2st + 1 of the chunk at
  * positions p, p + 1 of word (2st) / PPW), as A registers (fp16, or bf16 for bf16
@@ -733,8 +738,9 @@ __device__ __forceinline__ uint32_t tp_scaled_pair(uint32_t pair, uint32_t s2) {
          (uint32_t)gptq_float_to_bf16_bits(__uint_as_float(pair & 0xffff0000u) * sc) << 16;
 }
 
-template <int BITS, int ACT, int MT, int SW>
-__global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS, SW)) void gptq_transposed_mma_kernel(tp_args p) {
+template <int BITS, int ACT, int MT, int SW, int NW>
+__global__ GPTQ_LAUNCH_BOUNDS(NW* kMmaLanes, kMmaMinBlocks(MT, BITS, SW) * kMmaWaves / NW) void gptq_transposed_mma_kernel(
+    tp_args p) {
   constexpr int TK = 512 / BITS, STEPS = TK / 16, PPW = 16 / BITS;
   constexpr int CPL = GPTQ_MMA_CHUNKS, DS = GPTQ_MMA_DSCALES, ROWS = GPTQ_MMA_ROWS;
   constexpr int NB = MT / ROWS; /* instructions per step: activation rows 0..ROWS-1, ... */
@@ -756,16 +762,18 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS, SW)) void gptq
   constexpr bool kFold = SW > 1; /* scales folded into the weights (kMmaSwCompiled) */
   static_assert(MT % ROWS == 0 && (MT <= 16 || MT == 32 || MT == 64), "row tile: whole instructions");
   static_assert(kMmaSwCompiled(MT, SW, BITS), "strips per wave: see kMmaSwCompiled");
+  static_assert(kMmaWavesCompiled(MT, SW, BITS, NW) && (NW == kMmaWaves || kBGlobal), "waves per block: kMmaWavesCompiled");
+  constexpr int kThreads = NW * WAVE;
   /* rows x half pairs, each row padded to 8 (mod 32) words: conflict-free 8-byte reads */
   __shared__ __align__(16) uint32_t s_act[kBGlobal ? 4 : kMmaActElems / 2 + 40 * MT];
-  __shared__ float s_slices[kMmaKSlices ? kMmaWaves * NB * 4 * WAVE : 1]; /* K-slice sums: [wave][b][i][lane] */
+  __shared__ float s_slices[kMmaKSlices ? NW * NB * 4 * WAVE : 1]; /* K-slice sums: [wave][b][i][lane] */
   __shared__ int s_last;
 
   GPTQ_TP_MARK(0, 0.0f);
-  /* wave = strip slot x K slice: the block's kMmaWaves / kslices strips, each walked by
+  /* wave = strip slot x K slice: the block's NW / kslices strips, each walked by
    * kslices waves over consecutive parts of the split's tiles (summed in LDS below) */
   const int t = threadIdx.x, wave = gptq_wave_uniform((int)(threadIdx.x / WAVE)), lane = (int)(threadIdx.x % WAVE);
-  const int kslices = kMmaKSlices && SW == 1 ? p.kslices : 1, strips_per_block = kMmaWaves / kslices;
+  const int kslices = kMmaKSlices && SW == 1 ? p.kslices : 1, strips_per_block = NW / kslices;
   const int slice = wave % kslices;
   /* the wave's first strip; its SW strips are consecutive */
   const int64_t strip = ((int64_t)blockIdx.x * strips_per_block + wave / kslices) * SW, split = blockIdx.y;
@@ -1092,7 +1100,7 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS, SW)) void gptq
   GPTQ_TP_MARK(13, acc[0][0][0]);
   const int okslices = kMmaKSlices && SW == 1 ? p.kslices : 1;
   const int owave = kMmaKSlices ? gptq_wave_uniform((int)(gptq_thread_x_reread() / WAVE)) : wave;
-  const int oslice = owave % okslices, ostrips = kMmaWaves / okslices;
+  const int oslice = owave % okslices, ostrips = NW / okslices;
   if (okslices > 1) {
     float* mine = s_slices + owave * (NB * 4 * WAVE) + lane;
     if (oslice > 0)
@@ -1148,8 +1156,8 @@ __global__ GPTQ_LAUNCH_BOUNDS(kTpThreads, kMmaMinBlocks(MT, BITS, SW)) void gptq
    * 10-27% at M = 8 and 16 at the same split counts (H200, NOTES entry 34). */
   const int64_t gcol0 = (int64_t)gptq_block_x_reread() * ostrips * SW * 16;
   const int gcols = (int)(p.n - gcol0 < ostrips * SW * 16 ? p.n - gcol0 : ostrips * SW * 16);
-  if (rows * gcols <= 2 * kTpThreads) {
-    for (int o = t; o < rows * gcols; o += kTpThreads) {
+  if (rows * gcols <= 2 * kThreads) {
+    for (int o = t; o < rows * gcols; o += kThreads) {
       const int m = o / gcols, col = o - m * gcols;
       const int64_t row = p.m0 + m, ocol = gcol0 + col;
       store(row, ocol, tp_sum_partials<8>(p.ws + row * p.n + ocol, p.m * p.n, p.splits));
@@ -1320,18 +1328,20 @@ static int tp_feed(gptq_gpu_kernel kernel, const gptq_gpu_tile* tile) {
 
 /* Row tiles are whole instructions: NVIDIA 8, 16, 32, 64; gfx908 16, 32, 64 (no 8 there);
  * strips per wave as kMmaSwCompiled allows. */
-template <int B, int A, int M, int S>
+template <int B, int A, int M, int S, int W>
 static tp_kernel_fn tp_mma_fn() {
-  if constexpr (M % GPTQ_MMA_ROWS != 0 || !kMmaSwCompiled(M, S, B)) return nullptr;
-  else return gptq_transposed_mma_kernel<B, A, M, S>;
+  if constexpr (M % GPTQ_MMA_ROWS != 0 || !kMmaSwCompiled(M, S, B) || !kMmaWavesCompiled(M, S, B, W)) return nullptr;
+  else return gptq_transposed_mma_kernel<B, A, M, S, W>;
 }
 
-static tp_kernel_fn tp_mma_pick(int bits, int act, int mt, int sw) {
+static tp_kernel_fn tp_mma_pick(int bits, int act, int mt, int sw, int waves) {
 #define GPTQ_TP_CASE(B, A, M, S) \
-  if (bits == B && act == A && mt == M && sw == S) return tp_mma_fn<B, A, M, S>();
+  if (bits == B && act == A && mt == M && sw == S && waves == kMmaWaves) return tp_mma_fn<B, A, M, S, kMmaWaves>();
 #define GPTQ_TP_CASES(B, A)                                                                        \
   GPTQ_TP_CASE(B, A, 8, 1) GPTQ_TP_CASE(B, A, 16, 1) GPTQ_TP_CASE(B, A, 32, 1) GPTQ_TP_CASE(B, A, 32, 2) \
-  GPTQ_TP_CASE(B, A, 32, 4) GPTQ_TP_CASE(B, A, 64, 1) GPTQ_TP_CASE(B, A, 64, 2)
+  GPTQ_TP_CASE(B, A, 32, 4) GPTQ_TP_CASE(B, A, 64, 1) GPTQ_TP_CASE(B, A, 64, 2)                    \
+  if (bits == B && act == A && mt == 8 && sw == 1 && waves == kMmaSliceWaves)                       \
+    return tp_mma_fn<B, A, 8, 1, kMmaSliceWaves>();
   GPTQ_TP_CASES(2, kTpF16) GPTQ_TP_CASES(2, kTpBF16)
   GPTQ_TP_CASES(4, kTpF16) GPTQ_TP_CASES(4, kTpBF16)
   GPTQ_TP_CASES(8, kTpF16) GPTQ_TP_CASES(8, kTpBF16)
@@ -1343,7 +1353,9 @@ static tp_kernel_fn tp_mma_pick(int bits, int act, int mt, int sw) {
 struct tp_plan {
   tp_kernel_fn fn;
   int mt;               /* rows per pass */
-  int64_t grid_x;       /* strips (vector) or groups of kMmaWaves / kslices strips (mma) */
+  int64_t grid_x;       /* strips (vector) or groups of waves / kslices strips (mma) */
+  int waves;            /* mma: waves per block (kMmaWaves, or kMmaSliceWaves for 16 slices) */
+  int threads;          /* block size */
   int splits;           /* grid.y */
   int kslices;          /* mma: waves per strip, each a slice of the split's tiles */
   int sw;               /* mma: strips per wave */
@@ -1379,9 +1391,10 @@ static void tp_split(tp_plan* pl, const gptq_problem* p, int64_t tiles, int64_t 
  *   (fence, counter: arrive_fixed) and dependent L2 round trips (trip): one per 8 splits in
  *   the block-wide tail, one per split in the per-lane tail;
  *   K slices are summed in LDS behind one block barrier (nothing modelled).
- * The least cost; of equal ones the fewest slices, then the smallest s. */
-static void tp_mma_splits(int64_t tiles, int64_t strips, int64_t slots, int64_t rows, int64_t n, int kslices,
-                          int64_t* splits_out, int* kslices_out) { /* kslices 0: chosen too */
+ * The least cost; of equal ones the fewest slices, then the smallest s. Blocks of `waves`
+ * waves; chosen slices stay within kMmaWaves (16 slices only when asked: not yet measured). */
+static void tp_mma_splits(int64_t tiles, int64_t strips, int64_t slots, int64_t rows, int64_t n, int waves,
+                          int kslices, int64_t* splits_out, int* kslices_out) { /* kslices 0: chosen too */
   if (slots < 1) slots = 1;
   const double slowdown = 1.0 + (double)rows / 7.0;
   const double bytes = (double)tiles * (double)strips * 1024.0 * slowdown;
@@ -1397,14 +1410,14 @@ static void tp_mma_splits(int64_t tiles, int64_t strips, int64_t slots, int64_t 
   double best_cost = 0.0;
   const int ks_first = kslices ? kslices : 1, ks_last = kslices ? kslices : kMmaKSlices ? kMmaWaves : 1;
   for (int ks = ks_first; ks <= ks_last; ks *= 2) {
-    const int64_t grid_x = tp_ceil_div(strips, kMmaWaves / ks);
-    const int64_t gcols = (int64_t)(kMmaWaves / ks) * 16;
+    const int64_t grid_x = tp_ceil_div(strips, waves / ks);
+    const int64_t gcols = (int64_t)(waves / ks) * 16;
     /* only the smallest s of each split length (a larger one is the same launch): ~2
      * sqrt(tiles) candidates, not `tiles`, on the host path of every call */
     for (int64_t s = 1; s <= tiles;) {
       const int64_t tps = tp_ceil_div(tiles, s), rounds = tp_ceil_div(grid_x * s, slots);
       const double chain = (double)rounds * (double)tp_ceil_div(tps, ks) * tile_latency;
-      const double trips = (double)(rows * gcols > 2 * kTpThreads ? s : tp_ceil_div(s, 8));
+      const double trips = (double)(rows * gcols > 2 * waves * kMmaLanes ? s : tp_ceil_div(s, 8));
       const double cost = (chain > bytes ? chain : bytes) + (double)rounds * round_fixed +
                           (s > 1 ? (double)s * (double)rows * (double)n * 8.0 + arrive_fixed + trip * trips : 0.0);
       if (!best || cost < best_cost) {
@@ -1466,6 +1479,8 @@ static tp_plan tp_make_plan(const gptq_problem* p, gptq_gpu_kernel kernel, const
   const int want_slices = tile ? tile->kslices : 0, want_sw = tile ? tile->sw : 0;
   pl.kslices = 1;
   pl.sw = 1;
+  pl.waves = kMmaWaves;
+  pl.threads = kTpThreads;
   if (kernel == GPTQ_GPU_KERNEL_TRANSPOSED_MMA) {
     /* NVIDIA: M <= 8 costs one mma per step whatever M is, 9..16 two, M 17..32 one pass
      * of the 32-row tile (measured 1.3-1.9x faster than two passes of 16 on every Qwen3-32B
@@ -1480,32 +1495,53 @@ static tp_plan tp_make_plan(const gptq_problem* p, gptq_gpu_kernel kernel, const
     const bool b_global = kMmaBFromGlobal(pl.mt);
     const int64_t strips = tp_ceil_div(p->n, 16);
     pl.sw = want_sw ? want_sw : tp_mma_sw_default(pl.mt, p->bits, strips, sm_count);
-    pl.fn = tp_mma_pick(p->bits, act, pl.mt, pl.sw);
-    /* [act][row tile 8/16/32/64][sw 1/2/4][bits], 0 = not asked yet; racing writers store
-     * the same value. Per process: a build holds one architecture (sm_90 or gfx908), and
-     * every device of it gives the same answer. */
-    static int resident[2][4][3][9];
-    int* slot = &resident[act][pl.mt == 8 ? 0 : pl.mt == 16 ? 1 : pl.mt == 32 ? 2 : 3][pl.sw == 1 ? 0 : pl.sw == 2 ? 1 : 2]
-                         [p->bits];
-    int r = __atomic_load_n(slot, __ATOMIC_RELAXED);
-    if (!r && pl.fn) {
-      r = gptq_resident_blocks(pl.fn, kTpThreads);
-      __atomic_store_n(slot, r, __ATOMIC_RELAXED);
+    pl.waves = want_slices > kMmaWaves ? kMmaSliceWaves : kMmaWaves;
+    pl.threads = pl.waves * kMmaLanes;
+    pl.fn = tp_mma_pick(p->bits, act, pl.mt, pl.sw, pl.waves);
+    /* [act][row tile 8/16/32/64][sw 1/2/4][bits][kMmaWaves or 16 waves], 0 = not asked yet; racing
+     * writers store the same value. Per process: a build holds one architecture (sm_90 or
+     * gfx908), and every device of it gives the same answer. */
+    static int resident[2][4][3][9][2];
+    auto resident_of = [&](tp_kernel_fn fn, int waves) {
+      int* slot = &resident[act][pl.mt == 8 ? 0 : pl.mt == 16 ? 1 : pl.mt == 32 ? 2 : 3][pl.sw == 1 ? 0 : pl.sw == 2 ? 1 : 2]
+                           [p->bits][waves == kMmaWaves ? 0 : 1];
+      int r = __atomic_load_n(slot, __ATOMIC_RELAXED);
+      if (!r && fn) {
+        r = gptq_resident_blocks(fn, waves * kMmaLanes);
+        __atomic_store_n(slot, r, __ATOMIC_RELAXED);
+      }
+      return r > 0 ? r : 1;
+    };
+    /* Left open, row tile 8 takes 16 waves per strip (one split) where one round of those
+     * blocks holds every strip and the chain falls by 2 tiles or more against 8 slices: qkv's
+     * 160 strips on 132 SMs, 40 tiles, 3 per wave instead of 5 (H100: qkv `auto` W4 M 1..8
+     * -8..-17%, W8 -6..-8%; o's and down's 320 strips would take two rounds, +33%; NOTES 54,
+     * 56). The cost model below does not price 16-wave blocks. */
+    bool sixteen = false;
+    if (!want_slices && !want_splits && b_global && kMmaWavesCompiled(pl.mt, pl.sw, p->bits, kMmaSliceWaves) &&
+        tp_ceil_div(tiles, kMmaSliceWaves) + 2 <= tp_ceil_div(tiles, kMmaWaves)) {
+      const tp_kernel_fn fn16 = tp_mma_pick(p->bits, act, pl.mt, pl.sw, kMmaSliceWaves);
+      if (fn16 && strips <= (int64_t)sm_count * resident_of(fn16, kMmaSliceWaves)) {
+        sixteen = true;
+        pl.waves = kMmaSliceWaves;
+        pl.threads = pl.waves * kMmaLanes;
+        pl.fn = fn16;
+      }
     }
-    const int64_t slots = (int64_t)sm_count * (r > 0 ? r : 1);
+    const int64_t slots = (int64_t)sm_count * resident_of(pl.fn, pl.waves);
     /* splits given: one slice unless given too. Slices and splits chosen together for the
      * narrow tiles (the model fitted there); the wide ones keep entry 30's split rule and
      * one slice unless slices are given. Tiles staging activations in LDS (gfx908 narrow):
      * splits short enough for it, one slice, and one round of resident blocks when the
      * strip groups alone are too few */
-    int64_t fill = want_splits;
-    int ks = want_slices ? want_slices : 1;
-    if (b_global && !want_splits) {
+    int64_t fill = sixteen ? 1 : want_splits;
+    int ks = sixteen ? kMmaSliceWaves : want_slices ? want_slices : 1;
+    if (b_global && !want_splits && !sixteen) {
       if (pl.mt > 16 && want_slices <= 1) fill = tp_mma_splits_wide(tiles, strips, slots, rows, p->n, pl.sw);
-      else tp_mma_splits(tiles, strips, slots, rows, p->n, want_slices, &fill, &ks);
+      else tp_mma_splits(tiles, strips, slots, rows, p->n, pl.waves, want_slices, &fill, &ks);
     }
     pl.kslices = ks;
-    pl.grid_x = tp_ceil_div(strips, kMmaWaves / pl.kslices * pl.sw);
+    pl.grid_x = tp_ceil_div(strips, pl.waves / pl.kslices * pl.sw);
     if (!fill) fill = slots / pl.grid_x;
     tp_split(&pl, p, tiles, b_global ? tiles : kMmaActElems / (rows * tk), fill);
     pl.frag = kMmaBFrag(pl.mt);
@@ -1561,8 +1597,9 @@ const char* gptq_gpu_tile_unsupported(gptq_gpu_kernel kernel, const gptq_gpu_til
   if (tile->kslices && kernel != GPTQ_GPU_KERNEL_TRANSPOSED_MMA) return "only `transposed_mma` takes kslices";
   if (tile->kslices && !kMmaKSlices && tile->kslices != 1)
     return "kslices must be 1 on this target (transposed_mma has no K slices there)";
-  if (tile->kslices && ((tile->kslices & (tile->kslices - 1)) || tile->kslices > kMmaWaves))
-    return "kslices must be 1, 2, 4 or 8 (waves per strip)";
+  if (tile->kslices && ((tile->kslices & (tile->kslices - 1)) || tile->kslices > kMmaSliceWaves))
+    return "kslices must be 1, 2, 4, 8 or 16 (waves per strip; 16: row tile 8)";
+  if (tile->kslices > kMmaWaves && tile->row_tile && tile->row_tile != 8) return "kslices=16 needs mt=8";
   if (tile->sw && kernel != GPTQ_GPU_KERNEL_TRANSPOSED_MMA) return "only `transposed_mma` takes sw";
   if (tile->sw > 4 || tile->sw == 3) return "sw must be 1, 2 or 4 (strips per wave)"; /* < 0: above */
   if (tile->sw > 1 && !kMmaSwCompiled(tile->row_tile, tile->sw, 4))
@@ -1590,6 +1627,9 @@ const char* gptq_gpu_tile_problem_unsupported(const gptq_problem* p, gptq_gpu_ke
   if (p && tile && kernel == GPTQ_GPU_KERNEL_TRANSPOSED_MMA && tile->sw > 1 &&
       !kMmaSwCompiled(tile->row_tile, tile->sw, p->bits))
     return "sw > 1 needs 4- or 8-bit weights (2-bit tiles spill with several strips per wave: sw=1)";
+  if (p && tile && kernel == GPTQ_GPU_KERNEL_TRANSPOSED_MMA && tile->kslices > kMmaWaves &&
+      !kMmaWavesCompiled(tile->row_tile ? tile->row_tile : p->m <= 8 ? 8 : 16, 1, p->bits, kMmaSliceWaves))
+    return "kslices=16 needs row tile 8 (M <= 8 or mt=8) and 4- or 8-bit weights";
   return nullptr;
 }
 
@@ -1690,8 +1730,8 @@ gptq_status gptq_gpu_transposed_gemm(const gptq_problem* p, gptq_gpu_kernel kern
     a.m0 = m0;
     /* behind the gather: start the weight loads while it finishes (the kernel waits for it
      * before reading a) */
-    if (pl.gather && m0 == 0) gptq_launch_early(pl.fn, grid, dim3(kTpThreads), (gptq_stream_t)stream, a);
-    else GPTQ_LAUNCH(pl.fn, grid, kTpThreads, (gptq_stream_t)stream)(a);
+    if (pl.gather && m0 == 0) gptq_launch_early(pl.fn, grid, dim3(pl.threads), (gptq_stream_t)stream, a);
+    else GPTQ_LAUNCH(pl.fn, grid, pl.threads, (gptq_stream_t)stream)(a);
     const gptq_status st = gptq_launch_status();
     if (st != GPTQ_OK) return st;
   }

@@ -78,7 +78,7 @@ const std::vector<KernelEntry> kTable = {
      "M <= 64 on NVIDIA (row tiles 8, 16, 32, 64), per 16 rows on gfx908; M <= 8 (NVIDIA) / "
      "16 (gfx908) at the cost of M = 1",
      GPTQ_LAYOUT2(GPTQ_GPU_KERNEL_TRANSPOSED_MMA), &transposed_mma_compiled,
-     "mt=8,16,32,64;" GPTQ_SPLITS ";kslices=1,2,4,8;sw=1,2,4", GPTQ_LAYOUT2_TILES(GPTQ_GPU_KERNEL_TRANSPOSED_MMA),
+     "mt=8,16,32,64;" GPTQ_SPLITS ";kslices=1,2,4,8,16;sw=1,2,4", GPTQ_LAYOUT2_TILES(GPTQ_GPU_KERNEL_TRANSPOSED_MMA),
      &transposed_mma_auto_min_m, GPTQ_LAYOUT2_TILE_PROBLEM(GPTQ_GPU_KERNEL_TRANSPOSED_MMA)},
     {"transposed", KernelId::Transposed, kGpu, kLayoutTiled, 0, kTiledBits, AutoRange::BelowLargeM,
      "GPU decode kernel on the tiled layout: one weight pass for every M, in-launch "
