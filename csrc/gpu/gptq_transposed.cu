@@ -1392,7 +1392,7 @@ static void tp_split(tp_plan* pl, const gptq_problem* p, int64_t tiles, int64_t 
  *   the block-wide tail, one per split in the per-lane tail;
  *   K slices are summed in LDS behind one block barrier (nothing modelled).
  * The least cost; of equal ones the fewest slices, then the smallest s. Blocks of `waves`
- * waves; chosen slices stay within kMmaWaves (16 slices only when asked: not yet measured). */
+ * waves; chosen slices stay within kMmaWaves (16 slices: the rule in tp_make_plan, NOTES 56). */
 static void tp_mma_splits(int64_t tiles, int64_t strips, int64_t slots, int64_t rows, int64_t n, int waves,
                           int kslices, int64_t* splits_out, int* kslices_out) { /* kslices 0: chosen too */
   if (slots < 1) slots = 1;
