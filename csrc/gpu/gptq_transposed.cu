@@ -1496,7 +1496,6 @@ static tp_plan tp_make_plan(const gptq_problem* p, gptq_gpu_kernel kernel, const
     const int64_t strips = tp_ceil_div(p->n, 16);
     pl.sw = want_sw ? want_sw : tp_mma_sw_default(pl.mt, p->bits, strips, sm_count);
     pl.waves = want_slices > kMmaWaves ? kMmaSliceWaves : kMmaWaves;
-    pl.threads = pl.waves * kMmaLanes;
     pl.fn = tp_mma_pick(p->bits, act, pl.mt, pl.sw, pl.waves);
     /* [act][row tile 8/16/32/64][sw 1/2/4][bits][kMmaWaves or 16 waves], 0 = not asked yet; racing
      * writers store the same value. Per process: a build holds one architecture (sm_90 or
@@ -1524,10 +1523,10 @@ static tp_plan tp_make_plan(const gptq_problem* p, gptq_gpu_kernel kernel, const
       if (fn16 && strips <= (int64_t)sm_count * resident_of(fn16, kMmaSliceWaves)) {
         sixteen = true;
         pl.waves = kMmaSliceWaves;
-        pl.threads = pl.waves * kMmaLanes;
         pl.fn = fn16;
       }
     }
+    pl.threads = pl.waves * kMmaLanes;
     const int64_t slots = (int64_t)sm_count * resident_of(pl.fn, pl.waves);
     /* splits given: one slice unless given too. Slices and splits chosen together for the
      * narrow tiles (the model fitted there); the wide ones keep entry 30's split rule and
